@@ -1,0 +1,123 @@
+"""``create_app(settings)``: routes, middleware and the lifespan that owns every backend."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from synthia_rt.runtime import Runtime
+from synthia_rt.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def start_runtime(runtime: Runtime) -> None:
+    from synthia_rt.auth.tokens import TokenService
+    from synthia_rt.broker import create_broker
+    from synthia_rt.kv import create_kv
+    from synthia_rt.observability.metrics import Metrics
+    from synthia_rt.realtime.hub import Hub
+    from synthia_rt.store import engine as store
+
+    settings = runtime.settings
+    runtime.metrics = Metrics(runtime)
+    db_url = settings.effective_database_url
+    runtime.engine = store.configure(db_url)
+    await store.migrate(db_url)  # advisory-locked on PostgreSQL: concurrent starts migrate once
+    await store.open_pool(runtime.engine)
+
+    redis_url = settings.effective_redis_url
+    runtime.kv = create_kv(redis_url, settings.redis_namespace)
+    await runtime.kv.start()
+    runtime.broker = create_broker(redis_url, settings, runtime.node_id)
+    runtime.hub = Hub(runtime)
+    await runtime.hub.start()  # sets broker handlers, then starts the broker
+    runtime.tokens = TokenService(settings, runtime.kv)
+
+    from synthia_rt.analysis.service import AnalysisService
+
+    runtime.analysis = AnalysisService(runtime)
+    await runtime.analysis.start()
+    await runtime.metrics.start()
+    log.info("node started", extra={"node": runtime.node_id, "embedded": settings.embedded})
+
+
+async def stop_runtime(runtime: Runtime) -> None:
+    from synthia_rt.store import engine as store
+
+    runtime.draining = True
+    # Order: stop producing (sockets, analyses) → stop fan-out → close backends.
+    for closer in (
+        runtime.hub.drain if runtime.hub else None,
+        runtime.analysis.stop if runtime.analysis else None,
+        runtime.metrics.stop if runtime.metrics else None,
+        runtime.hub.stop if runtime.hub else None,
+        runtime.kv.close if runtime.kv else None,
+    ):
+        if closer is None:
+            continue
+        try:
+            await closer()
+        except Exception:  # noqa: BLE001 - shutdown must go on
+            log.exception("shutdown step failed")
+    if runtime.engine is not None:
+        await store.close_pool(runtime.engine)
+
+
+def build_routes() -> list[BaseRoute]:
+    from synthia_rt.realtime.endpoint import WebSocketEndpoint
+    from synthia_rt.rest import rest_routes
+    from synthia_rt.web import web_routes
+
+    return [
+        WebSocketRoute("/ws", WebSocketEndpoint),
+        Mount("/api/v1", routes=rest_routes()),
+        *web_routes(),
+    ]
+
+
+def build_middleware(settings: Settings) -> list[Middleware]:
+    from synthia_rt.observability.middleware import middleware_stack
+
+    return middleware_stack(settings)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    runtime = Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await start_runtime(runtime)
+        try:
+            yield
+        finally:
+            await stop_runtime(runtime)
+
+    from synthia_rt.rest.errors import exception_handlers
+
+    app = Starlette(
+        routes=build_routes(),
+        middleware=build_middleware(settings),
+        lifespan=lifespan,
+        exception_handlers=exception_handlers(),
+    )
+    app.state.runtime = runtime
+    return app
+
+
+def app_factory() -> Starlette:
+    """Entry point for ``uvicorn --factory synthia_rt.app:app_factory`` (each worker builds one)."""
+    from synthia_rt.observability.logging import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(settings)
+    return create_app(settings)
+
+
+_ = Route  # re-exported for modules that build routes from here

@@ -1,0 +1,1 @@
+"""Tokens (issue/verify/rotate), passwords (Argon2id) and revocation."""

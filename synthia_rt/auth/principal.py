@@ -1,0 +1,17 @@
+"""Who is calling: the verified identity carried by a request or a socket."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: str
+    role: str  # "user" | "admin"
+    jti: str  # id of the access token that authenticated this caller
+    expires_at: float  # unix seconds when that token expires
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"

@@ -1,0 +1,144 @@
+"""Error codes shared by REST and the socket, and close codes with their reconnect meaning.
+
+Errors are data: every refusal the service makes is one :class:`ErrorCode`, documented in
+``docs/protocol.md``.  Raise :class:`AppError` anywhere below the transport; the REST layer and
+the socket session turn it into ``{"error": {...}}`` / an error reply.  Nothing else (no
+exception text, no stack trace) ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorCode(enum.StrEnum):
+    # protocol
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_OP = "unknown_op"
+    # auth
+    UNAUTHORIZED = "unauthorized"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    TOKEN_EXPIRED = "token_expired"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_REUSED = "token_reused"
+    FORBIDDEN = "forbidden"
+    ACCOUNT_BLOCKED = "account_blocked"
+    # resources
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    VALIDATION_ERROR = "validation_error"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    # uploads and analyses
+    BAD_CHUNK = "bad_chunk"
+    TOO_LARGE = "too_large"
+    HASH_MISMATCH = "hash_mismatch"
+    INVALID_IMAGE = "invalid_image"
+    NO_FACE_DETECTED = "no_face_detected"
+    BLOCKED = "blocked"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    MODEL_ERROR = "model_error"
+    CANCELLED = "cancelled"
+    # infrastructure
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+# Meaning and HTTP status of each code; docs/protocol.md is checked against this table.
+ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
+    ErrorCode.BAD_REQUEST: (400, "The frame or body is malformed: not JSON, not an object, or a field has the wrong type."),
+    ErrorCode.UNKNOWN_OP: (400, "The command's `op` is not one this protocol version knows."),
+    ErrorCode.UNAUTHORIZED: (401, "No valid access token was presented."),
+    ErrorCode.INVALID_CREDENTIALS: (401, "Email or password is wrong (the two are never told apart)."),
+    ErrorCode.TOKEN_EXPIRED: (401, "The token's `exp` has passed; refresh it."),
+    ErrorCode.TOKEN_INVALID: (401, "The token is forged, revoked, of the wrong type, or for another user."),
+    ErrorCode.TOKEN_REUSED: (401, "A rotated refresh token was presented again; its whole family is revoked."),
+    ErrorCode.FORBIDDEN: (403, "The caller may not read this channel or resource."),
+    ErrorCode.ACCOUNT_BLOCKED: (403, "The account is blocked by an administrator."),
+    ErrorCode.NOT_FOUND: (404, "No such resource visible to the caller."),
+    ErrorCode.CONFLICT: (409, "The resource already exists (e.g. the email is registered)."),
+    ErrorCode.VALIDATION_ERROR: (422, "A field is missing or invalid; `field` names it."),
+    ErrorCode.RATE_LIMITED: (429, "Too many requests; wait `retry_after` seconds."),
+    ErrorCode.TOO_MANY_CONNECTIONS: (429, "The user already holds the maximum number of sockets."),
+    ErrorCode.BAD_CHUNK: (400, "An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded."),
+    ErrorCode.TOO_LARGE: (413, "The declared or actual size exceeds `max_image_bytes`."),
+    ErrorCode.HASH_MISMATCH: (400, "The received bytes do not hash to the declared `sha256`."),
+    ErrorCode.INVALID_IMAGE: (400, "Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb)."),
+    ErrorCode.NO_FACE_DETECTED: (422, "No face was found in the image."),
+    ErrorCode.BLOCKED: (422, "The model refused the input on safety grounds."),
+    ErrorCode.MODEL_UNAVAILABLE: (503, "The model could not be reached after retries; try again later."),
+    ErrorCode.MODEL_ERROR: (502, "The model answered with something that is not a valid result."),
+    ErrorCode.CANCELLED: (409, "The analysis was cancelled by its owner."),
+    ErrorCode.UNAVAILABLE: (503, "A backing service (database, Redis) is unreachable; temporary."),
+    ErrorCode.INTERNAL: (500, "An unexpected error; it was logged with the request id."),
+}
+
+TEMPORARY = {
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.TOO_MANY_CONNECTIONS,
+    ErrorCode.MODEL_UNAVAILABLE,
+    ErrorCode.UNAVAILABLE,
+    ErrorCode.INTERNAL,
+}
+
+
+@dataclass
+class AppError(Exception):
+    code: ErrorCode
+    message: str = ""
+    retry_after: float | None = None
+    field: str | None = None
+    temporary: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not self.message:
+            self.message = ERROR_DOCS[self.code][1]
+        if self.temporary is None:
+            self.temporary = self.code in TEMPORARY
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    @property
+    def status(self) -> int:
+        return ERROR_DOCS[self.code][0]
+
+    def to_dict(self) -> dict[str, object]:
+        body: dict[str, object] = {
+            "code": str(self.code),
+            "message": self.message,
+            "temporary": bool(self.temporary),
+        }
+        if self.retry_after is not None:
+            body["retry_after"] = round(self.retry_after, 3)
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes; ``RECONNECT`` says whether a client should come back."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    TRY_AGAIN_LATER = 1013
+    TOKEN_EXPIRED = 4001
+    SLOW_CONSUMER = 4008
+    RATE_LIMITED = 4009
+    SESSION_REVOKED = 4010
+
+
+CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
+    CloseCode.NORMAL: (False, "Closed normally (the client asked, or its session ended)."),
+    CloseCode.GOING_AWAY: (True, "The server is shutting down or the socket was idle; reconnect (to any node)."),
+    CloseCode.MESSAGE_TOO_BIG: (False, "A frame exceeded the size limits announced in `session.ready.limits`; fix the client."),
+    CloseCode.INTERNAL_ERROR: (True, "Unexpected server error; reconnect with backoff."),
+    CloseCode.TRY_AGAIN_LATER: (True, "The node is overloaded or a backing service is down; reconnect with backoff."),
+    CloseCode.TOKEN_EXPIRED: (True, "The access token expired unrefreshed; reconnect with a fresh token."),
+    CloseCode.SLOW_CONSUMER: (True, "The outbound queue overflowed; reconnect and resubscribe with `since`."),
+    CloseCode.RATE_LIMITED: (True, "Sustained command abuse; reconnect only after a backoff."),
+    CloseCode.SESSION_REVOKED: (False, "Logout, password change, deletion or block; do not reconnect with this token."),
+}

@@ -1,0 +1,61 @@
+"""Everything one process holds: backends, the hub, services. Built and torn down by the lifespan.
+
+Routes reach it as ``request.app.state.runtime``; nothing below reads globals.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from synthia_rt.settings import Settings
+
+if TYPE_CHECKING:
+    from piccolo.engine.base import Engine
+
+    from synthia_rt.analysis.service import AnalysisService
+    from synthia_rt.auth.tokens import TokenService
+    from synthia_rt.broker.base import Broker
+    from synthia_rt.kv.base import KeyValue
+    from synthia_rt.observability.metrics import Metrics
+    from synthia_rt.realtime.hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    engine: Engine | None = None
+    kv: KeyValue | None = None
+    broker: Broker | None = None
+    hub: Hub | None = None
+    tokens: TokenService | None = None
+    analysis: AnalysisService | None = None
+    metrics: Metrics | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    draining: bool = False
+
+    def __post_init__(self) -> None:
+        if self.settings.node_id:
+            self.node_id = self.settings.node_id
+
+    # Typed accessors: fail loudly if used before the lifespan built them.
+    def need_kv(self) -> KeyValue:
+        assert self.kv is not None, "kv not started"
+        return self.kv
+
+    def need_broker(self) -> Broker:
+        assert self.broker is not None, "broker not started"
+        return self.broker
+
+    def need_hub(self) -> Hub:
+        assert self.hub is not None, "hub not started"
+        return self.hub
+
+    def need_tokens(self) -> TokenService:
+        assert self.tokens is not None, "tokens not started"
+        return self.tokens

@@ -1,0 +1,124 @@
+"""Choose the Piccolo engine from the database URL; open/close pools; run migrations once.
+
+PostgreSQL: one asyncpg pool per process, opened and closed in the Starlette lifespan.
+SQLite: the embedded default (one process only).
+
+Migrations run under a PostgreSQL advisory lock so that several processes starting at once
+apply them exactly once; the others wait on the lock and then find nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+from synthia_rt.store.tables import TABLES
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK_ID = 0x5197_4A11  # arbitrary, constant: "synthia migrations"
+_engine: Engine | None = None
+_engine_url: str | None = None
+
+
+def build_engine(url: str) -> Engine:
+    scheme = urlparse(url).scheme
+    if scheme in {"postgres", "postgresql"}:
+        return PostgresEngine(config={"dsn": url}, log_queries=False)
+    if scheme == "sqlite":
+        path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteEngine(path=path)
+    raise ValueError(f"unsupported database URL scheme: {scheme!r}")
+
+
+def configure(url: str) -> Engine:
+    """Make ``url`` this process's database for every table (and for Piccolo's migrator)."""
+    global _engine, _engine_url
+    if _engine is not None and _engine_url == url:
+        return _engine
+    from piccolo.apps.migrations.tables import Migration
+
+    engine = build_engine(url)
+    for table in (*TABLES, Migration):
+        table._meta.db = engine
+    _engine, _engine_url = engine, url
+    return engine
+
+
+def current_engine() -> Engine:
+    if _engine is None:
+        from synthia_rt.settings import Settings
+
+        return configure(Settings.from_env().effective_database_url)
+    return _engine
+
+
+def is_postgres(engine: Engine) -> bool:
+    return isinstance(engine, PostgresEngine)
+
+
+async def open_pool(engine: Engine, max_size: int = 10) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.start_connection_pool(min_size=1, max_size=max_size)
+
+
+async def close_pool(engine: Engine) -> None:
+    if isinstance(engine, PostgresEngine):
+        await engine.close_connection_pool()
+
+
+async def ping(engine: Engine) -> bool:
+    try:
+        await engine.run_ddl("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - readiness reports, it does not raise
+        log.warning("database ping failed", exc_info=True)
+        return False
+
+
+async def _run_forwards() -> None:
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards(app_name="synthia", migration_id="all", fake=False)
+    if not result.success:
+        raise RuntimeError(f"migrations failed: {result.message}")
+
+
+async def migrate(url: str) -> None:
+    """Apply every pending migration; safe to call from many processes at once."""
+    engine = configure(url)
+    if isinstance(engine, PostgresEngine):
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+            try:
+                await _run_forwards()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        finally:
+            await conn.close()
+    else:
+        await _run_forwards()
+
+
+async def pending_migrations(url: str) -> list[str]:
+    """IDs of migrations not yet applied (``serve`` refuses to start on PostgreSQL if any)."""
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+    from piccolo.apps.migrations.tables import Migration
+
+    configure(url)
+    manager = BaseMigrationManager()
+    app_config = manager.get_app_config("synthia")
+    all_ids = list(manager.get_migration_modules(app_config.resolved_migrations_folder_path).keys())
+    if not await Migration.table_exists().run():
+        return all_ids
+    done = set(await Migration.get_migrations_which_ran(app_name="synthia"))
+    return [m for m in all_ids if m not in done]

@@ -1,0 +1,126 @@
+"""Piccolo tables: the persistent model of the service.
+
+Kept portable between PostgreSQL and SQLite: column-level constraints only, no GIN indexes,
+no ALTER COLUMN in migrations (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from piccolo.columns import (
+    JSON,
+    UUID,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.columns.base import OnDelete
+from piccolo.table import Table
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class User(Table, tablename="users"):
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    email = Varchar(length=320, unique=True, index=True)
+    password_hash = Text()
+    display_name = Varchar(length=120, default="")
+    role = Varchar(length=16, default="user")  # user | admin
+    active = Boolean(default=True)  # False = blocked by an admin
+    # Access tokens issued before this instant are invalid (logout-all, password change, block).
+    tokens_valid_after = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class RefreshFamily(Table, tablename="refresh_families"):
+    """One login's chain of rotated refresh tokens; re-use of an old link revokes the chain."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    current_jti = Varchar(length=64)
+    revoked = Boolean(default=False)
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+    last_used_at = Timestamptz()
+
+
+class Analysis(Table, tablename="analyses"):
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    kind = Varchar(length=16)  # facial | chromatic
+    status = Varchar(length=16, default="queued")  # queued|running|done|failed|cancelled
+    image_sha256 = Varchar(length=64, null=True, default=None, index=True)
+    inputs = JSON(default={})
+    result = JSON(null=True, default=None)
+    cached = Boolean(default=False)
+    model = Varchar(length=80, default="")
+    prompt_version = Varchar(length=40, default="")
+    usage = JSON(default={})
+    error_code = Varchar(length=40, null=True, default=None)
+    error_message = Text(null=True, default=None)
+    duration_ms = Integer(null=True, default=None)
+    created_at = Timestamptz(index=True)
+    started_at = Timestamptz(null=True, default=None)
+    finished_at = Timestamptz(null=True, default=None)
+
+
+class Feedback(Table, tablename="feedback"):
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    analysis = ForeignKey(references=Analysis, on_delete=OnDelete.cascade, null=True)
+    rating = Integer()
+    comment = Text(default="")
+    created_at = Timestamptz()
+
+
+class Notification(Table, tablename="notifications"):
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    kind = Varchar(length=40, default="info")
+    title = Varchar(length=200)
+    body = Text(default="")
+    read = Boolean(default=False)
+    created_at = Timestamptz(index=True)
+
+
+class AuditLog(Table, tablename="audit_log"):
+    """Who did what; ids only, never passwords, tokens, emails of deleted users or image data."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    action = Varchar(length=60, index=True)
+    actor_id = Varchar(length=36, null=True, default=None)  # not a FK: survives deletion
+    subject_id = Varchar(length=36, null=True, default=None)
+    ip = Varchar(length=64, null=True, default=None)
+    detail = JSON(default={})
+    created_at = Timestamptz(index=True)
+
+
+class StoredImage(Table, tablename="stored_images"):
+    """An image uploaded over REST (``file_id``); bytes live in the upload store with a TTL."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    sha256 = Varchar(length=64)
+    content_type = Varchar(length=40)
+    size = Integer()
+    created_at = Timestamptz()
+    expires_at = Timestamptz()
+
+
+TABLES: tuple[type[Table], ...] = (
+    User,
+    RefreshFamily,
+    Analysis,
+    Feedback,
+    Notification,
+    AuditLog,
+    StoredImage,
+)

@@ -1,0 +1,165 @@
+"""Shared fixtures: a fresh PostgreSQL database per test run, a private Redis namespace per
+test, in-process apps on either backend, and real uvicorn nodes on loopback.
+
+Environment (defaults match the CI machine):
+  TEST_PG_ADMIN_URL  postgresql://postgres@127.0.0.1:5432/postgres
+  TEST_REDIS_URL     redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from synthia_rt.app import create_app, start_runtime, stop_runtime
+from synthia_rt.settings import Settings
+from tests.nodes import Node, start_node
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+JWT_SECRET = "test-" + "k" * 40  # long enough for production mode; tests only
+
+
+def _db_url(name: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test run (dropped at the end)."""
+    name = f"synthia_test_{os.getpid()}_{secrets.token_hex(3)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield _db_url(name)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"synthia-test-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+async def redis_client(namespace: str) -> AsyncIterator[aioredis.Redis]:
+    """A raw Redis client for assertions; deletes the test's namespace afterwards."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+            await client.delete(key)
+        await client.aclose()
+
+
+@pytest.fixture
+def settings_for(pg_url: str, namespace: str, tmp_path: Path) -> Any:
+    """``settings_for("redis")`` → PostgreSQL + Redis; ``settings_for("memory")`` → embedded."""
+
+    def make(backend: str = "redis", **overrides: Any) -> Settings:
+        if backend == "redis":
+            base = Settings(
+                database_url=pg_url,
+                redis_url=REDIS_URL,
+                redis_namespace=namespace,
+                jwt_secret_key=JWT_SECRET,
+                data_dir=str(tmp_path / "data"),
+                log_json=False,
+            )
+        elif backend == "memory":
+            base = Settings(
+                database_url="",
+                redis_url="",
+                redis_namespace=namespace,
+                data_dir=str(tmp_path / "data"),
+                log_json=False,
+            )
+        else:
+            raise ValueError(backend)
+        fast = {"argon2_memory_kib": 19 * 1024}
+        return base.with_(**{**fast, **overrides})
+
+    return make
+
+
+@pytest.fixture(params=["redis", "memory"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Parametrises a test over both backends: the shared scenario suite."""
+    return str(request.param)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    app = create_app(settings)
+    runtime = app.state.runtime
+    await start_runtime(runtime)
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield app, client
+    finally:
+        await stop_runtime(runtime)
+
+
+@pytest.fixture
+async def app_client(settings_for: Any, backend: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    async with running_app(settings_for(backend)) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def pg_app(settings_for: Any) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    async with running_app(settings_for("redis")) as pair:
+        yield pair
+
+
+@pytest.fixture
+def node_env(pg_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for real uvicorn nodes sharing this test's PostgreSQL and Redis."""
+    return {
+        "DATABASE_URL": pg_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_NAMESPACE": namespace,
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "SYNTHIA_DATA_DIR": str(tmp_path / "data"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+async def two_nodes(node_env: dict[str, str], redis_client: aioredis.Redis) -> AsyncIterator[tuple[Node, Node]]:
+    """Two real uvicorn processes on loopback sharing one Redis and one PostgreSQL."""
+    a = await start_node(node_env)
+    try:
+        b = await start_node(node_env)
+        try:
+            yield a, b
+        finally:
+            await b.stop()
+    finally:
+        await a.stop()
+
+
+def unique_email() -> str:
+    return f"u-{uuid.uuid4().hex[:12]}@example.com"

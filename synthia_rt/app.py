@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 
 from synthia_rt.runtime import Runtime
 from synthia_rt.settings import Settings
 
 log = logging.getLogger(__name__)
-
 
 async def start_runtime(runtime: Runtime) -> None:
     from synthia_rt.auth.tokens import TokenService
@@ -46,7 +45,6 @@ async def start_runtime(runtime: Runtime) -> None:
     await runtime.metrics.start()
     log.info("node started", extra={"node": runtime.node_id, "embedded": settings.embedded})
 
-
 async def stop_runtime(runtime: Runtime) -> None:
     from synthia_rt.store import engine as store
 
@@ -68,24 +66,21 @@ async def stop_runtime(runtime: Runtime) -> None:
     if runtime.engine is not None:
         await store.close_pool(runtime.engine)
 
-
 def build_routes() -> list[BaseRoute]:
-    from synthia_rt.realtime.endpoint import WebSocketEndpoint
+    from synthia_rt.realtime.endpoint import websocket_endpoint
     from synthia_rt.rest import rest_routes
     from synthia_rt.web import web_routes
 
     return [
-        WebSocketRoute("/ws", WebSocketEndpoint),
+        WebSocketRoute("/ws", websocket_endpoint),
         Mount("/api/v1", routes=rest_routes()),
         *web_routes(),
     ]
-
 
 def build_middleware(settings: Settings) -> list[Middleware]:
     from synthia_rt.observability.middleware import middleware_stack
 
     return middleware_stack(settings)
-
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
@@ -110,7 +105,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.runtime = runtime
     return app
 
-
 def app_factory() -> Starlette:
     """Entry point for ``uvicorn --factory synthia_rt.app:app_factory`` (each worker builds one)."""
     from synthia_rt.observability.logging import configure_logging
@@ -118,6 +112,3 @@ def app_factory() -> Starlette:
     settings = Settings.from_env()
     configure_logging(settings)
     return create_app(settings)
-
-
-_ = Route  # re-exported for modules that build routes from here

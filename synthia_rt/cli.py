@@ -1,0 +1,131 @@
+"""``synthia-rt serve | migrate | create-admin | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+from synthia_rt.settings import Settings, SettingsError
+
+
+class GracefulServer:
+    """uvicorn.Server that closes our sockets with 1001 before uvicorn would send 1012."""
+
+    @staticmethod
+    def build(config: Any) -> Any:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            async def shutdown(self, sockets: Any = None) -> None:
+                from synthia_rt.realtime.hub import LIVE_HUBS
+
+                for hub in list(LIVE_HUBS):
+                    hub.runtime.draining = True
+                    await hub.drain()
+                await super().shutdown(sockets)
+
+        return _Server(config)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1 and settings.embedded:
+        print(
+            "synthia-rt: --workers > 1 needs shared backends. The embedded default keeps state in\n"
+            "this process (SQLite file, in-process broker), so a second worker would not see it.\n"
+            "Set DATABASE_URL=postgresql://… and REDIS_URL=redis://… (see .env.example), or use\n"
+            "--workers 1.",
+            file=sys.stderr,
+        )
+        return 2
+    header_room = 24  # chunk header: 16-byte id + 8-byte offset
+    config = uvicorn.Config(
+        "synthia_rt.app:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws_max_size=max(settings.max_chunk_bytes + header_room, settings.max_message_bytes),
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+        log_level=settings.log_level.lower(),
+        access_log=False,  # our middleware logs requests as JSON, without query strings
+        proxy_headers=True,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    server = GracefulServer.build(config)
+    if args.workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, target=server.run, sockets=[sock]).run()
+    else:
+        server.run()
+    return 0
+
+
+def _migrate(settings: Settings) -> int:
+    from synthia_rt.store.engine import migrate
+
+    asyncio.run(migrate(settings.effective_database_url))
+    return 0
+
+
+def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from synthia_rt.store.admin import create_admin
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat: "):
+            print("passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("password must have at least 8 characters", file=sys.stderr)
+        return 1
+    user_id = asyncio.run(create_admin(settings, args.email, password))
+    print(f"admin {args.email} ready (id {user_id})")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="synthia-rt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP + WebSocket server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
+    admin = sub.add_parser("create-admin", help="create or promote an admin (password from prompt or stdin)")
+    admin.add_argument("email")
+    bench = sub.add_parser("bench", help="run load scenarios against running nodes (see bench/)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        from bench.__main__ import main as bench_main
+
+        return int(bench_main(args.rest) or 0)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"synthia-rt: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(args, settings)
+    if args.command == "migrate":
+        return _migrate(settings)
+    if args.command == "create-admin":
+        return _create_admin(args, settings)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""One handler per op: the whole of protocol section 3, in one readable table.
+
+A handler returns the reply's fields (the session wraps them in ``{"id", "ok": true}``), or None
+when it already replied itself because events must follow the reply (subscribe and the ops that
+join an analysis channel).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from synthia_rt.broker.base import Position
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import analysis_channel
+
+if TYPE_CHECKING:
+    from synthia_rt.analysis.service import AnalysisService
+    from synthia_rt.realtime.session import Session
+
+Handler = Callable[["Session", Any], Awaitable[dict[str, Any] | None]]
+
+
+def _analysis(session: Session) -> AnalysisService:
+    service = session.runtime.analysis
+    if service is None:
+        raise AppError(ErrorCode.UNAVAILABLE, "analysis is not available on this node")
+    return service
+
+
+async def ping(session: Session, cmd: p.Ping) -> dict[str, Any]:
+    return {"ts": time.time()}
+
+
+async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> dict[str, Any]:
+    principal = await session.runtime.need_tokens().verify_access(cmd.token)
+    if principal.user_id != session.principal.user_id:
+        raise AppError(ErrorCode.TOKEN_INVALID, "the token belongs to another user")
+    session.refresh(principal)
+    return {"expires_in": max(0, int(principal.expires_at - time.time()))}
+
+
+async def subscribe(session: Session, cmd: p.Subscribe) -> None:
+    channel = await session.authorize(cmd.channel)
+    since = Position(cmd.since.offset, cmd.since.epoch) if cmd.since else None
+    await session.subscribe(channel, since, command_id=cmd.id)
+
+
+async def unsubscribe(session: Session, cmd: p.Unsubscribe) -> dict[str, Any]:
+    await session.unsubscribe(cmd.channel)
+    return {}
+
+
+async def analysis_start(session: Session, cmd: p.AnalysisStart) -> None:
+    reply = await _analysis(session).start_analysis(
+        session.principal,
+        kind=cmd.kind,
+        content_type=cmd.content_type,
+        size=cmd.size,
+        sha256=cmd.sha256,
+        file_id=cmd.file_id,
+    )
+    await session.subscribe(reply["channel"], None, command_id=cmd.id, reply_fields=reply, from_start=True)
+
+
+async def upload_status(session: Session, cmd: p.UploadStatus) -> dict[str, Any]:
+    return await _analysis(session).upload_status(session.principal, uuid.UUID(cmd.analysis_id))
+
+
+async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> dict[str, Any]:
+    await _analysis(session).cancel(session.principal, uuid.UUID(cmd.analysis_id))
+    return {}
+
+
+async def quiz_start(session: Session, cmd: p.QuizStart) -> None:
+    reply = await _analysis(session).quiz_start(session.principal, cmd.locale)
+    channel = analysis_channel(str(reply["quiz_id"]))
+    await session.subscribe(channel, None, command_id=cmd.id, reply_fields=reply, from_start=True)
+
+
+async def quiz_answer(session: Session, cmd: p.QuizAnswer) -> dict[str, Any]:
+    return await _analysis(session).quiz_answer(session.principal, cmd.quiz_id, cmd.question, cmd.answer)
+
+
+async def quiz_submit(session: Session, cmd: p.QuizSubmit) -> dict[str, Any] | None:
+    reply = await _analysis(session).quiz_submit(session.principal, cmd.quiz_id)
+    if reply["channel"] in session.subscribed_channels():
+        return reply
+    await session.subscribe(reply["channel"], None, command_id=cmd.id, reply_fields=reply, from_start=True)
+    return None
+
+
+HANDLERS: dict[str, Handler] = {
+    p.Ping.op: ping,
+    p.AuthRefresh.op: auth_refresh,
+    p.Subscribe.op: subscribe,
+    p.Unsubscribe.op: unsubscribe,
+    p.AnalysisStart.op: analysis_start,
+    p.UploadStatus.op: upload_status,
+    p.AnalysisCancel.op: analysis_cancel,
+    p.QuizStart.op: quiz_start,
+    p.QuizAnswer.op: quiz_answer,
+    p.QuizSubmit.op: quiz_submit,
+}
+assert set(HANDLERS) == set(p.COMMANDS), "every op in the protocol has exactly one handler"
+
+
+async def dispatch(session: Session, command: p.Command) -> dict[str, Any] | None:
+    return await HANDLERS[command.op](session, command)

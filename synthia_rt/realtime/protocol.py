@@ -1,0 +1,200 @@
+"""synthia.v1 message models and codec — the only place socket frames are parsed.
+
+Inbound text frames decode to one :class:`Command` subclass chosen by ``op``; every way a frame
+can be wrong maps to :class:`ProtocolError` with ``bad_request`` or ``unknown_op`` and the ``id``
+echoed when one could be read. Outbound frames are built here too, so the wire format lives in
+one module (docs/protocol.md is checked against these models by tests/test_protocol_docs.py).
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from typing import Annotated, Any, ClassVar, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synthia_rt.errors import AppError, ErrorCode
+
+SUBPROTOCOL = "synthia.v1"
+BEARER_PREFIX = "bearer."
+CHUNK_HEADER = struct.Struct(">16sQ")  # analysis UUID bytes, durable offset (unsigned BE)
+
+PositiveId = Annotated[int, Field(gt=0, strict=True)]
+UUIDStr = Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{32,36}$")]
+
+
+class _Model(BaseModel):
+    # Strict: "7" is not 7. Unknown extra fields are ignored so clients may grow first.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+# --- commands (client → server) ------------------------------------------------------------
+class Command(_Model):
+    op: ClassVar[str]
+    id: PositiveId
+
+
+class Ping(Command):
+    op: ClassVar[str] = "ping"
+
+
+class AuthRefresh(Command):
+    op: ClassVar[str] = "auth.refresh"
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class Since(_Model):
+    offset: Annotated[int, Field(ge=0, strict=True)]
+    epoch: Annotated[str, Field(max_length=64)]
+
+
+class Subscribe(Command):
+    op: ClassVar[str] = "subscribe"
+    channel: Annotated[str, Field(min_length=1, max_length=200)]
+    since: Since | None = None
+
+
+class Unsubscribe(Command):
+    op: ClassVar[str] = "unsubscribe"
+    channel: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class AnalysisStart(Command):
+    op: ClassVar[str] = "analysis.start"
+    kind: Literal["facial"]
+    content_type: Annotated[str, Field(max_length=100)] | None = None
+    size: Annotated[int, Field(gt=0, strict=True)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")] | None = None
+    file_id: UUIDStr | None = None
+
+
+class UploadStatus(Command):
+    op: ClassVar[str] = "upload.status"
+    analysis_id: UUIDStr
+
+
+class AnalysisCancel(Command):
+    op: ClassVar[str] = "analysis.cancel"
+    analysis_id: UUIDStr
+
+
+class QuizStart(Command):
+    op: ClassVar[str] = "quiz.start"
+    locale: Annotated[str, Field(max_length=20)] | None = None
+
+
+class QuizAnswer(Command):
+    op: ClassVar[str] = "quiz.answer"
+    quiz_id: UUIDStr
+    question: Annotated[str, Field(min_length=1, max_length=64)]
+    answer: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class QuizSubmit(Command):
+    op: ClassVar[str] = "quiz.submit"
+    quiz_id: UUIDStr
+
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.op: cls
+    for cls in (
+        Ping,
+        AuthRefresh,
+        Subscribe,
+        Unsubscribe,
+        AnalysisStart,
+        UploadStatus,
+        AnalysisCancel,
+        QuizStart,
+        QuizAnswer,
+        QuizSubmit,
+    )
+}
+
+
+class ProtocolError(Exception):
+    def __init__(self, error: AppError, command_id: int | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.command_id = command_id
+
+
+def _readable_id(obj: dict[str, Any]) -> int | None:
+    value = obj.get("id")
+    if type(value) is int and value > 0:
+        return value
+    return None
+
+
+def decode_command(raw: str | bytes) -> Command:
+    """Parse one text frame; raises :class:`ProtocolError` describing exactly what is wrong."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "frame is not valid JSON"), None) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "frame is not a JSON object"), None)
+    command_id = _readable_id(obj)
+    op = obj.get("op")
+    if op is None:
+        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "missing field: op", field="op"), command_id)
+    if not isinstance(op, str):
+        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "op must be a string", field="op"), command_id)
+    model = COMMANDS.get(op)
+    if model is None:
+        raise ProtocolError(AppError(ErrorCode.UNKNOWN_OP, f"unknown op: {op[:64]}"), command_id)
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "frame"
+        message = f"invalid field {where}: {first['msg']}"
+        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, message, field=where), command_id) from None
+
+
+def decode_chunk(data: bytes) -> tuple[uuid.UUID, int, bytes]:
+    """Split a binary upload frame into (analysis id, offset, payload)."""
+    if len(data) < CHUNK_HEADER.size:
+        raise AppError(ErrorCode.BAD_CHUNK, "binary frame shorter than the 24-byte chunk header")
+    raw_id, offset = CHUNK_HEADER.unpack_from(data)
+    return uuid.UUID(bytes=raw_id), offset, data[CHUNK_HEADER.size :]
+
+
+def encode_chunk(analysis_id: uuid.UUID, offset: int, payload: bytes) -> bytes:
+    return CHUNK_HEADER.pack(analysis_id.bytes, offset) + payload
+
+
+# --- replies and events (server → client) -----------------------------------------------------
+def ok_reply(command_id: int, fields: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"id": command_id, "ok": True, **(fields or {})})
+
+
+def error_reply(command_id: int | None, error: AppError) -> bytes:
+    return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict()})
+
+
+def direct_event(name: str, payload: dict[str, Any]) -> bytes:
+    """An event for one socket only, outside any channel's sequence (no ``offset``)."""
+    return orjson.dumps({"event": name, **payload})
+
+
+class Limits(_Model):
+    max_image_bytes: int
+    max_chunk_bytes: int
+    max_message_bytes: int
+
+
+class SessionReady(_Model):
+    event: Literal["session.ready"] = "session.ready"
+    session_id: str
+    user_id: str
+    node: str
+    expires_in: int
+    limits: Limits
+
+
+class SessionExpiring(_Model):
+    event: Literal["session.expiring"] = "session.expiring"
+    expires_in: int

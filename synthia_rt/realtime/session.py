@@ -1,0 +1,393 @@
+"""One connection's state machine: dispatch ops, the bounded outbound queue, token expiry, limits.
+
+Inbound frames are handled one at a time, in order, so replies leave in command order. Outbound
+frames go through a bounded queue drained by one writer task; when a client cannot keep up and
+the queue overflows the socket is closed with 4008 instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket
+
+from synthia_rt.auth.principal import Principal
+from synthia_rt.broker.base import BrokerUnavailable, Position
+from synthia_rt.errors import AppError, CloseCode, ErrorCode
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import BROADCAST, analysis_id_of, authorize, user_channel
+from synthia_rt.realtime.dispatch import dispatch
+from synthia_rt.realtime.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from synthia_rt.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+_ALLOWED = {
+    State.CONNECTING: {State.OPEN, State.CLOSING, State.CLOSED},
+    State.OPEN: {State.CLOSING, State.CLOSED},
+    State.CLOSING: {State.CLOSED},
+    State.CLOSED: set(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    pass
+
+
+class _Subscription:
+    """Where this socket is in one channel; ``pending`` buffers live events during a replay."""
+
+    __slots__ = ("offset", "epoch", "pending")
+
+    def __init__(self, offset: int = 0, epoch: str | None = None) -> None:
+        self.offset = offset
+        self.epoch = epoch  # None: accept the next event whatever its position (auto channels)
+        self.pending: list[tuple[int, str, str]] | None = None
+
+
+_CLOSE = object()
+
+
+class Session:
+    def __init__(self, websocket: WebSocket, runtime: Runtime, principal: Principal) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.hub = runtime.need_hub()
+        self.principal = principal
+        self.session_id = uuid.uuid4().hex
+        self.state = State.CONNECTING
+        self.closed = asyncio.Event()
+        self.close_code: int = CloseCode.NORMAL
+        self._subs: dict[str, _Subscription] = {}
+        self._queue: asyncio.Queue[object] = asyncio.Queue(self.settings.outbound_queue_size)
+        self._bucket = TokenBucket(self.settings.command_rate, self.settings.command_burst)
+        self._strikes = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    # --- state machine -------------------------------------------------------------------
+    def _move(self, new: State) -> None:
+        if new not in _ALLOWED[self.state]:
+            raise IllegalTransition(f"{self.state.value} → {new.value}")
+        self.state = new
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Ask for the socket to close with ``code``; idempotent and safe from any callback."""
+        if self.state in (State.CLOSING, State.CLOSED):
+            return
+        self._move(State.CLOSING)
+        self.close_code = code
+        if code == CloseCode.SLOW_CONSUMER and self._writer is not None:
+            # The writer is stuck on a client that does not read: nothing queued will ever get out.
+            self._writer.cancel()
+            asyncio.ensure_future(self._send_close())
+        else:
+            self._queue_close()
+
+    def _queue_close(self) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(_CLOSE)
+                return
+            except asyncio.QueueFull:
+                self._queue.get_nowait()  # closing anyway: make room for the close marker
+
+    async def _send_close(self) -> None:
+        try:
+            await self.ws.close(self.close_code)
+        except Exception:  # noqa: BLE001 - the peer may already be gone
+            pass
+
+    # --- outbound ------------------------------------------------------------------------
+    def send(self, frame: str | bytes) -> None:
+        if self.state is not State.OPEN:
+            return
+        text = frame.decode() if isinstance(frame, bytes) else frame
+        try:
+            self._queue.put_nowait(text)
+        except asyncio.QueueFull:
+            metrics = self.runtime.metrics
+            if metrics is not None:
+                metrics.queue_drops.inc()
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer")
+
+    async def _write_loop(self) -> None:
+        metrics = self.runtime.metrics
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _CLOSE:
+                    break
+                assert isinstance(item, str)
+                await self.ws.send_text(item)
+                if metrics is not None:
+                    metrics.frames_out.labels("text").inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - peer gone; the read loop sees the disconnect
+            return
+        await self._send_close()
+
+    def deliver(self, channel: str, offset: int, epoch: str, text: str) -> None:
+        """Called by the hub for each channel event; drops what this socket already has."""
+        sub = self._subs.get(channel)
+        if sub is None:
+            return
+        if sub.pending is not None:
+            sub.pending.append((offset, epoch, text))
+            return
+        if sub.epoch == epoch and offset <= sub.offset:
+            return
+        sub.offset, sub.epoch = offset, epoch
+        self.send(text)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def run(self, subprotocol: str | None) -> None:
+        await self.ws.accept(subprotocol=subprotocol)
+        self._move(State.OPEN)
+        self.hub.register(self)
+        self._writer = asyncio.ensure_future(self._write_loop())
+        try:
+            for channel in (user_channel(self.principal.user_id), BROADCAST):
+                self._subs[channel] = _Subscription()
+                await self.hub.join(channel, self)
+            self.send(self._ready_frame())
+            self._schedule_expiry()
+            await self._read_loop()
+        except BrokerUnavailable:
+            self.close(CloseCode.TRY_AGAIN_LATER, "broker unavailable")
+        finally:
+            await self._cleanup()
+
+    def _ready_frame(self) -> bytes:
+        ready = p.SessionReady(
+            session_id=self.session_id,
+            user_id=self.principal.user_id,
+            node=self.runtime.node_id,
+            expires_in=self._expires_in(),
+            limits=p.Limits(
+                max_image_bytes=self.settings.max_image_bytes,
+                max_chunk_bytes=self.settings.max_chunk_bytes,
+                max_message_bytes=self.settings.max_message_bytes,
+            ),
+        )
+        return ready.model_dump_json().encode()
+
+    async def _read_loop(self) -> None:
+        idle = self.settings.idle_timeout
+        while self.state is not State.CLOSED:
+            try:
+                async with asyncio.timeout(idle if idle > 0 else None):
+                    message = await self.ws.receive()
+            except TimeoutError:
+                self.close(CloseCode.GOING_AWAY, "idle timeout")
+                continue
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                if self.state is State.OPEN:
+                    self.close_code = int(message.get("code") or 1005)
+                return
+            if self.state is not State.OPEN:
+                continue  # closing: drain the peer's frames until its close arrives
+            if message.get("text") is not None:
+                await self._on_text(message["text"])
+            elif message.get("bytes") is not None:
+                await self._on_binary(message["bytes"])
+
+    async def _cleanup(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            try:
+                await self._writer
+            except BaseException:  # noqa: BLE001 - cancelled or failed; nothing to send anymore
+                pass
+        for channel in list(self._subs):
+            await self.hub.leave(channel, self)
+        self._subs.clear()
+        self.hub.unregister(self)
+        self.closed.set()
+
+    # --- token expiry --------------------------------------------------------------------
+    def _expires_in(self) -> int:
+        return max(0, int(self.principal.expires_at - time.time()))
+
+    def _schedule_expiry(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        remaining = self.principal.expires_at - time.time()
+        warn_in = remaining - self.settings.expiry_warning
+        self._timers = [
+            loop.call_later(max(0.0, warn_in), self._warn_expiring),
+            loop.call_later(max(0.0, remaining), self.close, CloseCode.TOKEN_EXPIRED, "token expired"),
+        ]
+
+    def _warn_expiring(self) -> None:
+        self.send(p.SessionExpiring(expires_in=self._expires_in()).model_dump_json())
+
+    # --- inbound -------------------------------------------------------------------------
+    async def _on_text(self, text: str) -> None:
+        metrics = self.runtime.metrics
+        if len(text) > self.settings.max_message_bytes and len(text.encode()) > self.settings.max_message_bytes:
+            self.close(CloseCode.MESSAGE_TOO_BIG, "text frame too large")
+            return
+        wait = self._bucket.take()
+        if wait > 0:
+            self._strikes += 1
+            if metrics is not None:
+                metrics.rate_limited.labels("socket").inc()
+            if self._strikes >= self.settings.rate_limit_strikes:
+                self.close(CloseCode.RATE_LIMITED, "rate limited")
+                return
+            error = AppError(ErrorCode.RATE_LIMITED, "too many commands", retry_after=wait)
+            self.send(p.error_reply(_id_or_none(text), error))
+            return
+        self._strikes = 0
+        try:
+            command = p.decode_command(text)
+        except p.ProtocolError as exc:
+            self.send(p.error_reply(exc.command_id, exc.error))
+            return
+        if metrics is not None:
+            metrics.frames_in.labels(command.op).inc()
+        try:
+            fields = await dispatch(self, command)
+        except AppError as error:
+            self.send(p.error_reply(command.id, error))
+        except BrokerUnavailable:
+            self.send(p.error_reply(command.id, AppError(ErrorCode.UNAVAILABLE, "realtime backend unavailable")))
+        except Exception:
+            log.exception("command failed", extra={"op": command.op})
+            self.send(p.error_reply(command.id, AppError(ErrorCode.INTERNAL)))
+        else:
+            if fields is not None:
+                self.send(p.ok_reply(command.id, fields))
+
+    async def _on_binary(self, data: bytes) -> None:
+        metrics = self.runtime.metrics
+        if metrics is not None:
+            metrics.frames_in.labels("binary").inc()
+        analysis = self.runtime.analysis
+        analysis_id: uuid.UUID | None = None
+        try:
+            analysis_id, offset, payload = p.decode_chunk(data)
+            if analysis is None:
+                raise AppError(ErrorCode.BAD_CHUNK, "uploads are not available")
+            await analysis.upload_chunk(self.principal, analysis_id, offset, payload)
+        except AppError as error:
+            self.send(
+                p.direct_event(
+                    "analysis.error",
+                    {"analysis_id": str(analysis_id) if analysis_id else None, **error.to_dict()},
+                )
+            )
+        except Exception:
+            log.exception("chunk failed")
+            error = AppError(ErrorCode.INTERNAL)
+            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **error.to_dict()}))
+
+    # --- channels ------------------------------------------------------------------------
+    async def subscribe(
+        self,
+        channel: str,
+        since: Position | None,
+        *,
+        command_id: int,
+        reply_fields: dict[str, Any] | None = None,
+        from_start: bool = False,
+    ) -> None:
+        """Join (or re-sync) ``channel``, reply, replay what was missed, then go live.
+
+        Live events that arrive while history is read are buffered and merged by offset, so the
+        client sees every event after its position exactly once, in order.
+        """
+        broker = self.runtime.need_broker()
+        sub = self._subs.get(channel)
+        joined = sub is None
+        if sub is None:
+            sub = self._subs[channel] = _Subscription()
+        sub.pending = []
+        try:
+            if joined:
+                await self.hub.join(channel, self)
+            if from_start:
+                position = await broker.position(channel)
+                since = Position(0, position.epoch)
+            if since is not None:
+                history = await broker.history(channel, since)
+                position, events, recovered = history.position, history.events, history.recovered
+            else:
+                position, events, recovered = await broker.position(channel), [], False
+        except BaseException:
+            sub.pending = None
+            if joined:
+                self._subs.pop(channel, None)
+                await self.hub.leave(channel, self)
+            raise
+        fields = {"offset": position.offset, "epoch": position.epoch, "recovered": recovered}
+        if reply_fields is not None:
+            fields = {**reply_fields}
+        self.send(p.ok_reply(command_id, fields))
+        pending, sub.pending = sub.pending, None
+        if since is None:
+            sub.offset, sub.epoch = position.offset, position.epoch
+        elif sub.epoch != since.epoch or joined:
+            sub.offset, sub.epoch = (since.offset if recovered else 0), position.epoch
+        replayed_result = False
+        for event in events:
+            if event.frame.startswith(b'{"event":"analysis.result"'):
+                replayed_result = True
+            self.deliver(channel, event.offset, event.epoch, event.frame.decode())
+        for offset, epoch, text in pending:
+            self.deliver(channel, offset, epoch, text)
+        analysis_id = analysis_id_of(channel)
+        if analysis_id and not replayed_result and self.runtime.analysis is not None:
+            final = await self.runtime.analysis.final_result(analysis_id)
+            if final is not None:
+                self.send(p.direct_event("analysis.result", {"channel": channel, **final}))
+
+    async def unsubscribe(self, channel: str) -> None:
+        if self._subs.pop(channel, None) is not None:
+            await self.hub.leave(channel, self)
+
+    async def authorize(self, channel: str) -> str:
+        analysis = self.runtime.analysis
+
+        async def owner_of(analysis_id: str) -> str | None:
+            return await analysis.owner_of(analysis_id) if analysis is not None else None
+
+        return await authorize(self.principal, channel, owner_of)
+
+    def subscribed_channels(self) -> set[str]:
+        return set(self._subs)
+
+    def refresh(self, principal: Principal) -> None:
+        self.principal = principal
+        self._schedule_expiry()
+
+
+def _id_or_none(text: str) -> int | None:
+    try:
+        return p.decode_command(text).id
+    except p.ProtocolError as exc:
+        return exc.command_id

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import redis.asyncio as aioredis
 
 from synthia_rt.app import create_app, start_runtime, stop_runtime
 from synthia_rt.settings import Settings
+from tests.conftest_helpers import unique_email  # noqa: F401 - re-exported for tests
 from tests.nodes import Node, start_node
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -141,7 +141,6 @@ def node_env(pg_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
         "REDIS_URL": REDIS_URL,
         "REDIS_NAMESPACE": namespace,
         "JWT_SECRET_KEY": JWT_SECRET,
-        "SYNTHIA_DATA_DIR": str(tmp_path / "data"),
         "DATA_DIR": str(tmp_path / "data"),
         "LOG_LEVEL": "WARNING",
     }
@@ -161,5 +160,54 @@ async def two_nodes(node_env: dict[str, str], redis_client: aioredis.Redis) -> A
         await a.stop()
 
 
-def unique_email() -> str:
-    return f"u-{uuid.uuid4().hex[:12]}@example.com"
+class Live(str):
+    """``host:port`` of an in-loop server; ``.app`` is its Starlette app (server-side API access)."""
+
+    app: Any
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Live]:
+    """A real uvicorn server for ``create_app(settings)`` in this event loop; yields ``Live``.
+
+    Used where the behaviour crosses the network but the backend must be in-process (memory://).
+    """
+    import uvicorn
+
+    from tests.nodes import free_port
+
+    port = free_port()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=settings.max_chunk_bytes + 24,
+        ws_per_message_deflate=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    live = Live(f"127.0.0.1:{port}")
+    live.app = app
+    try:
+        yield live
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live(settings_for: Any, backend: str) -> AsyncIterator[Live]:
+    """``host:port`` of a real in-loop uvicorn on the parametrised backend."""
+    async with serving(settings_for(backend)) as hostport:
+        yield hostport

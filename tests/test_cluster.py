@@ -1,0 +1,118 @@
+"""Two real uvicorn processes sharing one Redis and one PostgreSQL behave as one server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from synthia_rt.broker.redis import RedisBroker
+
+from synthia_rt.settings import Settings
+from tests.conftest import REDIS_URL
+from tests.nodes import Node
+from tests.wsclient import register, ws_session
+
+
+@pytest.fixture
+async def publisher(namespace: str) -> AsyncIterator[RedisBroker]:
+    """A third participant publishing through the real broker (as an admin tool would)."""
+    broker = RedisBroker(REDIS_URL, Settings(redis_namespace=namespace), "test-publisher")
+    broker.set_handlers(lambda e: None, lambda s: None, lambda c: None)
+    await broker.start()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
+
+
+async def make_admin(pg_url: str, http_base: str) -> dict[str, Any]:
+    """Register a user, promote it in the database, and log in again for an admin token."""
+    user = await register(http_base, password="admin password 123")
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(user["user"]["id"]))
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=http_base) as http:
+        r = await http.post("/api/v1/auth/login", json={"email": user["user"]["email"], "password": "admin password 123"})
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+async def test_notification_sent_through_a_reaches_b(two_nodes: tuple[Node, Node], pg_url: str) -> None:
+    a, b = two_nodes
+    admin = await make_admin(pg_url, a.http)
+    user = await register(a.http)
+    async with ws_session(b.ws, user["access_token"]) as on_b:
+        async with httpx.AsyncClient(base_url=a.http) as http:
+            r = await http.post(
+                "/api/v1/admin/notifications",
+                json={"user_id": user["user"]["id"], "kind": "info", "title": "hello from A", "body": "hi"},
+                headers={"Authorization": f"Bearer {admin['access_token']}"},
+            )
+            assert r.status_code in (200, 201), r.text
+        event = await on_b.event("notification")
+        assert event["title"] == "hello from A" and event["channel"] == f"user:{user['user']['id']}"
+    async with httpx.AsyncClient(base_url=b.http) as http:  # persisted: visible offline, from B
+        r = await http.get("/api/v1/notifications", headers={"Authorization": f"Bearer {user['access_token']}"})
+        assert "hello from A" in r.text
+
+
+async def test_fan_out_and_recovery_across_nodes(two_nodes: tuple[Node, Node], publisher: RedisBroker) -> None:
+    a, b = two_nodes
+    user = await register(a.http)
+    channel = f"user:{user['user']['id']}"
+    async with ws_session(a.ws, user["access_token"]) as on_a, ws_session(b.ws, user["access_token"]) as on_b:
+        start = await on_a.command("subscribe", channel=channel)
+        first = await publisher.publish(channel, {"event": "notification", "title": "one"})
+        got_a, got_b = await on_a.event("notification"), await on_b.event("notification")
+        assert got_a == got_b
+        assert got_a["offset"] == first.offset == start["offset"] + 1
+        since = {"offset": got_a["offset"], "epoch": got_a["epoch"]}
+    # Dropped: three events are published while nobody listens.
+    missed = [await publisher.publish(channel, {"event": "notification", "title": f"m{i}"}) for i in range(3)]
+    # Reconnect to the OTHER node with since: exactly the missed events, in order.
+    async with ws_session(b.ws, user["access_token"]) as again:
+        reply = await again.command("subscribe", channel=channel, since=since)
+        assert reply["recovered"] is True and reply["offset"] == missed[-1].offset
+        replayed = [await again.event("notification") for _ in missed]
+        assert [e["title"] for e in replayed] == ["m0", "m1", "m2"]
+        assert [e["offset"] for e in replayed] == [m.offset for m in missed]
+        live = await publisher.publish(channel, {"event": "notification", "title": "live"})
+        after = await again.event("notification")
+        assert (after["title"], after["offset"]) == ("live", live.offset)
+        with pytest.raises(TimeoutError):  # and nothing twice
+            await again.event("notification", timeout=0.3)
+
+
+async def test_logout_on_a_closes_sockets_on_b_with_4010(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    user = await register(a.http)
+    async with ws_session(b.ws, user["access_token"]) as on_b, ws_session(b.ws, user["access_token"]) as on_b2:
+        async with httpx.AsyncClient(base_url=a.http) as http:
+            started = time.monotonic()
+            r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"})
+            assert r.status_code in (200, 204)
+        codes = await asyncio.gather(on_b.closed_with(timeout=1.0), on_b2.closed_with(timeout=1.0))
+        assert codes == [4010, 4010]
+        assert time.monotonic() - started < 1.5  # "within a second", with slack for the REST call
+
+
+async def test_graceful_shutdown_sends_1001(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    user = await register(a.http)
+    async with ws_session(b.ws, user["access_token"]) as on_b:
+        stop = asyncio.ensure_future(b.stop())
+        assert await on_b.closed_with(timeout=10) == 1001
+        await stop
+    async with ws_session(a.ws, user["access_token"]) as on_a:  # the other node carries on
+        assert (await on_a.command("ping"))["ok"]
+
+

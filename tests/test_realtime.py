@@ -1,0 +1,247 @@
+"""Single-node socket scenarios, run against both backends (redis:// and memory://).
+
+Every refusal of protocol section 1 and every error of section 2, plus subscribe/replay
+semantics of sections 3 and 6, over a real uvicorn socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import JWT_SECRET, Live, serving
+from tests.wsclient import register, ws_session
+
+
+async def _refusal(url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, **kwargs):
+            pass
+    response = info.value.response
+    return response.status_code, orjson.loads(response.body or b"{}")
+
+
+@pytest.fixture
+async def user(live: Live) -> dict[str, Any]:
+    return await register(f"http://{live}")
+
+
+async def test_session_ready_and_subprotocol(live: Live, user: dict[str, Any]) -> None:
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        ready = client.ready  # type: ignore[attr-defined]
+        assert client.conn.subprotocol == "synthia.v1"
+        assert ready["user_id"] == user["user"]["id"]
+        assert 0 < ready["expires_in"] <= 900
+        assert set(ready["limits"]) == {"max_image_bytes", "max_chunk_bytes", "max_message_bytes"}
+        assert ready["session_id"] and ready["node"]
+
+
+async def test_authorization_header_is_accepted(live: Live, user: dict[str, Any]) -> None:
+    headers = {"Authorization": f"Bearer {user['access_token']}"}
+    async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1"], additional_headers=headers) as conn:  # type: ignore[list-item]
+        assert conn.subprotocol == "synthia.v1"
+        assert orjson.loads(await conn.recv())["event"] == "session.ready"
+
+
+def _forge(claims: dict[str, Any], key: str = JWT_SECRET, alg: str = "HS256") -> str:
+    base = {"iss": "synthia-rt", "aud": "synthia", "iat": int(time.time()), "exp": int(time.time()) + 600}
+    return jwt.encode({**base, **claims}, key, algorithm=alg)
+
+
+async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
+    url = f"ws://{live}/ws"
+    uid = user["user"]["id"]
+    good = user["access_token"]
+    # Foreign origin: 403 before accept, even with a valid token.
+    status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{good}"], origin="https://evil.example")  # type: ignore[list-item, arg-type]
+    assert (status, body["error"]["code"]) == (403, "forbidden")
+    # Missing token; a token in the query string is ignored.
+    status, body = await _refusal(f"{url}?token={good}", subprotocols=["synthia.v1"])  # type: ignore[list-item]
+    assert (status, body["error"]["code"]) == (401, "unauthorized")
+    header, payload, _ = good.split(".")
+    none_alg = jwt.utils.base64url_encode(orjson.dumps({"alg": "none", "typ": "JWT"})).decode()
+    bad_tokens = {
+        "malformed": "not-a-jwt",
+        "alg none": f"{none_alg}.{payload}.",
+        "other key": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, key="y" * 40),
+        "expired": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "exp": int(time.time()) - 5}),
+        "refresh as access": user["refresh_token"],
+        "other algorithm": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, alg="HS512"),
+    }
+    for name, token in bad_tokens.items():
+        status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{token}"])  # type: ignore[list-item]
+        assert status == 401, name
+        assert body["error"]["code"] in {"token_invalid", "token_expired", "unauthorized"}, name
+        assert "Traceback" not in orjson.dumps(body).decode()
+
+
+async def test_revoked_token_is_refused(live: Live, user: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{live}") as http:
+        r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"})
+        assert r.status_code in (200, 204)
+    status, body = await _refusal(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+    assert status == 401
+
+
+async def test_frame_errors_keep_the_socket_open(live: Live, user: dict[str, Any]) -> None:
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        cases: list[tuple[str, int | None, str]] = [
+            ("{not json", None, "bad_request"),
+            ("[1, 2]", None, "bad_request"),
+            ('"text"', None, "bad_request"),
+            ('{"id": 3}', 3, "bad_request"),
+            ('{"id": 4, "op": "teleport"}', 4, "unknown_op"),
+            ('{"id": 5, "op": 42}', 5, "bad_request"),
+            ('{"id": 6, "op": "subscribe", "channel": 7}', 6, "bad_request"),
+            ('{"id": 7, "op": "subscribe"}', 7, "bad_request"),
+            ('{"id": "8", "op": "ping"}', None, "bad_request"),
+            ('{"id": -1, "op": "ping"}', None, "bad_request"),
+            ('{"id": 9, "op": "subscribe", "channel": "broadcast", "since": {"offset": "x", "epoch": "e"}}', 9, "bad_request"),
+        ]
+        for raw, expected_id, code in cases:
+            await client.send_raw(raw)
+            reply = await client.reply(expected_id)
+            assert reply["ok"] is False, raw
+            assert reply["error"]["code"] == code, raw
+            assert reply["error"]["message"]
+            assert reply["error"]["temporary"] is False
+        pong = await client.command("ping")
+        assert pong["ok"] is True and isinstance(pong["ts"], float)
+
+
+async def test_oversized_text_frame_closes_1009(live: Live, user: dict[str, Any]) -> None:
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        await client.send_raw('{"id":1,"op":"ping","pad":"' + "x" * (65 * 1024) + '"}')
+        assert await client.closed_with() == 1009
+
+
+async def test_channel_permissions(live: Live, user: dict[str, Any]) -> None:
+    other = await register(f"http://{live}")
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        for channel in (
+            f"user:{other['user']['id']}",
+            "admin:metrics",
+            "analysis:00000000-0000-0000-0000-000000000000",
+            "analysis:not-a-uuid",
+            "secret:stuff",
+        ):
+            reply = await client.command("subscribe", channel=channel)
+            assert reply["ok"] is False, channel
+            assert reply["error"] == {
+                "code": "forbidden",
+                "message": "you may not subscribe to this channel",
+                "temporary": False,
+            }
+        own = await client.command("subscribe", channel=f"user:{user['user']['id']}")
+        assert own["ok"] is True and own["recovered"] is False and isinstance(own["epoch"], str)
+
+
+async def test_notification_delivery_and_replay_with_since(live: Live, user: dict[str, Any]) -> None:
+    uid = user["user"]["id"]
+    channel = f"user:{uid}"
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        start = await client.command("subscribe", channel=channel)
+        base, epoch = start["offset"], start["epoch"]
+        await _notify(live, uid, "first")
+        first = await client.event("notification")
+        assert first["channel"] == channel and first["offset"] == base + 1 and first["epoch"] == epoch
+        assert first["title"] == "first"
+    # Offline: two more notifications, then reconnect with since.
+    await _notify(live, uid, "second")
+    await _notify(live, uid, "third")
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        reply = await client.command("subscribe", channel=channel, since={"offset": base + 1, "epoch": epoch})
+        assert reply["ok"] and reply["recovered"] is True and reply["offset"] == base + 3
+        replayed = [await client.event("notification") for _ in range(2)]
+        assert [e["title"] for e in replayed] == ["second", "third"]
+        assert [e["offset"] for e in replayed] == [base + 2, base + 3]
+        # Wrong epoch: not recovered.
+        stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
+        assert stale["recovered"] is False
+
+
+async def _notify(live: Live, user_id: str, title: str) -> None:
+    """Publish through the node's server-side API (what the admin REST route calls)."""
+    await live.runtime.hub.notify(user_id, "info", title, "body")
+
+
+async def test_rate_limit_then_4009(settings_for: Any, backend: str) -> None:
+    settings = settings_for(backend, command_rate=1.0, command_burst=3, rate_limit_strikes=5)
+    async with serving(settings) as live:
+        user = await register(f"http://{live}")
+        async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+            replies = [await client.command("ping") for _ in range(4)]
+            assert [r["ok"] for r in replies[:3]] == [True, True, True]
+            assert replies[3]["error"]["code"] == "rate_limited"
+            assert 0 < replies[3]["error"]["retry_after"] <= 1.0
+            assert replies[3]["error"]["temporary"] is True
+            for _ in range(6):
+                await client.send_raw('{"id": 99, "op": "ping"}')
+            assert await client.closed_with() == 4009
+
+
+async def test_token_expiry_warns_then_closes_4001(settings_for: Any, backend: str) -> None:
+    settings = settings_for(backend, access_token_ttl=3, expiry_warning=2)
+    async with serving(settings) as live:
+        user = await register(f"http://{live}")
+        async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+            expiring = await client.event("session.expiring")
+            assert 0 <= expiring["expires_in"] <= 2
+            assert await client.closed_with(timeout=6) == 4001
+
+
+async def test_auth_refresh_extends_the_session(settings_for: Any, backend: str) -> None:
+    settings = settings_for(backend, access_token_ttl=4, expiry_warning=3)
+    async with serving(settings) as live:
+        user = await register(f"http://{live}")
+        async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+            await client.event("session.expiring")
+            async with httpx.AsyncClient(base_url=f"http://{live}") as http:
+                r = await http.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+                fresh = r.json()["access_token"]
+            reply = await client.command("auth.refresh", token=fresh)
+            assert reply["ok"] is True and 0 < reply["expires_in"] <= 4
+            other = await register(f"http://{live}")
+            foreign = await client.command("auth.refresh", token=other["access_token"])
+            assert foreign["error"]["code"] == "token_invalid"
+            await asyncio.sleep(1.5)  # past the first token's expiry
+            assert (await client.command("ping"))["ok"] is True
+
+
+async def test_per_user_connection_cap(settings_for: Any, backend: str) -> None:
+    async with serving(settings_for(backend, max_connections_per_user=2)) as live:
+        user = await register(f"http://{live}")
+        url = f"ws://{live}/ws"
+        async with ws_session(url, user["access_token"]), ws_session(url, user["access_token"]):
+            status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+            assert (status, body["error"]["code"]) == (429, "too_many_connections")
+        async with ws_session(url, user["access_token"]) as again:  # slots are given back on close
+            assert (await again.command("ping"))["ok"]
+
+
+async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: Any, backend: str) -> None:
+    settings = settings_for(backend, outbound_queue_size=8)
+    async with serving(settings) as live:
+        user = await register(f"http://{live}")
+        url = f"ws://{live}/ws"
+        # The slow client stops reading: tiny client-side buffers make it push back at once.
+        async with ws_session(url, user["access_token"], max_queue=1, max_size=2**20) as slow, ws_session(
+            url, user["access_token"]
+        ) as fast:
+            slow.conn.transport.pause_reading()
+            pad = "x" * 16 * 1024
+            for i in range(400):
+                await _notify(live, user["user"]["id"], f"{i}-{pad}")
+                await fast.event("notification")
+            slow.conn.transport.resume_reading()
+            assert await slow.closed_with(timeout=15) == 4008
+            assert (await fast.command("ping"))["ok"]
+

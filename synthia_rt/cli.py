@@ -105,14 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
     admin = sub.add_parser("create-admin", help="create or promote an admin (password from prompt or stdin)")
     admin.add_argument("email")
+    sub.add_parser("asyncapi", help="print the AsyncAPI 3 document of the socket protocol")
     bench = sub.add_parser("bench", help="run load scenarios against running nodes (see bench/)")
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     if args.command == "bench":
+        import os
+
+        sys.path.insert(0, os.getcwd())  # bench/ lives beside the package, run from the checkout
         from bench.__main__ import main as bench_main
 
         return int(bench_main(args.rest) or 0)
+    if args.command == "asyncapi":
+        import orjson
+
+        from synthia_rt.realtime.asyncapi import build
+
+        sys.stdout.write(orjson.dumps(build(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

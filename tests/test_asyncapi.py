@@ -1,0 +1,23 @@
+"""docs/asyncapi.json is generated from the message models and must not drift from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from synthia_rt.realtime.asyncapi import build
+from synthia_rt.realtime.protocol import COMMANDS
+
+
+def test_committed_document_matches_the_models() -> None:
+    committed = orjson.loads((Path(__file__).parents[1] / "docs" / "asyncapi.json").read_bytes())
+    assert committed == orjson.loads(orjson.dumps(build())), "run: synthia-rt asyncapi > docs/asyncapi.json"
+
+
+def test_every_command_is_a_message() -> None:
+    doc = build()
+    for op in COMMANDS:
+        message = doc["components"]["messages"][f"cmd_{op.replace('.', '_')}"]
+        assert message["payload"]["properties"]["op"] == {"const": op}
+        assert "id" in message["payload"]["required"]

@@ -50,11 +50,13 @@ async def stop_runtime(runtime: Runtime) -> None:
 
     runtime.draining = True
     # Order: stop producing (sockets, analyses) → stop fan-out → close backends.
+    hooks = list(reversed(runtime.extras.get("shutdown_hooks", [])))
     for closer in (
         runtime.hub.drain if runtime.hub else None,
         runtime.analysis.stop if runtime.analysis else None,
         runtime.metrics.stop if runtime.metrics else None,
         runtime.hub.stop if runtime.hub else None,
+        *hooks,
         runtime.kv.close if runtime.kv else None,
     ):
         if closer is None:

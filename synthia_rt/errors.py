@@ -26,6 +26,7 @@ class ErrorCode(enum.StrEnum):
     ACCOUNT_BLOCKED = "account_blocked"
     # resources
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     VALIDATION_ERROR = "validation_error"
     RATE_LIMITED = "rate_limited"
@@ -57,6 +58,7 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.FORBIDDEN: (403, "The caller may not read this channel or resource."),
     ErrorCode.ACCOUNT_BLOCKED: (403, "The account is blocked by an administrator."),
     ErrorCode.NOT_FOUND: (404, "No such resource visible to the caller."),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, "The path exists but does not accept this HTTP method."),
     ErrorCode.CONFLICT: (409, "The resource already exists (e.g. the email is registered)."),
     ErrorCode.VALIDATION_ERROR: (422, "A field is missing or invalid; `field` names it."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests; wait `retry_after` seconds."),

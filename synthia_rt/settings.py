@@ -86,6 +86,7 @@ class Settings:
     gemini_base_url: str = ""
     gemini_timeout: float = 30.0  # idle seconds between streamed chunks
     gemini_retries: int = 3
+    gemini_backoff: float = 0.5  # first retry delay in seconds; doubles per retry, with jitter
     gemini_concurrency: int = 8  # model calls in flight per process
     max_analyses_per_user: int = 2  # concurrent
     upload_ttl: int = 3600  # seconds an incomplete upload is kept
@@ -95,6 +96,9 @@ class Settings:
     # Operations -------------------------------------------------------------------------
     metrics_interval: float = 2.0
     metrics_token: str = ""  # bearer for /metrics in addition to admin tokens
+    # prometheus-client's own variable: set it (to an emptied directory) in the environment of
+    # every uvicorn worker to aggregate /metrics across workers; "" = one process, in-memory.
+    prometheus_multiproc_dir: str = ""
     log_level: str = "INFO"
     log_json: bool = True
 

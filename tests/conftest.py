@@ -56,8 +56,19 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def namespace() -> str:
-    return f"synthia-test-{secrets.token_hex(4)}"
+def namespace() -> Iterator[str]:
+    """A private Redis key prefix for one test; every key under it is deleted afterwards."""
+    name = f"synthia-test-{secrets.token_hex(4)}"
+    yield name
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from typing import Any
 
 import httpx
@@ -53,7 +54,9 @@ async def test_authorization_header_is_accepted(live: Live, user: dict[str, Any]
 
 def _forge(claims: dict[str, Any], key: str = JWT_SECRET, alg: str = "HS256") -> str:
     base = {"iss": "synthia-rt", "aud": "synthia", "iat": int(time.time()), "exp": int(time.time()) + 600}
-    return jwt.encode({**base, **claims}, key, algorithm=alg)
+    with warnings.catch_warnings():  # HS512 with our 45-byte test key: the attack we simulate
+        warnings.simplefilter("ignore")
+        return jwt.encode({**base, **claims}, key, algorithm=alg)
 
 
 async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
@@ -75,6 +78,7 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
         "expired": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "exp": int(time.time()) - 5}),
         "refresh as access": user["refresh_token"],
         "other algorithm": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, alg="HS512"),
+        "wrong audience": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "aud": "other"}),
     }
     for name, token in bad_tokens.items():
         status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{token}"])  # type: ignore[list-item]
@@ -168,9 +172,9 @@ async def test_notification_delivery_and_replay_with_since(live: Live, user: dic
         assert stale["recovered"] is False
 
 
-async def _notify(live: Live, user_id: str, title: str) -> None:
+async def _notify(live: Live, user_id: str, title: str, body: str = "body") -> None:
     """Publish through the node's server-side API (what the admin REST route calls)."""
-    await live.runtime.hub.notify(user_id, "info", title, "body")
+    await live.runtime.hub.notify(user_id, "info", title, body)
 
 
 async def test_rate_limit_then_4009(settings_for: Any, backend: str) -> None:
@@ -239,7 +243,7 @@ async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: 
             slow.conn.transport.pause_reading()
             pad = "x" * 16 * 1024
             for i in range(400):
-                await _notify(live, user["user"]["id"], f"{i}-{pad}")
+                await _notify(live, user["user"]["id"], str(i), pad)
                 await fast.event("notification")
             slow.conn.transport.resume_reading()
             assert await slow.closed_with(timeout=15) == 4008

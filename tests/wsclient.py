@@ -70,7 +70,7 @@ class Client:
                     pass
         except Exception:  # noqa: BLE001 - closed abnormally
             pass
-        rcvd = self.conn.close_rcvd
+        rcvd = self.conn.protocol.close_rcvd
         return rcvd.code if rcvd is not None else None
 
 

@@ -11,6 +11,7 @@ class Principal:
     role: str  # "user" | "admin"
     jti: str  # id of the access token that authenticated this caller
     expires_at: float  # unix seconds when that token expires
+    session_id: str | None = None  # the login (refresh family) the token belongs to
 
     @property
     def is_admin(self) -> bool:

@@ -39,13 +39,16 @@ LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()  # drained by the server bef
 
 
 class _Channel:
-    __slots__ = ("sessions", "lock", "subscribed", "last")
+    __slots__ = ("sessions", "lock", "subscribed", "last", "catching_up")
 
     def __init__(self) -> None:
         self.sessions: dict[str, Session] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
         self.last: Position | None = None  # newest event this node delivered
+        # While history is read after a broker reconnect, live events wait here so that sockets
+        # get the missed ones first and every event in offset order.
+        self.catching_up: list[Event] | None = None
 
 
 class Hub:
@@ -146,6 +149,12 @@ class Hub:
         state = self._channels.get(event.channel)
         if state is None:
             return
+        if state.catching_up is not None:
+            state.catching_up.append(event)
+            return
+        self._fan_out(state, event)
+
+    def _fan_out(self, state: _Channel, event: Event) -> None:
         state.last = Position(event.offset, event.epoch)
         text = event.frame.decode()
         for session in list(state.sessions.values()):
@@ -158,15 +167,20 @@ class Hub:
 
     def _on_resubscribed(self, channels: list[str]) -> None:
         for channel in channels:
-            self._spawn(self._catch_up(channel))
+            state = self._channels.get(channel)
+            if state is not None and state.last is not None and state.catching_up is None:
+                state.catching_up = []
+                self._spawn(self._catch_up(channel, state, state.last))
 
-    async def _catch_up(self, channel: str) -> None:
-        state = self._channels.get(channel)
-        if state is None or state.last is None:
-            return
-        history = await self.broker.history(channel, state.last)
-        for event in history.events:
-            self._on_event(event)
+    async def _catch_up(self, channel: str, state: _Channel, since: Position) -> None:
+        events: list[Event] = []
+        try:
+            events = (await self.broker.history(channel, since)).events
+        except Exception:  # noqa: BLE001 - live delivery resumes; clients recover with since
+            log.warning("catch-up after reconnect failed", extra={"channel": channel}, exc_info=True)
+        buffered, state.catching_up = state.catching_up or [], None
+        for event in [*events, *buffered]:
+            self._fan_out(state, event)  # sessions drop what they already have, by offset
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

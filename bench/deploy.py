@@ -1,0 +1,175 @@
+"""Servers the bench starts for a self-contained run: synthia_rt nodes and the peer servers.
+
+``synthia-rt serve`` nodes get a fresh PostgreSQL database and a private Redis namespace per run
+(``bench-<random>``), a fake Gemini for the analysis scenario, and the few settings a load test
+needs (documented in docs/performance.md). Every child inherits the bench's raised file limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.limits import raise_nofile
+from bench.peers import PEER_MODULES
+from bench.targets import open_socket
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    target: str
+    port: int
+    process: asyncio.subprocess.Process
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self, timeout: float = 15.0) -> None:
+        if self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def _wait_http(server: Server, path: str, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with httpx.AsyncClient() as client:
+        while loop.time() < deadline:
+            if server.process.returncode is not None:
+                raise RuntimeError(f"{server.target} on :{server.port} exited with {server.process.returncode}")
+            try:
+                if (await client.get(server.url + path, timeout=1)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{server.target} on :{server.port} did not answer {path} in {timeout} s")
+
+
+async def _wait_socket(server: Server, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if server.process.returncode is not None:
+            raise RuntimeError(f"{server.target} on :{server.port} exited with {server.process.returncode}")
+        try:
+            opened = await open_socket(server.target, server.url, None, timeout=2)
+        except Exception:  # noqa: BLE001 - not listening yet
+            await asyncio.sleep(0.1)
+            continue
+        await opened.socket.close()
+        return
+    raise RuntimeError(f"{server.target} on :{server.port} accepted no socket in {timeout} s")
+
+
+async def start_synthia(env: dict[str, str], port: int | None = None, timeout: float = 60.0) -> Server:
+    """One ``synthia-rt serve`` process; returns once ``/healthz`` answers."""
+    raise_nofile()
+    port = port or free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "synthia_rt.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        env={**os.environ, **env}, cwd=REPO,
+    )
+    server = Server("synthia", port, process)
+    try:
+        await _wait_http(server, "/healthz", timeout)
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+async def start_peer(target: str, redis_url: str, channel: str, port: int | None = None, timeout: float = 30.0) -> Server:
+    """One peer server process; returns once it accepted a socket and sent its ready frame."""
+    raise_nofile()
+    port = port or free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", PEER_MODULES[target], "--port", str(port), "--redis", redis_url, "--channel", channel,
+        cwd=REPO,
+    )
+    server = Server(target, port, process)
+    try:
+        await _wait_socket(server, timeout)
+    except BaseException:
+        await server.stop()
+        raise
+    return server
+
+
+async def fresh_database(admin_url: str, name: str) -> str:
+    """Drop and re-create ``name`` (so every run starts empty); returns its URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
+
+
+async def clear_namespace(redis_url: str, namespace: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+@dataclass
+class SynthiaConfig:
+    """The environment of the bench's own synthia_rt nodes (see docs/performance.md)."""
+
+    database_url: str
+    redis_url: str
+    namespace: str = field(default_factory=lambda: f"bench-{secrets.token_hex(4)}")
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(40))
+    gemini_url: str = ""
+    data_dir: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "REDIS_NAMESPACE": self.namespace,
+            "JWT_SECRET_KEY": self.jwt_secret,
+            "LOG_LEVEL": "WARNING",
+            "ACCESS_TOKEN_TTL": "3600",  # no token expires during a run
+            "DATA_DIR": self.data_dir or f"/tmp/synthia-bench-{self.namespace}",
+        }
+        if self.gemini_url:
+            env.update({"ANALYZER": "gemini", "GEMINI_API_KEY": "bench-fake-key", "GEMINI_BASE_URL": self.gemini_url})
+        env.update(self.extra)
+        return env

@@ -1,0 +1,94 @@
+"""The end-of-run summary: one table of headline figures, with targets and ratios."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.targets import SYNTHIA
+
+
+def _get(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def targets(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-target results of a side-by-side scenario, synthia first."""
+    rows = [v for k, v in scenario.items() if not k.startswith("_") and isinstance(v, dict)]
+    return sorted(rows, key=lambda r: r.get("target") != SYNTHIA)
+
+
+def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, value, target, verdict) rows; verdict is met / MISSED / blank."""
+    s = results.get("scenarios", {})
+    out: list[tuple[str, str, str, str]] = []
+
+    def add(figure: str, value: Any, goal: str = "", ok: bool | None = None) -> None:
+        out.append((figure, _fmt(value), goal, "" if ok is None else ("met" if ok else "MISSED")))
+
+    for r in targets(s.get("idle", {})):
+        label = r["label"]
+        kib, cps = r.get("rss_per_socket_kib"), r.get("connects_per_s")
+        syn = r["target"] == SYNTHIA
+        add(f"idle {label}: sockets", r.get("sockets"))
+        add(f"idle {label}: RSS KiB/socket", kib, "<= 32" if syn else "", (kib is not None and kib <= 32) if syn else None)
+        add(f"idle {label}: connects/s", cps, ">= 1000" if syn else "", (cps is not None and cps >= 1000) if syn else None)
+    fan = targets(s.get("fanout", {}))
+    syn_fan = next((r for r in fan if r["target"] == SYNTHIA), None)
+    for r in fan:
+        label, syn = r["label"], r["target"] == SYNTHIA
+        p99 = _get(r, "steady", "last_delivery_latency", "p99_ms")
+        dps = _get(r, "burst", "deliveries_per_s_per_node")
+        add(f"fanout {label}: p99 publish→last delivery ms", p99, "<= 100" if syn else "", (p99 is not None and p99 <= 100) if syn else None)
+        add(f"fanout {label}: p50 delivery ms", _get(r, "steady", "delivery_latency", "p50_ms"))
+        add(f"fanout {label}: deliveries/s per node (burst)", dps)
+        add(f"fanout {label}: lost / duplicates", f"{r.get('lost')} / {r.get('duplicates')}", "0" if syn else "",
+            (r.get("lost") == 0 and r.get("duplicates") == 0) if syn else None)
+        if syn_fan is not None and not syn:
+            base = _get(syn_fan, "burst", "deliveries_per_s_per_node")
+            ratio = base / dps if base and dps else None
+            goal = ">= 2" if r["target"] == "socketio" else (">= 0.5" if r["target"] == "websockets" else "")
+            verdict = None
+            if ratio is not None and goal:
+                verdict = ratio >= (2 if r["target"] == "socketio" else 0.5)
+            add(f"fanout synthia_rt / {label} deliveries/s", ratio, goal, verdict)
+    up = s.get("upload", {})
+    one = _get(up, "single_socket_mb_s")
+    if one is not None:
+        add("upload one socket MB/s (best size)", one, ">= 50", one >= 50)
+        for c in up.get("concurrent", []):
+            add(f"upload {c['sockets']} sockets aggregate MB/s", c.get("aggregate_mb_s"))
+    an = s.get("analysis", {})
+    if an:
+        cached = _get(an, "cached", "round_trip", "p50_ms")
+        over = _get(an, "first_chunk_overhead", "p50_ms")
+        add("analysis cached round trip p50 ms", cached, "<= 5", cached is not None and cached <= 5)
+        add("analysis first-chunk overhead p50 ms", over, "<= 10", over is not None and over <= 10)
+        add("analysis time to first partial p50 ms", _get(an, "time_to_first_partial", "p50_ms"))
+        add("analysis time to result p50 ms", _get(an, "time_to_result", "p50_ms"))
+    ch = s.get("churn", {})
+    if ch:
+        add("churn reconnects", ch.get("reconnects"))
+        add("churn events missed after recovery", ch.get("missed"), "0", ch.get("missed") == 0)
+    return out
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    table = [("figure", "value", "target", "")] + rows(results)
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

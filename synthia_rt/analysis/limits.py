@@ -1,0 +1,45 @@
+"""Per-user limit on concurrent analyses, shared by every node (a sorted set in the store).
+
+Each running analysis is a member of ``active:<user>`` scored with the instant it stops
+counting (a bound on its lifetime), so a node that died mid-analysis cannot hold a slot
+forever: expired members are pruned when counting. Acquire is add-then-count, so two
+racing starts can at worst both be refused — never both admitted past the limit.
+"""
+
+from __future__ import annotations
+
+import time
+
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.kv.base import KeyValue
+
+RETRY_AFTER = 5.0  # seconds; a typical analysis is done by then
+
+
+class ActiveSlots:
+    def __init__(self, kv: KeyValue, limit: int, lifetime: float) -> None:
+        self.kv = kv
+        self.limit = limit
+        self.lifetime = lifetime
+
+    @staticmethod
+    def _key(user_id: str) -> str:
+        return f"active:{user_id}"
+
+    async def acquire(self, user_id: str, analysis_id: str) -> None:
+        key = self._key(user_id)
+        now = time.time()
+        await self.kv.zadd(key, analysis_id, now + self.lifetime, ttl=self.lifetime)
+        if await self.kv.zcount_above(key, now) > self.limit:
+            await self.kv.zrem(key, analysis_id)
+            raise AppError(
+                ErrorCode.RATE_LIMITED,
+                f"At most {self.limit} analyses may run at once; wait for one to finish.",
+                retry_after=RETRY_AFTER,
+            )
+
+    async def release(self, user_id: str, analysis_id: str) -> None:
+        await self.kv.zrem(self._key(user_id), analysis_id)
+
+    async def active(self, user_id: str) -> int:
+        return await self.kv.zcount_above(self._key(user_id), time.time())

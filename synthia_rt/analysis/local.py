@@ -1,0 +1,239 @@
+"""The local analyzer: OpenCV measurements and rule tables, no network, no model weights.
+
+How it works (facial):
+
+1. **Face.** OpenCV's Haar cascade (``haarcascade_frontalface_default.xml`` from
+   ``cv2.data.haarcascades``) on the equalised greyscale image, downscaled to ≤1024 px; the
+   largest detection wins; none → ``no_face_detected``.
+2. **Skin.** Two cheek patches inside the face box, filtered to skin-like pixels (YCrCb
+   bounds), converted to CIELAB; the median L*, a*, b* is the skin colour. Tone from the
+   Individual Typology Angle ``ITA° = atan((L* − 50) / b*)`` with the usual bands
+   (>55 very light, >41 light, >28 intermediate, >10 tan, >−30 brown, else dark).
+   Undertone from the hue angle ``h = atan2(b*, a*)``: yellow-leaning (h ≥ 58°) warm,
+   red-leaning (h ≤ 45°) cool, in between neutral; a yellow-leaning but low-chroma, low-a*
+   skin is olive.
+3. **Shape.** A skin mask around the face (pixels close to the measured skin colour in
+   Lab, cleaned morphologically, the component under the face centre) gives the widths of
+   forehead, cheekbones and jaw at fixed fractions of the face box; the face length is the
+   box height scaled to hairline-to-chin (×1.3). Ratios map to the seven shapes by rules.
+4. **Recommendations** come from :mod:`synthia_rt.analysis.rules` by shape and undertone.
+
+Partials stream stage by stage (skin, then shape, then recommendations).
+
+Limits, honestly: a Haar cascade finds frontal, upright, well-lit faces only (no profiles,
+strong tilt or heavy occlusion); skin colour follows the photo's white balance and lighting
+(no colour constancy), so a warm indoor light reads as a warm undertone; hair, beards,
+glasses or a skin-coloured background disturb the width profile and thus the shape; the
+length factor is an average, not a measured chin. It is a fallback and a test double for
+the model, not a substitute for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+from PIL import Image
+
+from synthia_rt.analysis import quiz, rules
+from synthia_rt.analysis.analyzer import AnalyzerOutput, PartialSink
+from synthia_rt.analysis.models import validate_result
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.settings import Settings
+from synthia_rt.uploads.validate import FORMATS, ValidatedImage
+
+MODEL = "local-opencv-1"
+RULES_VERSION = "rules-2026-11-28.1"  # bump when rules.py or a threshold here changes
+MAX_SIDE = 1024
+_CASCADE_FILE = "haarcascade_frontalface_default.xml"
+
+RGB = NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class SkinColour:
+    lightness: float
+    a: float
+    b: float
+
+    @property
+    def ita(self) -> float:
+        return math.degrees(math.atan2(self.lightness - 50.0, self.b))
+
+    @property
+    def hue(self) -> float:
+        return math.degrees(math.atan2(self.b, self.a))
+
+
+def tone_of(skin: SkinColour) -> str:
+    ita = skin.ita
+    for bound, name in ((55, "very_light"), (41, "light"), (28, "intermediate"), (10, "tan"), (-30, "brown")):
+        if ita > bound:
+            return name
+    return "dark"
+
+
+def undertone_of(skin: SkinColour) -> str:
+    hue, chroma = skin.hue, math.hypot(skin.a, skin.b)
+    if hue >= 58 and chroma < 20 and skin.a < 9:
+        return "olive"
+    if hue >= 58:
+        return "warm"
+    if hue <= 45:
+        return "cool"
+    return "neutral"
+
+
+def shape_of(forehead: float, cheeks: float, jaw: float, length: float) -> str:
+    """The face shape from widths at three heights and the face length (any unit)."""
+    ratio = length / cheeks
+    if ratio >= 1.55:
+        return "oblong"
+    if jaw > cheeks * 0.97 and forehead < cheeks * 0.9:
+        return "triangle"
+    if forehead >= cheeks * 0.95 and jaw < cheeks * 0.78:
+        return "heart"
+    if cheeks > forehead * 1.12 and cheeks > jaw * 1.12:
+        return "diamond"
+    if ratio < 1.25:
+        return "square" if jaw >= cheeks * 0.9 else "round"
+    return "oval"
+
+
+def _hex(rgb: NDArray[np.float32]) -> str:
+    r, g, b = (int(round(float(c) * 255)) for c in rgb)
+    return f"#{r:02X}{g:02X}{b:02X}"
+
+
+class _Face:
+    """One photo's measurements; each stage is CPU-bound and runs in a worker thread."""
+
+    def __init__(self, data: bytes) -> None:
+        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as img:
+            img.thumbnail((MAX_SIDE, MAX_SIDE))
+            self.rgb: RGB = np.asarray(img.convert("RGB"))
+        self.lab = cv2.cvtColor(self.rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+        self.box: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self.skin = SkinColour(0, 0, 0)
+        self.skin_rgb = np.zeros(3, np.float32)
+
+    def detect(self) -> None:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _CASCADE_FILE)  # type: ignore[attr-defined]
+        grey = cv2.equalizeHist(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY))
+        side = max(24, int(min(grey.shape) * 0.08))
+        faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+        if len(faces) == 0:
+            raise AppError(ErrorCode.NO_FACE_DETECTED)
+        x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
+        self.box = (int(x), int(y), int(w), int(h))
+
+    def _patch(self, image: NDArray[Any], fx0: float, fy0: float, fx1: float, fy1: float) -> NDArray[Any]:
+        x, y, w, h = self.box
+        return image[y + int(fy0 * h): y + int(fy1 * h), x + int(fx0 * w): x + int(fx1 * w)].reshape(-1, image.shape[2])
+
+    def measure_skin(self) -> None:
+        ycc = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
+        patches = [(0.15, 0.5, 0.38, 0.72), (0.62, 0.5, 0.85, 0.72)]  # the two cheeks
+        lab = np.concatenate([self._patch(self.lab, *p) for p in patches])
+        rgb = np.concatenate([self._patch(self.rgb, *p) for p in patches])
+        cr_cb = np.concatenate([self._patch(ycc, *p) for p in patches])[:, 1:]
+        skinlike = (cr_cb[:, 0] >= 133) & (cr_cb[:, 0] <= 173) & (cr_cb[:, 1] >= 77) & (cr_cb[:, 1] <= 127)
+        if skinlike.sum() >= max(10, lab.shape[0] // 10):  # else trust the box (odd lighting)
+            lab, rgb = lab[skinlike], rgb[skinlike]
+        lightness, a, b = (float(v) for v in np.median(lab, axis=0))
+        self.skin = SkinColour(lightness, a, b)
+        self.skin_rgb = np.median(rgb, axis=0).astype(np.float32) / 255.0
+
+    def measure_shape(self) -> str:
+        x, y, w, h = self.box
+        rows, cols = self.lab.shape[:2]
+        x0, x1 = max(0, x - w // 4), min(cols, x + w + w // 4)
+        y0, y1 = max(0, y - h // 10), min(rows, y + int(1.3 * h))
+        region = self.lab[y0:y1, x0:x1]
+        ref = np.array([self.skin.lightness, self.skin.a, self.skin.b], np.float32)
+        dist = np.linalg.norm((region - ref) * np.array([0.5, 1.0, 1.0], np.float32), axis=2)
+        mask = (dist < 14).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+        centre = labels[y + h // 2 - y0, x + w // 2 - x0]
+        if centre == 0 and count > 1:
+            centre = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        face = labels == centre
+
+        def width(fraction: float) -> float:
+            row = face[min(face.shape[0] - 1, y - y0 + int(fraction * h))]
+            filled = np.flatnonzero(row)
+            return float(filled[-1] - filled[0] + 1) if filled.size else float(w) * 0.8
+
+        forehead, cheeks, jaw = width(0.18), width(0.45), width(0.85)
+        return shape_of(forehead, max(cheeks, 1.0), jaw, 1.3 * h)
+
+
+class LocalAnalyzer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = MODEL
+        self.prompt_version = RULES_VERSION
+        # The measuring is CPU-bound (in threads): more at once than cores only queues up.
+        self._cpu = asyncio.Semaphore(max(1, os.cpu_count() or 1))
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def facial(self, image: ValidatedImage, on_partial: PartialSink) -> AnalyzerOutput:
+        async with self._cpu:
+            face = await asyncio.to_thread(_Face, image.data)
+            await asyncio.to_thread(face.detect)
+            await asyncio.to_thread(face.measure_skin)
+        partial: dict[str, Any] = {}
+        skin = {"tone": tone_of(face.skin), "undertone": undertone_of(face.skin), "hex": _hex(face.skin_rgb)}
+        await _emit(on_partial, partial, {"skin": skin})
+        async with self._cpu:
+            shape = await asyncio.to_thread(face.measure_shape)
+        await _emit(on_partial, partial, {"face_shape": shape})
+        recs = [*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]]]
+        summary = (
+            f"{'An' if shape[0] in 'aeiou' else 'A'} {shape} face with {skin['tone'].replace('_', ' ')} skin and a {skin['undertone']} "
+            f"undertone (ITA {face.skin.ita:.0f}°, hue {face.skin.hue:.0f}°), measured locally."
+        )
+        await _emit(on_partial, partial, {"recommendations": recs, "summary": summary})
+        return AnalyzerOutput(validate_result("facial", partial), self.model, {"measurements": _numbers(face)})
+
+    async def chromatic(self, answers: Mapping[str, str], on_partial: PartialSink) -> AnalyzerOutput:
+        est = quiz.estimate(answers)
+        partial: dict[str, Any] = {}
+        head = {"season": est.season, "subseason": est.subseason, "undertone": est.undertone, "contrast": est.contrast}
+        await _emit(on_partial, partial, head)
+        palette, avoid = rules.PALETTES[est.subseason]
+        await _emit(on_partial, partial, {"palette": palette})
+        summary = f"{est.subseason.replace('_', ' ').title()} from {est.answered} answers (confidence {est.confidence:.0%})."
+        await _emit(on_partial, partial, {"avoid": avoid, "summary": summary})
+        return AnalyzerOutput(validate_result("chromatic", partial), self.model, {"confidence": est.confidence})
+
+
+async def _emit(on_partial: PartialSink, partial: dict[str, Any], update: dict[str, Any]) -> None:
+    partial.update(update)
+    await on_partial(orjson.dumps(update).decode(), dict(partial))
+
+
+def _numbers(face: _Face) -> dict[str, float]:
+    return {
+        "L": round(face.skin.lightness, 2),
+        "a": round(face.skin.a, 2),
+        "b": round(face.skin.b, 2),
+        "ita": round(face.skin.ita, 2),
+        "hue": round(face.skin.hue, 2),
+    }

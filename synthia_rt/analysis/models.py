@@ -1,0 +1,100 @@
+"""Result schemas of the two analyses.
+
+The same pydantic models are (1) Gemini's ``response_schema`` — so they stay inside the
+schema subset Gemini accepts: objects, strings, numbers, arrays and ``Literal`` enums, no
+patterns or unions — (2) the validator of every final result, whatever analyzer produced
+it, and (3) the source of the protocol documentation. Constraints Gemini cannot express
+(hex colours, a subseason belonging to its season) live in validators, which a model answer
+must still pass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FaceShape = Literal["oval", "round", "square", "heart", "diamond", "oblong", "triangle"]
+Undertone = Literal["warm", "cool", "neutral", "olive"]
+SkinTone = Literal["very_light", "light", "intermediate", "tan", "brown", "dark"]
+Season = Literal["spring", "summer", "autumn", "winter"]
+Subseason = Literal[
+    "light_spring", "warm_spring", "clear_spring",
+    "light_summer", "cool_summer", "soft_summer",
+    "soft_autumn", "warm_autumn", "deep_autumn",
+    "deep_winter", "cool_winter", "clear_winter",
+]
+Contrast = Literal["low", "medium", "high"]
+RecommendationCategory = Literal["hairstyle", "eyewear", "makeup", "colors", "accessories"]
+
+SUBSEASONS: dict[str, tuple[str, ...]] = {
+    "spring": ("light_spring", "warm_spring", "clear_spring"),
+    "summer": ("light_summer", "cool_summer", "soft_summer"),
+    "autumn": ("soft_autumn", "warm_autumn", "deep_autumn"),
+    "winter": ("deep_winter", "cool_winter", "clear_winter"),
+}
+SEASON_OF: dict[str, str] = {sub: season for season, subs in SUBSEASONS.items() for sub in subs}
+_HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
+
+
+class _Model(BaseModel):
+    # Unknown fields from a model answer are dropped, not fatal: the schema is what we serve.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Swatch(_Model):
+    name: str = Field(description="Colour name, e.g. 'Terracotta'")
+    hex: str = Field(description="sRGB colour as #RRGGBB")
+
+    @field_validator("hex")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError("hex must be #RRGGBB")
+        return value.upper()
+
+
+class Skin(_Model):
+    tone: SkinTone = Field(description="Lightness class (ITA° scale)")
+    undertone: Undertone
+    hex: str | None = Field(default=None, description="Representative skin colour #RRGGBB")
+
+
+class Recommendation(_Model):
+    category: RecommendationCategory
+    title: str
+    detail: str = ""
+
+
+class FacialResult(_Model):
+    face_shape: FaceShape
+    skin: Skin
+    recommendations: list[Recommendation] = Field(min_length=1)
+    summary: str = ""
+
+
+class ChromaticResult(_Model):
+    season: Season
+    subseason: Subseason
+    undertone: Undertone
+    contrast: Contrast
+    palette: list[Swatch] = Field(min_length=3, description="Colours that flatter")
+    avoid: list[Swatch] = Field(default_factory=list, description="Colours to avoid")
+    summary: str = ""
+
+    @model_validator(mode="after")
+    def _subseason_in_season(self) -> ChromaticResult:
+        if SEASON_OF[self.subseason] != self.season:
+            raise ValueError(f"subseason {self.subseason} is not a {self.season} subseason")
+        return self
+
+
+RESULT_MODELS: dict[str, type[_Model]] = {"facial": FacialResult, "chromatic": ChromaticResult}
+KINDS = tuple(RESULT_MODELS)
+
+
+def validate_result(kind: str, data: object) -> dict[str, object]:
+    """``data`` checked against the schema of ``kind``; raises pydantic's ValidationError."""
+    model = RESULT_MODELS[kind]
+    return model.model_validate(data).model_dump(mode="json")

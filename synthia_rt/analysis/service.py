@@ -1,0 +1,307 @@
+"""The analysis service: the one object the socket session and the REST shim call.
+
+It checks each request, then hands over to the parts: the upload store (chunks), the
+:class:`~synthia_rt.analysis.launcher.Launcher` (cache, slot, row, supervised task), the
+:class:`~synthia_rt.analysis.pipeline.Pipeline` (validate → analyze → persist → publish) and
+the :class:`~synthia_rt.analysis.quiz_flow.QuizFlow`. Every piece of state a second node
+might need — upload bytes, quiz answers, cancel flags, owners, slots, cache — is in the
+shared store; only the running tasks are local.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from synthia_rt.analysis import quiz
+from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
+from synthia_rt.analysis.cache import ResultCache
+from synthia_rt.analysis.events import channel_of, error_payload
+from synthia_rt.analysis.launcher import Launcher, report
+from synthia_rt.analysis.limits import ActiveSlots
+from synthia_rt.analysis.pipeline import Job, Pipeline, cancel_key
+from synthia_rt.analysis.quiz_flow import QuizFlow
+from synthia_rt.analysis.quiz_store import QuizStore
+from synthia_rt.auth.principal import Principal
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.runtime import Runtime
+from synthia_rt.store import analyses as store
+from synthia_rt.store.ids import as_uuid
+from synthia_rt.store.tables import utcnow
+from synthia_rt.uploads.store import UploadStore, new_meta
+from synthia_rt.uploads.validate import MIME, ValidatedImage, sha256_hex, validate_image
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+SWEEP_INTERVAL = 60.0  # seconds between sweeps for abandoned uploads
+
+
+def _bad(field: str, message: str) -> AppError:
+    return AppError(ErrorCode.BAD_REQUEST, message, field=field)
+
+
+def _parse_id(value: object, field: str = "analysis_id") -> uuid.UUID:
+    parsed = as_uuid(value if not isinstance(value, uuid.UUID) else str(value))
+    if parsed is None:
+        raise _bad(field, f"{field} must be a UUID.")
+    return parsed
+
+
+class AnalysisService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.analyzer: Analyzer = create_analyzer(self.settings, runtime.metrics)
+        self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        kv = self.runtime.need_kv()
+        s = self.settings
+        self.cache = ResultCache(kv, s, self.runtime.metrics)
+        self.uploads = UploadStore(kv, s.upload_ttl)
+        lifetime = s.upload_ttl + (s.gemini_retries + 1) * s.gemini_timeout * 4 + 60
+        self.slots = ActiveSlots(kv, s.max_analyses_per_user, lifetime)
+        self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots)
+        self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
+        self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
+        await self.analyzer.start()
+        self.runtime.extras.setdefault("erase_user_hooks", []).append(self.erase_user)
+        self._sweeper = asyncio.create_task(self._sweep_loop(), name="analysis-sweeper")
+        self._sweeper.add_done_callback(report)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if hasattr(self, "launch"):  # start() may have failed before building it
+            await self.launch.stop()
+        await self.analyzer.close()
+
+    def _refuse_when_stopping(self) -> None:
+        if self._stopping:
+            raise AppError(ErrorCode.UNAVAILABLE, "This node is shutting down; reconnect and retry.")
+
+    # -- facial analysis over the socket -------------------------------------------------------
+    async def start_analysis(
+        self,
+        user: Principal,
+        *,
+        kind: str,
+        content_type: str | None,
+        size: int | None,
+        sha256: str | None,
+        file_id: str | None,
+    ) -> dict[str, Any]:
+        self._refuse_when_stopping()
+        if kind != "facial":
+            raise _bad("kind", 'kind must be "facial" (chromatic analyses start with quiz.start).')
+        if file_id is not None:
+            return await self._start_from_file(user, file_id)
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise _bad("size", "size must be a positive integer (bytes).")
+        if size > self.settings.max_image_bytes:
+            raise AppError(ErrorCode.TOO_LARGE, field="size")
+        if not isinstance(sha256, str) or not _SHA256.match(sha256):
+            raise _bad("sha256", "sha256 must be 64 hexadecimal characters.")
+        if content_type is not None and (not isinstance(content_type, str) or len(content_type) > 100):
+            raise _bad("content_type", "content_type must be a short string.")
+        sha = sha256.lower()
+        inputs = {"size": size, "sha256": sha, "content_type": content_type}
+        aid = uuid.uuid4()
+        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
+            return {**reply, "cached": True}
+        await self.launch.open(user, aid, "facial", inputs, sha)
+        try:
+            await self.uploads.create(new_meta(str(aid), user.user_id, size, sha, content_type, "facial"))
+        except BaseException:
+            await self.slots.release(user.user_id, str(aid))
+            raise
+        await self.launch.events(str(aid), user.user_id).progress("uploading", 0)
+        return {**reply, "upload": {"offset": 0, "max_chunk_bytes": self.settings.max_chunk_bytes}}
+
+    async def _start_from_file(self, user: Principal, file_id: str) -> dict[str, Any]:
+        record = await store.get_image(user.user_id, file_id) if isinstance(file_id, str) else None
+        data = await self.runtime.need_kv().get(f"file:{user.user_id}:{file_id}") if record else None
+        if record is None or data is None:
+            raise AppError(ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id")
+        sha = record["sha256"]
+        inputs = {"file_id": str(record["id"]), "sha256": sha}
+        aid = uuid.uuid4()
+        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
+            return {**reply, "cached": True}
+        fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
+        image = ValidatedImage(data, fmt, 0, 0)
+        await self.launch.start_job(user, aid, "facial", inputs, sha, image=image, file_id=record["id"])
+        return {**reply, "cached": False}
+
+    async def upload_chunk(self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes) -> dict[str, Any]:
+        """Store one chunk; returns the ``upload.progress`` fields for the uploading socket.
+
+        Not published on the channel: the broker owns ``offset`` in channel events (it would
+        overwrite the byte offset), and the acknowledgement concerns only the uploader —
+        other sockets ask ``upload.status``. The session sends it as a direct event.
+        """
+        self._refuse_when_stopping()  # a completed upload must not start a run stop() cannot see
+        if len(payload) == 0 or len(payload) > self.settings.max_chunk_bytes:
+            raise AppError(ErrorCode.BAD_CHUNK, "A chunk carries 1 to max_chunk_bytes bytes.")
+        aid = str(analysis_id)
+        meta, length = await self.uploads.append(user.user_id, aid, offset, payload)
+        if length == meta.size:  # append_at is atomic: exactly one chunk completes an upload
+            self.launch.spawn(Job(analysis_id, user.user_id, "facial", self.launch.key(user.user_id, "facial", meta.sha256), upload=meta))
+        return {"analysis_id": aid, "offset": length, "size": meta.size}
+
+    async def upload_status(self, user: Principal, analysis_id: uuid.UUID | str) -> dict[str, int]:
+        aid = str(_parse_id(analysis_id))
+        meta = await self.uploads.meta(user.user_id, aid)
+        if meta is None:
+            raise AppError(ErrorCode.NOT_FOUND, "No upload with this id (it may have expired).", field="analysis_id")
+        offset = meta.size if meta.complete else await self.uploads.offset(user.user_id, aid)
+        return {"offset": offset, "size": meta.size}
+
+    async def cancel(self, user: Principal, analysis_id: uuid.UUID | str) -> None:
+        aid = _parse_id(analysis_id)
+        key = str(aid)
+        if await self.owner_of(key) != user.user_id:
+            raise AppError(ErrorCode.NOT_FOUND, "No such analysis.", field="analysis_id")
+        row = await store.get(aid)
+        if row is None or row["status"] in store.TERMINAL:
+            return  # a quiz not yet submitted, or already over: nothing to stop
+        await self.runtime.need_kv().set(cancel_key(key), b"1", self.settings.history_ttl)
+        if self.launch.cancel_local(key):
+            return
+        # Not running here. Still uploading? Then nothing runs anywhere: end it now. Else the
+        # node running it sees the flag within CANCEL_POLL seconds.
+        meta = await self.uploads.meta(user.user_id, key)
+        if meta is not None and not meta.complete:
+            await self.uploads.discard(user.user_id, key)
+            await self._end_unstarted(aid, user.user_id, AppError(ErrorCode.CANCELLED), "cancelled")
+
+    async def _end_unstarted(self, aid: uuid.UUID, user_id: str, err: AppError, status: str) -> None:
+        if await store.mark_failed(aid, status=status, code=str(err.code), message=err.message):
+            await self.slots.release(user_id, str(aid))
+            await self.launch.events(str(aid), user_id).error(err)
+
+    # -- the colour quiz (state and scoring in quiz_flow) ----------------------------------------
+    async def quiz_start(self, user: Principal, locale: str | None = None) -> dict[str, Any]:
+        self._refuse_when_stopping()
+        return await self.quiz.start(user, locale)
+
+    async def quiz_answer(self, user: Principal, quiz_id: str, question: str, answer: str) -> dict[str, Any]:
+        return await self.quiz.answer(user, quiz_id, question, answer)
+
+    async def quiz_submit(self, user: Principal, quiz_id: str) -> dict[str, Any]:
+        self._refuse_when_stopping()
+        return await self.quiz.submit(user, quiz_id)
+
+    # -- REST compatibility: the same pipeline, awaited -------------------------------------------
+    async def analyze_image_now(self, user: Principal, data: bytes) -> dict[str, Any]:
+        """Validate and analyse ``data``; returns the ``analysis.result`` payload or raises."""
+        self._refuse_when_stopping()
+        if len(data) > self.settings.max_image_bytes:
+            raise AppError(ErrorCode.TOO_LARGE)
+        sha = sha256_hex(data)
+        inputs = {"size": len(data), "sha256": sha, "via": "rest"}
+        aid = uuid.uuid4()
+        cached = await self.launch.from_cache(user, "facial", sha, inputs, aid)
+        if cached is not None:
+            return cached
+        task = await self.launch.start_job(user, aid, "facial", inputs, sha, raw=data, sha256=sha)
+        return _outcome(await asyncio.shield(task))
+
+    async def analyze_answers_now(self, user: Principal, answers: dict[str, str]) -> dict[str, Any]:
+        self._refuse_when_stopping()
+        for question, answer in answers.items():
+            quiz.check_answer(question, answer)
+        if len(answers) < quiz.MIN_ANSWERS:
+            raise AppError(ErrorCode.VALIDATION_ERROR, f"Answer at least {quiz.MIN_ANSWERS} questions.", field="answers")
+        aid = uuid.uuid4()
+        task = await self.quiz.start_chromatic(user, aid, answers)
+        if task is None:
+            row = await store.get(aid)
+            assert row is not None
+            return store.result_payload(row)
+        return _outcome(await asyncio.shield(task))
+
+    async def store_file(self, user: Principal, data: bytes) -> dict[str, Any]:
+        """Validate an image uploaded over REST and keep it (cleaned) for a later analysis."""
+        s = self.settings
+        image = await asyncio.to_thread(validate_image, data, max_pixels=s.max_image_pixels, max_bytes=s.max_image_bytes)
+        file_id = uuid.uuid4()
+        expires = utcnow() + timedelta(seconds=s.upload_ttl)
+        await self.runtime.need_kv().set(f"file:{user.user_id}:{file_id}", image.data, s.upload_ttl)
+        sha = sha256_hex(data)  # of the original bytes: the same image over the socket hits the cache
+        await store.add_image(file_id, user.user_id, sha256=sha, content_type=image.mime, size=len(data), expires_at=expires)
+        return {"file_id": str(file_id), "sha256": sha, "size": len(data), "content_type": image.mime,
+                "expires_at": expires.isoformat()}
+
+    # -- what the session and the rest of the house ask -------------------------------------------
+    async def owner_of(self, analysis_id: str) -> str | None:
+        raw = await self.runtime.need_kv().get(f"owner:{analysis_id}")
+        if raw is not None:
+            return raw.decode()
+        return await store.owner(analysis_id)
+
+    async def final_result(self, analysis_id: str) -> dict[str, Any] | None:
+        """The outcome of a finished analysis, from the database, for re-delivery on subscribe:
+        an ``analysis.result`` payload, an ``analysis.error`` payload for a failed or cancelled
+        one (each with its ``event`` key), or None while it is still open or unknown."""
+        row = await store.get(analysis_id)
+        if row is None or row["status"] in store.OPEN:
+            return None
+        if row["status"] == "done":
+            return store.result_payload(row)
+        code = ErrorCode(row["error_code"]) if row["error_code"] in ErrorCode._value2member_map_ else ErrorCode.INTERNAL
+        return error_payload(str(row["id"]), AppError(code, row["error_message"] or ""))
+
+    async def cache_stats(self) -> dict[str, dict[str, float]]:
+        return await self.cache.stats()
+
+    async def erase_user(self, user_id: str) -> None:
+        """Forget a user's images, uploads, quiz answers and cached results (rows go with the user)."""
+        self.launch.cancel_user(user_id)
+        kv = self.runtime.need_kv()
+        await self.uploads.erase_user(user_id)
+        await self.quiz.store.erase_user(user_id)
+        await self.cache.delete_prefix("analysis", f"{user_id}:")
+        for pattern in (f"file:{user_id}:*", f"image:{user_id}:*"):
+            keys = [k async for k in kv.scan(pattern)]
+            if keys:
+                await kv.delete(*keys)
+        await kv.delete(f"active:{user_id}")
+        await store.delete_user_images(user_id)
+
+    # -- housekeeping ---------------------------------------------------------------------------
+    async def sweep_abandoned(self, older_than: float | None = None) -> int:
+        """Cancel queued analyses whose upload expired (or whose node died before running them)."""
+        age = self.settings.upload_ttl + 60 if older_than is None else older_than
+        swept = 0
+        for aid, user_id in await store.stale_queued(utcnow() - timedelta(seconds=age)):
+            if str(aid) in self.launch.tasks or await self.uploads.meta(user_id, str(aid)) is not None:
+                continue  # still running here, or still uploading
+            err = AppError(ErrorCode.CANCELLED, "The upload expired before it completed.")
+            await self._end_unstarted(aid, user_id, err, "cancelled")
+            swept += 1
+        return swept
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                await self.sweep_abandoned()
+            except Exception:  # noqa: BLE001 - try again next round
+                log.warning("sweep for abandoned analyses failed", exc_info=True)
+
+
+def _outcome(result: dict[str, Any] | AppError) -> dict[str, Any]:
+    if isinstance(result, AppError):
+        raise result
+    return result

@@ -1,0 +1,64 @@
+"""Revocation state: a denylist of token ids and a per-user cutoff instant.
+
+* ``revoked:<jti>`` — one token revoked (logout); kept until that token would expire anyway.
+* ``cutoff:<user_id>`` — every token of the user issued at or before this instant is invalid
+  (password change, deletion, admin block). The database column ``users.tokens_valid_after`` is
+  the source of truth; the key value store caches it so verifying a token costs no SQL, and a
+  cache miss (first use, TTL, Redis loss) reloads from the database.
+
+The cache is filled with ``nx`` so a concurrent revocation (which overwrites) always wins over
+a stale read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from synthia_rt.kv.base import KeyValue
+
+NO_CUTOFF = b"-"  # cached "the user has no cutoff"
+CACHE_TTL = 3600.0  # seconds; the database answers again after this
+
+
+# Returns the persisted cutoff (None when there is none); raises UserGone for a deleted user.
+CutoffLoader = Callable[[str], Awaitable[datetime | None]]
+CutoffSaver = Callable[[str, datetime], Awaitable[None]]
+
+
+class Revocation:
+    def __init__(self, kv: KeyValue, load_cutoff: CutoffLoader, save_cutoff: CutoffSaver) -> None:
+        self._kv = kv
+        self._load = load_cutoff
+        self._save = save_cutoff
+
+    async def revoke_jti(self, jti: str, exp: float) -> None:
+        ttl = max(1.0, exp - time.time() + 5)  # +5 s covers clock skew between nodes
+        await self._kv.set(f"revoked:{jti}", b"1", ttl)
+
+    async def is_revoked(self, jti: str) -> bool:
+        return await self._kv.exists(f"revoked:{jti}")
+
+    async def revoke_user(self, user_id: str, at: float | None = None) -> float:
+        """Invalidate every token of ``user_id`` issued up to ``at`` (now); returns the cutoff."""
+        cutoff = time.time() if at is None else at
+        await self._save(user_id, datetime.fromtimestamp(cutoff, UTC))
+        await self._kv.set(f"cutoff:{user_id}", repr(cutoff).encode(), CACHE_TTL)
+        return cutoff
+
+    async def cutoff(self, user_id: str) -> float | None:
+        """The user's cutoff in unix seconds, or None; raises :class:`UserGone`."""
+        key = f"cutoff:{user_id}"
+        cached = await self._kv.get(key)
+        if cached is not None:
+            return None if cached == NO_CUTOFF else float(cached)
+        persisted = await self._load(user_id)  # UserGone propagates and is never cached
+        value = None if persisted is None else persisted.timestamp()
+        await self._kv.set(
+            key, NO_CUTOFF if value is None else repr(value).encode(), CACHE_TTL, nx=True
+        )
+        return value
+
+    async def forget_user(self, user_id: str) -> None:
+        await self._kv.delete(f"cutoff:{user_id}")

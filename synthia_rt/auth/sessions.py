@@ -1,0 +1,159 @@
+"""Logins as token families: register, log in, rotate, log out, end every session of a user.
+
+A *session* is one login: a refresh-token family row plus the access tokens issued for it
+(``sid`` claim). Rotation swaps the family's only valid refresh token; presenting an older one
+again means it was copied, so the whole family is revoked (``token_reused``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from synthia_rt.auth.passwords import Passwords
+from synthia_rt.auth.principal import Principal
+from synthia_rt.auth.throttle import LoginThrottle
+from synthia_rt.auth.tokens import TokenService
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.observability.audit import audit
+from synthia_rt.runtime import Runtime
+from synthia_rt.store import refresh_families as families
+from synthia_rt.store import users
+from synthia_rt.store.users import UserRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: UserRecord
+    principal: Principal
+
+
+def passwords_for(runtime: Runtime) -> Passwords:
+    found = runtime.extras.get("passwords")
+    if not isinstance(found, Passwords):
+        found = runtime.extras["passwords"] = Passwords(runtime.settings)
+    return found
+
+
+def throttle_for(runtime: Runtime) -> LoginThrottle:
+    found = runtime.extras.get("login_throttle")
+    if not isinstance(found, LoginThrottle):
+        found = runtime.extras["login_throttle"] = LoginThrottle(runtime.settings)
+        runtime.extras.setdefault("shutdown_hooks", []).append(found.close)
+    return found
+
+
+async def open_session(tokens: TokenService, user: UserRecord) -> Session:
+    family_id = str(uuid.uuid4())
+    refresh_token, jti, exp = tokens.issue_refresh(user.id, family_id)
+    await families.create(family_id, user.id, jti, exp)
+    access_token, principal = tokens.issue_access(user.id, user.role, session_id=family_id)
+    return Session(access_token, refresh_token, _expires_in(principal), user, principal)
+
+
+def _expires_in(principal: Principal) -> int:
+    return max(0, round(principal.expires_at - time.time()))
+
+
+async def register(
+    runtime: Runtime, email: str, password: str, display_name: str, ip: str | None
+) -> Session:
+    password_hash = await passwords_for(runtime).hash(password)
+    user = await users.create(email, password_hash, display_name)
+    await audit("user.registered", actor_id=user.id, subject_id=user.id, ip=ip)
+    return await open_session(runtime.need_tokens(), user)
+
+
+async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> Session:
+    """Unknown email and wrong password take the same path, time and answer."""
+    await throttle_for(runtime).hit(email, ip)
+    hasher = passwords_for(runtime)
+    user = await users.by_email(email)
+    if user is None:
+        await hasher.verify_dummy(password)
+        await audit("login.failed", ip=ip)
+        raise AppError(ErrorCode.INVALID_CREDENTIALS)
+    if not await hasher.verify(user.password_hash, password):
+        await audit("login.failed", subject_id=user.id, ip=ip)
+        raise AppError(ErrorCode.INVALID_CREDENTIALS)
+    # Blocked is told only to someone who knows the password.
+    if not user.active:
+        await audit("login.blocked", subject_id=user.id, ip=ip)
+        raise AppError(ErrorCode.ACCOUNT_BLOCKED)
+    if hasher.needs_rehash(user.password_hash):
+        await users.update(user.id, password_hash=await hasher.hash(password))
+    await throttle_for(runtime).reset(email)
+    await audit("login.succeeded", actor_id=user.id, subject_id=user.id, ip=ip)
+    return await open_session(runtime.need_tokens(), user)
+
+
+async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Session:
+    tokens = runtime.need_tokens()
+    claims = await tokens.verify_refresh(refresh_token)
+    family = await families.get(claims.family_id)
+    if family is None or family.user_id != claims.user_id or family.revoked:
+        raise AppError(ErrorCode.TOKEN_INVALID)
+    if family.current_jti != claims.jti:
+        await _reused(family.id, claims.user_id, ip)
+    user = await users.by_id(claims.user_id)
+    if user is None:
+        raise AppError(ErrorCode.TOKEN_INVALID)
+    if not user.active:
+        raise AppError(ErrorCode.ACCOUNT_BLOCKED)
+    new_refresh, new_jti, exp = tokens.issue_refresh(user.id, family.id)
+    if not await families.rotate(family.id, claims.jti, new_jti, exp):
+        await _reused(family.id, claims.user_id, ip)  # a concurrent refresh won the swap
+    access_token, principal = tokens.issue_access(user.id, user.role, session_id=family.id)
+    return Session(access_token, new_refresh, _expires_in(principal), user, principal)
+
+
+async def _reused(family_id: str, user_id: str, ip: str | None) -> None:
+    await families.revoke(family_id)
+    await audit("token.reused", subject_id=user_id, ip=ip, session=family_id)
+    raise AppError(ErrorCode.TOKEN_REUSED)
+
+
+async def logout(runtime: Runtime, principal: Principal, refresh_token: str | None) -> None:
+    """End this login: its access token, its refresh family, and the user's live sockets."""
+    tokens = runtime.need_tokens()
+    await tokens.revoke_jti(principal.jti, principal.expires_at)
+    ended = {principal.session_id} if principal.session_id else set()
+    if refresh_token:
+        try:
+            claims = await tokens.verify_refresh(refresh_token)
+        except AppError:
+            claims = None  # an expired or foreign refresh token must not make logout fail
+        if claims is not None and claims.user_id == principal.user_id:
+            ended.add(claims.family_id)
+    for family_id in ended:
+        await families.revoke(family_id)
+    await audit("logout", actor_id=principal.user_id, subject_id=principal.user_id)
+    await close_sockets(runtime, principal.user_id)
+
+
+async def end_all_sessions(runtime: Runtime, user_id: str) -> None:
+    """Password change, deletion, block: every token and socket of the user stops working."""
+    await runtime.need_tokens().revoke_user_tokens(user_id)
+    await families.revoke_all(user_id)
+    await close_sockets(runtime, user_id)
+
+
+async def close_sockets(runtime: Runtime, user_id: str) -> None:
+    """Close the user's sockets on every node (4010). The tokens are already revoked, so a
+    broker outage here is logged, not raised: the sockets fail their next token check."""
+    if runtime.hub is None:
+        return
+    try:
+        await runtime.hub.revoke_user(user_id)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("could not close the sockets of a revoked user", extra={"user_id": user_id})

@@ -1,0 +1,185 @@
+"""Key-value store on Redis: every key prefixed ``<namespace>:``, every operation atomic.
+
+Multi-step operations are one Lua script or one MULTI on a single key, so Redis Cluster can
+host them.  A lost connection or a timeout becomes ``AppError(UNAVAILABLE)`` (temporary, 503):
+callers never see redis-py exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterator
+from typing import cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from synthia_rt.errors import AppError, ErrorCode
+
+SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
+HEALTH_CHECK_INTERVAL = 15
+SCAN_COUNT = 500
+POOL_SIZE = 64  # connections per process
+
+# Append only at the expected length, so a chunk resent after a lost reply is refused, not
+# duplicated.  KEYS[1]; ARGV: offset, data, ttl ms.
+_APPEND_AT = """
+local length = redis.call('STRLEN', KEYS[1])
+if length ~= tonumber(ARGV[1]) then
+  return -length - 1
+end
+local total = redis.call('APPEND', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return total
+"""
+
+# TTL only when this call creates the key.  KEYS[1]; ARGV: amount, ttl ms (0 = none).
+_INCR = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if created and tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _ms(ttl: float) -> int:
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    return max(1, round(ttl * 1000))
+
+
+@contextlib.contextmanager
+def _unavailable() -> Iterator[None]:
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise AppError(ErrorCode.UNAVAILABLE) from exc
+
+
+class RedisKV:
+    def __init__(self, url: str, namespace: str) -> None:
+        self.namespace = namespace
+        self._prefix = f"{namespace}:"
+        # A blocking pool: bursts queue for a connection (up to SOCKET_TIMEOUT) instead of
+        # failing at once when every connection is busy.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL_SIZE,
+            timeout=SOCKET_TIMEOUT,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            socket_keepalive=True,
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+            # No transparent retries: incr/append_at are not idempotent.  The pool still
+            # replaces connections that died while idle when they are checked out.
+            retry=Retry(NoBackoff(), 0),
+            client_name="synthia:kv",
+        )
+        self._redis = Redis.from_pool(pool)
+        self._append_at = self._redis.register_script(_APPEND_AT)
+        self._incr = self._redis.register_script(_INCR)
+
+    def _key(self, key: str) -> str:
+        return self._prefix + key
+
+    async def start(self) -> None:
+        with _unavailable():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisConnectionError, RedisTimeoutError):
+            return False
+
+    # -- strings ------------------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        with _unavailable():
+            value = await self._redis.get(self._key(key))
+        return cast("bytes | None", value)  # decode_responses is off: always bytes
+
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
+        px = _ms(ttl) if ttl is not None else None
+        with _unavailable():
+            written = await self._redis.set(self._key(key), value, px=px, nx=nx)
+        return bool(written)
+
+    async def delete(self, *keys: str) -> int:
+        if not keys:
+            return 0
+        with _unavailable():
+            return int(await self._redis.delete(*(self._key(k) for k in keys)))
+
+    async def exists(self, key: str) -> bool:
+        with _unavailable():
+            return bool(await self._redis.exists(self._key(key)))
+
+    async def expire(self, key: str, ttl: float) -> None:
+        # A non-positive ttl deletes the key, as PEXPIRE does.
+        with _unavailable():
+            await self._redis.pexpire(self._key(key), max(1, round(ttl * 1000)) if ttl > 0 else 0)
+
+    async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        px = _ms(ttl) if ttl is not None else 0
+        with _unavailable():
+            return int(await self._incr(keys=[self._key(key)], args=[amount, px]))
+
+    async def append_at(self, key: str, offset: int, data: bytes, ttl: float) -> int:
+        px = _ms(ttl)
+        with _unavailable():
+            return int(await self._append_at(keys=[self._key(key)], args=[offset, data, px]))
+
+    async def strlen(self, key: str) -> int:
+        with _unavailable():
+            return int(await self._redis.strlen(self._key(key)))
+
+    # -- sorted sets --------------------------------------------------------------------
+    async def zadd(self, key: str, member: str, score: float, ttl: float | None = None) -> None:
+        px = _ms(ttl) if ttl is not None else None
+        full = self._key(key)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(full, {member: score})
+                if px is not None:
+                    pipe.pexpire(full, px)
+                await pipe.execute()
+
+    async def zrem(self, key: str, member: str) -> None:
+        with _unavailable():
+            await self._redis.zrem(self._key(key), member)
+
+    async def zcount_above(self, key: str, min_score: float) -> int:
+        full = self._key(key)
+        with _unavailable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zremrangebyscore(full, "-inf", min_score)  # inclusive: keeps score > min
+                pipe.zcard(full)
+                _, count = await pipe.execute()
+        return int(count)
+
+    # -- keyspace -----------------------------------------------------------------------
+    async def scan(self, match: str = "*") -> AsyncIterator[str]:
+        pattern = _GLOB_SPECIAL.sub(r"\\\1", self._prefix) + match
+        cut = len(self._prefix)
+        with _unavailable():
+            async for raw in self._redis.scan_iter(match=pattern, count=SCAN_COUNT):
+                yield raw.decode()[cut:]
+
+    async def used_memory(self) -> int | None:
+        with _unavailable():
+            info = await self._redis.info("memory")
+        value = info.get("used_memory")
+        return int(value) if value is not None else None

@@ -1,0 +1,125 @@
+"""Pure-ASGI middleware: request ids and access log, security headers, CORS, gzip.
+
+Pure ASGI (no ``BaseHTTPMiddleware``) so WebSocket scopes pass through untouched and
+streaming responses are not buffered.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from synthia_rt.observability.logging import request_id
+from synthia_rt.settings import Settings
+
+log = logging.getLogger("synthia_rt.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a caller's id is kept only if harmless
+
+
+def _incoming_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER.encode():
+            text = value.decode("latin-1")
+            return text if _VALID_ID.match(text) else None
+    return None
+
+
+class RequestIdMiddleware:
+    """Give each request/connection an id (the caller's ``X-Request-ID`` if sane), put it in
+    the logging context and the response headers, and log one access line per HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = _incoming_id(scope) or uuid.uuid4().hex
+        token = request_id.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                # The path only: a query string could carry something secret.
+                log.info(
+                    "%s %s %s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status,
+                    extra={
+                        "status": status,
+                        "ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
+            request_id.reset(token)
+
+
+class SecurityHeadersMiddleware:
+    """Conservative defaults; an endpoint that sets its own CSP keeps it."""
+
+    CSP = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("x-content-type-options", "nosniff")
+                headers.setdefault("x-frame-options", "DENY")
+                headers.setdefault("referrer-policy", "no-referrer")
+                headers.setdefault("cross-origin-opener-policy", "same-origin")
+                headers.setdefault("content-security-policy", self.CSP)
+                if self.hsts:
+                    headers.setdefault(
+                        "strict-transport-security", "max-age=31536000; includeSubDomains"
+                    )
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def middleware_stack(settings: Settings) -> list[Middleware]:
+    """Outermost first: the request id wraps everything so every log line carries it."""
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.production),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],
+            expose_headers=[REQUEST_ID_HEADER, "retry-after"],
+            allow_credentials=False,  # bearer tokens, no cookies
+            max_age=600,
+        ),
+        Middleware(GZipMiddleware, minimum_size=1024),
+    ]

@@ -1,0 +1,221 @@
+"""``/cache``: public health, and admin-only metrics and invalidation of the result cache.
+
+Deletion is SCAN-based (``KeyValue.scan``, never ``KEYS``) and confined twice: the key-value
+store only ever sees keys under this service's own prefix, and patterns here must start with
+the literal ``cache:`` and use a small alphabet, so ``DELETE /cache/keys/...`` cannot reach
+tokens, uploads, rate-limit state or anything else outside the result cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Literal
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+from synthia_rt.analysis.cache import ResultCache, namespace_ttls
+from synthia_rt.auth.principal import Principal
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.kv.base import KeyValue
+from synthia_rt.observability.audit import audit
+from synthia_rt.rest.deps import client_ip, runtime_of
+from synthia_rt.rest.routing import api
+from synthia_rt.rest.schemas import Out
+from synthia_rt.runtime import Runtime
+
+TAGS = ("cache",)
+NAMESPACES = ("user", "analysis", "recommendations", "config", "session")
+# Literal "cache:" then letters, digits and `_ - . :` with `*`/`?` globs. No `[...]` classes,
+# backslash escapes or braces: nothing that could make the glob reach outside `cache:`.
+PATTERN = re.compile(r"^cache:[A-Za-z0-9_.:*?-]{1,200}$")
+DELETE_BATCH = 500
+PING_SAMPLES = 3
+HEALTH_TIMEOUT = 2.0
+
+
+class CacheHealth(Out):
+    status: Literal["ok", "down"]
+    backend: Literal["redis", "memory"]
+
+
+class NamespaceStats(Out):
+    hits: int
+    misses: int
+    hit_ratio: float = Field(description="hits / (hits + misses); 0 when there were none.")
+
+
+class CacheMetrics(Out):
+    backend: Literal["redis", "memory"]
+    namespaces: dict[str, NamespaceStats] = Field(
+        description="Counted across every node sharing the store."
+    )
+    ops: int = Field(description="Lookups (hits + misses) in all namespaces.")
+    memory_used_bytes: int | None = Field(
+        description="Memory the store reports using (whole Redis)."
+    )
+    avg_response_ms: float | None = Field(
+        description="Mean round trip of a few PINGs to the store now."
+    )
+
+
+class Deleted(Out):
+    deleted: int
+    namespace: str | None = None
+    pattern: str | None = None
+
+
+def cache_of(runtime: Runtime) -> ResultCache:
+    """The analysis service's cache when it runs, else a view over the same store."""
+    existing = getattr(runtime.analysis, "cache", None)
+    if isinstance(existing, ResultCache):
+        return existing
+    return ResultCache(runtime.need_kv(), runtime.settings, runtime.metrics)
+
+
+async def delete_matching(kv: KeyValue, match: str) -> int:
+    """Delete every key matching ``match`` in batches as SCAN yields them (bounded memory)."""
+    deleted = 0
+    batch: list[str] = []
+    async for key in kv.scan(match):
+        batch.append(key)
+        if len(batch) >= DELETE_BATCH:
+            deleted += await kv.delete(*batch)
+            batch.clear()
+    if batch:
+        deleted += await kv.delete(*batch)
+    return deleted
+
+
+def _backend(runtime: Runtime) -> Literal["redis", "memory"]:
+    return "memory" if runtime.settings.effective_redis_url.startswith("memory") else "redis"
+
+
+async def _response_ms(kv: KeyValue) -> float | None:
+    """Mean round trip of a few PINGs: the least every cache read pays."""
+    samples = []
+    for _ in range(PING_SAMPLES):
+        started = time.perf_counter()
+        if not await kv.ping():
+            return None
+        samples.append((time.perf_counter() - started) * 1000.0)
+    return round(sum(samples) / len(samples), 3)
+
+
+@api(
+    "GET",
+    "/cache/health",
+    "Is the cache store reachable",
+    response=CacheHealth,
+    auth=False,
+    tags=TAGS,
+    extra_responses={503: CacheHealth},
+    description="503 with `status: down` when it is not.",
+)
+async def health(request: Request) -> CacheHealth | Response:
+    runtime = runtime_of(request)
+    try:
+        ms = await asyncio.wait_for(_response_ms(runtime.need_kv()), HEALTH_TIMEOUT)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # noqa: BLE001 - a health probe reports, it does not raise
+        ms = None
+    out = CacheHealth(status="ok" if ms is not None else "down", backend=_backend(runtime))
+    if ms is None:
+        return Response(out.model_dump_json(), status_code=503, media_type="application/json")
+    return out
+
+
+@api(
+    "GET",
+    "/cache/metrics",
+    "Cache hit ratios, operations, memory and latency",
+    response=CacheMetrics,
+    admin=True,
+    tags=TAGS,
+)
+async def metrics(request: Request, principal: Principal) -> CacheMetrics:
+    runtime = runtime_of(request)
+    kv = runtime.need_kv()
+    stats = await cache_of(runtime).stats()
+    namespaces = {
+        ns: NamespaceStats(
+            hits=int(s["hits"]), misses=int(s["misses"]), hit_ratio=round(s["hit_ratio"], 4)
+        )
+        for ns, s in stats.items()
+    }
+    return CacheMetrics(
+        backend=_backend(runtime),
+        namespaces=namespaces,
+        ops=sum(n.hits + n.misses for n in namespaces.values()),
+        memory_used_bytes=await kv.used_memory(),
+        avg_response_ms=await _response_ms(kv),
+    )
+
+
+@api(
+    "POST",
+    "/cache/invalidate/{namespace}",
+    "Drop every entry of one cache namespace",
+    response=Deleted,
+    admin=True,
+    errors=[ErrorCode.VALIDATION_ERROR],
+    tags=TAGS,
+    description=f"`namespace` is one of: {', '.join(NAMESPACES)}.",
+)
+async def invalidate(request: Request, principal: Principal) -> Deleted:
+    namespace = request.path_params["namespace"]
+    if namespace not in NAMESPACES or namespace not in namespace_ttls(runtime_of(request).settings):
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            f"namespace must be one of {', '.join(NAMESPACES)}",
+            field="namespace",
+        )
+    deleted = await delete_matching(runtime_of(request).need_kv(), f"cache:{namespace}:*")
+    # "ns", not "namespace": the audit filter drops keys containing "name".
+    await audit(
+        "admin.cache.invalidate",
+        actor_id=principal.user_id,
+        ip=client_ip(request),
+        ns=namespace,
+        deleted=deleted,
+    )
+    return Deleted(namespace=namespace, deleted=deleted)
+
+
+@api(
+    "DELETE",
+    "/cache/keys/{pattern}",
+    "Delete cache keys matching a glob",
+    response=Deleted,
+    admin=True,
+    errors=[ErrorCode.VALIDATION_ERROR],
+    tags=TAGS,
+    description="`pattern` is relative to the service's key prefix and must start with `cache:` "
+    "(e.g. `cache:analysis:*`); only letters, digits, `_ - . :` and the globs `*` `?` are allowed. "
+    "Keys are found with SCAN, never KEYS.",
+)
+async def delete_keys(request: Request, principal: Principal) -> Deleted:
+    pattern = request.path_params["pattern"]
+    if not PATTERN.fullmatch(pattern):
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            "pattern must start with 'cache:' and use only letters, digits, _ - . : and the globs * ?",
+            field="pattern",
+        )
+    deleted = await delete_matching(runtime_of(request).need_kv(), pattern)
+    await audit(
+        "admin.cache.delete",
+        actor_id=principal.user_id,
+        ip=client_ip(request),
+        pattern=pattern,
+        deleted=deleted,
+    )
+    return Deleted(pattern=pattern, deleted=deleted)
+
+
+routes: list[BaseRoute] = [health, metrics, invalidate, delete_keys]

@@ -1,0 +1,85 @@
+"""What a REST handler needs from a request: the runtime, the caller, the parsed body/query."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+
+from synthia_rt.auth.principal import Principal
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.runtime import Runtime
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 64 * 1024  # JSON bodies are small; images go over the socket or their own route
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise AppError(ErrorCode.UNAUTHORIZED)
+    principal = await runtime_of(request).need_tokens().verify_access(token)
+    request.state.principal = principal
+    return principal
+
+
+def validation_error(exc: ValidationError) -> AppError:
+    """The first problem, naming its field; wrong JSON types are ``bad_request``."""
+    first = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    kind = first["type"]
+    if kind == "json_invalid" or field is None:
+        return AppError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
+    if kind.endswith("_type"):
+        return AppError(ErrorCode.BAD_REQUEST, f"{field}: {first['msg']}", field=field)
+    return AppError(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}", field=field)
+
+
+async def _read_bounded(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise AppError(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise AppError(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    raw = await _read_bounded(request)
+    if not raw.strip():
+        raw = b"{}"  # an empty body is an empty object: models with all-optional fields accept it
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise validation_error(exc) from None

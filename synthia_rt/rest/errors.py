@@ -1,0 +1,85 @@
+"""Turning refusals into ``{"error": {"code", "message"[, "field", "retry_after"]}}`` responses.
+
+Only :class:`AppError` content reaches a client. Anything else becomes ``internal`` with the
+request id (the details go to the log), never a stack trace or exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.observability.logging import request_id
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.TOO_LARGE,
+    422: ErrorCode.VALIDATION_ERROR,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+def error_response(error: AppError, headers: Mapping[str, str] | None = None) -> Response:
+    out = dict(headers or {})
+    if error.retry_after is not None:
+        out["retry-after"] = str(max(1, math.ceil(error.retry_after)))
+    if error.status == 401:
+        out["www-authenticate"] = "Bearer"
+    body = orjson.dumps({"error": error.to_dict()})
+    return Response(body, status_code=error.status, media_type="application/json", headers=out)
+
+
+def internal_error(exc: BaseException) -> Response:
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    rid = request_id.get()
+    message = (
+        f"An unexpected error occurred (request {rid})." if rid else "An unexpected error occurred."
+    )
+    return error_response(AppError(ErrorCode.INTERNAL, message))
+
+
+async def _app_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.code is ErrorCode.INTERNAL:
+        log.error("internal error: %s", exc.message)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code)
+    if code is None:
+        return (
+            internal_error(exc)
+            if exc.status_code >= 500
+            else error_response(AppError(ErrorCode.BAD_REQUEST))
+        )
+    return error_response(AppError(code), headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return internal_error(exc)
+
+
+def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
+    return {
+        AppError: _app_error,
+        HTTPException: _http_error,
+        Exception: _unexpected,
+    }

@@ -1,0 +1,78 @@
+"""``/users/profile``: read, update (display name, password) and erase one's own account."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from synthia_rt.auth import accounts
+from synthia_rt.auth.principal import Principal
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.rest.auth import session_out, user_out
+from synthia_rt.rest.deps import client_ip, runtime_of
+from synthia_rt.rest.routing import api
+from synthia_rt.rest.schemas import ProfileOut, ProfilePatch, UserOut
+from synthia_rt.store import users
+
+TAGS = ("users",)
+
+
+@api(
+    "GET",
+    "/users/profile",
+    "The caller's profile",
+    response=UserOut,
+    errors=[ErrorCode.NOT_FOUND],
+    tags=TAGS,
+)
+async def get_profile(request: Request, principal: Principal) -> UserOut:
+    user = await users.by_id(principal.user_id)
+    if user is None:
+        raise AppError(ErrorCode.NOT_FOUND)
+    return user_out(user)
+
+
+@api(
+    "PATCH",
+    "/users/profile",
+    "Change the display name and/or the password",
+    body=ProfilePatch,
+    response=ProfileOut,
+    errors=[ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED],
+    tags=TAGS,
+    description="A password change needs `current_password`; it ends every session of the user "
+    "(sockets close with 4010) and returns a fresh one for the caller in `session`.",
+)
+async def patch_profile(request: Request, principal: Principal, body: ProfilePatch) -> ProfileOut:
+    runtime = runtime_of(request)
+    session = None
+    if body.password is not None:
+        if body.current_password is None:
+            raise AppError(
+                ErrorCode.VALIDATION_ERROR,
+                "current_password is required to change the password.",
+                field="current_password",
+            )
+        session = await accounts.change_password(
+            runtime, principal, body.current_password, body.password, client_ip(request)
+        )
+    user = await accounts.update_profile(principal, body.display_name)
+    return ProfileOut(
+        user=user_out(user), session=None if session is None else session_out(session)
+    )
+
+
+@api(
+    "DELETE",
+    "/users/profile",
+    "Erase the account and everything of it",
+    status=204,
+    tags=TAGS,
+    description="Deletes the user's rows in every table and their keys in Redis, closes their "
+    "sockets (4010). The audit log keeps the user id only.",
+)
+async def delete_profile(request: Request, principal: Principal) -> None:
+    await accounts.erase(runtime_of(request), principal.user_id)
+
+
+routes: list[BaseRoute] = [get_profile, patch_profile, delete_profile]

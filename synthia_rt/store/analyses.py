@@ -1,0 +1,202 @@
+"""Queries for analysis rows and REST-uploaded image records.
+
+Status moves one way: ``queued → running → done | failed | cancelled`` (``queued`` may go
+straight to ``failed``/``cancelled``). Every transition is a conditional UPDATE on the
+current status with ``RETURNING``, so two nodes (or a cancel racing a finish) cannot both
+win, and a terminal row is never reopened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from synthia_rt.store.ids import as_uuid
+from synthia_rt.store.tables import Analysis, StoredImage, utcnow
+
+OPEN = ("queued", "running")
+TERMINAL = ("done", "failed", "cancelled")
+
+
+async def create(
+    analysis_id: uuid.UUID,
+    user_id: str,
+    kind: str,
+    *,
+    inputs: dict[str, Any],
+    image_sha256: str | None,
+    model: str,
+    prompt_version: str,
+) -> None:
+    row = Analysis(
+        id=analysis_id,
+        user=uuid.UUID(user_id),
+        kind=kind,
+        status="queued",
+        image_sha256=image_sha256,
+        inputs=inputs,
+        model=model,
+        prompt_version=prompt_version,
+        usage={},
+        created_at=utcnow(),
+    )
+    await Analysis.insert(row).run()
+
+
+async def create_cached(
+    analysis_id: uuid.UUID,
+    user_id: str,
+    kind: str,
+    *,
+    inputs: dict[str, Any],
+    image_sha256: str | None,
+    model: str,
+    prompt_version: str,
+    result: dict[str, Any],
+    usage: dict[str, Any],
+) -> None:
+    """A finished row answered from the cache (committed before anyone is told)."""
+    now = utcnow()
+    row = Analysis(
+        id=analysis_id,
+        user=uuid.UUID(user_id),
+        kind=kind,
+        status="done",
+        image_sha256=image_sha256,
+        inputs=inputs,
+        result=result,
+        cached=True,
+        model=model,
+        prompt_version=prompt_version,
+        usage=usage,
+        duration_ms=0,
+        created_at=now,
+        started_at=now,
+        finished_at=now,
+    )
+    await Analysis.insert(row).run()
+
+
+async def _transition(analysis_id: uuid.UUID, allowed: tuple[str, ...], values: dict[Any, Any]) -> bool:
+    done = (
+        await Analysis.update(values)
+        .where((Analysis.id == analysis_id) & Analysis.status.is_in(list(allowed)))
+        .returning(Analysis.id)
+        .run()
+    )
+    return bool(done)
+
+
+async def mark_running(analysis_id: uuid.UUID) -> bool:
+    return await _transition(analysis_id, ("queued",), {Analysis.status: "running", Analysis.started_at: utcnow()})
+
+
+async def mark_done(
+    analysis_id: uuid.UUID, *, result: dict[str, Any], usage: dict[str, Any], duration_ms: int, model: str
+) -> bool:
+    values = {
+        Analysis.status: "done",
+        Analysis.result: result,
+        Analysis.usage: usage,
+        Analysis.duration_ms: duration_ms,
+        Analysis.model: model,
+        Analysis.finished_at: utcnow(),
+    }
+    return await _transition(analysis_id, ("running",), values)
+
+
+async def mark_failed(analysis_id: uuid.UUID, *, status: str, code: str, message: str) -> bool:
+    assert status in ("failed", "cancelled")
+    values = {
+        Analysis.status: status,
+        Analysis.error_code: code,
+        Analysis.error_message: message,
+        Analysis.finished_at: utcnow(),
+    }
+    return await _transition(analysis_id, OPEN, values)
+
+
+async def get(analysis_id: str | uuid.UUID) -> dict[str, Any] | None:
+    aid = as_uuid(analysis_id)
+    if aid is None:
+        return None
+    row: dict[str, Any] | None = (
+        await Analysis.select().where(Analysis.id == aid).first().output(load_json=True).run()
+    )
+    return row
+
+
+async def owner(analysis_id: str | uuid.UUID) -> str | None:
+    aid = as_uuid(analysis_id)
+    if aid is None:
+        return None
+    row = await Analysis.select(Analysis.user).where(Analysis.id == aid).first().run()
+    return str(row["user"]) if row else None
+
+
+async def stale_queued(created_before: datetime) -> list[tuple[uuid.UUID, str]]:
+    """Queued rows older than ``created_before``: uploads that were abandoned."""
+    rows = (
+        await Analysis.select(Analysis.id, Analysis.user)
+        .where((Analysis.status == "queued") & (Analysis.created_at < created_before))
+        .limit(500)
+        .run()
+    )
+    return [(r["id"], str(r["user"])) for r in rows]
+
+
+def result_payload(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``analysis.result`` event payload of a finished row."""
+    return {
+        "event": "analysis.result",
+        "analysis_id": str(row["id"]),
+        "kind": row["kind"],
+        "result": row["result"],
+        "cached": bool(row["cached"]),
+        "model": row["model"],
+        "usage": row["usage"] or {},
+        "duration_ms": row["duration_ms"] or 0,
+    }
+
+
+# -- images uploaded over REST ------------------------------------------------------------
+async def add_image(
+    file_id: uuid.UUID, user_id: str, *, sha256: str, content_type: str, size: int, expires_at: datetime
+) -> None:
+    row = StoredImage(
+        id=file_id,
+        user=uuid.UUID(user_id),
+        sha256=sha256,
+        content_type=content_type,
+        size=size,
+        created_at=utcnow(),
+        expires_at=expires_at,
+    )
+    await StoredImage.insert(row).run()
+
+
+async def get_image(user_id: str, file_id: str) -> dict[str, Any] | None:
+    """The caller's own, unexpired image record."""
+    fid, uid = as_uuid(file_id), as_uuid(user_id)
+    if fid is None or uid is None:
+        return None
+    row: dict[str, Any] | None = (
+        await StoredImage.select()
+        .where((StoredImage.id == fid) & (StoredImage.user == uid) & (StoredImage.expires_at > utcnow()))
+        .first()
+        .run()
+    )
+    return row
+
+
+async def delete_image(file_id: uuid.UUID) -> None:
+    await StoredImage.delete().where(StoredImage.id == file_id).run()
+
+
+async def delete_user_images(user_id: str) -> int:
+    uid = as_uuid(user_id)
+    if uid is None:
+        return 0
+    gone = await StoredImage.delete().where(StoredImage.user == uid).returning(StoredImage.id).run()
+    return len(gone)

@@ -1,0 +1,101 @@
+"""Resumable chunked uploads on the KeyValue seam (Redis in production).
+
+Every byte lives in the shared store, so a client whose connection dropped can reconnect to
+ANY node, ask ``upload.status`` and resume. Two keys per upload, both expiring
+``upload_ttl`` seconds after the last accepted chunk:
+
+* ``upload:<user>:<analysis>:meta`` — declared size, sha256, kind, and ``complete``;
+* ``upload:<user>:<analysis>:data`` — the bytes, appended with ``append_at``, which writes
+  only when the stored length equals the chunk's offset (atomic compare-and-append), so two
+  nodes racing on the same offset cannot both write and a refused chunk changes nothing.
+
+The user id is part of the key: another user's analysis id simply is not found (``bad_chunk``
+without revealing that it exists), and erasing a user is one prefix scan.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import orjson
+
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.kv.base import KeyValue
+
+
+@dataclass(slots=True)
+class UploadMeta:
+    analysis_id: str
+    user_id: str
+    size: int
+    sha256: str
+    content_type: str | None
+    kind: str
+    created_at: float
+    complete: bool = False
+
+
+def _bad_chunk(message: str) -> AppError:
+    return AppError(ErrorCode.BAD_CHUNK, message)
+
+
+class UploadStore:
+    def __init__(self, kv: KeyValue, ttl: float) -> None:
+        self.kv = kv
+        self.ttl = ttl
+
+    @staticmethod
+    def _key(user_id: str, analysis_id: str, part: str) -> str:
+        return f"upload:{user_id}:{analysis_id}:{part}"
+
+    async def create(self, meta: UploadMeta) -> None:
+        await self.kv.set(self._key(meta.user_id, meta.analysis_id, "meta"), orjson.dumps(asdict(meta)), self.ttl)
+
+    async def meta(self, user_id: str, analysis_id: str) -> UploadMeta | None:
+        raw = await self.kv.get(self._key(user_id, analysis_id, "meta"))
+        return UploadMeta(**orjson.loads(raw)) if raw else None
+
+    async def offset(self, user_id: str, analysis_id: str) -> int:
+        return await self.kv.strlen(self._key(user_id, analysis_id, "data"))
+
+    async def append(self, user_id: str, analysis_id: str, offset: int, payload: bytes) -> tuple[UploadMeta, int]:
+        """Store ``payload`` at ``offset``; returns (meta, new durable length).
+
+        Raises ``bad_chunk`` — having written nothing — for an unknown, foreign, finished or
+        expired upload, a chunk past the declared size, or a wrong offset.
+        """
+        meta = await self.meta(user_id, analysis_id)
+        if meta is None:
+            raise _bad_chunk("No upload in progress with this id.")
+        if meta.complete:
+            raise _bad_chunk("This upload is already complete.")
+        if offset < 0 or offset + len(payload) > meta.size:
+            raise _bad_chunk("The chunk ends past the declared size.")
+        length = await self.kv.append_at(self._key(user_id, analysis_id, "data"), offset, payload, self.ttl)
+        if length < 0:
+            raise _bad_chunk(f"Wrong offset: the upload continues at {-length - 1}.")
+        await self.kv.expire(self._key(user_id, analysis_id, "meta"), self.ttl)
+        return meta, length
+
+    async def finish(self, meta: UploadMeta) -> bytes | None:
+        """Mark the upload complete and take its bytes out of the store (None if expired)."""
+        data = await self.kv.get(self._key(meta.user_id, meta.analysis_id, "data"))
+        meta.complete = True
+        await self.create(meta)  # status keeps answering offset == size
+        await self.kv.delete(self._key(meta.user_id, meta.analysis_id, "data"))
+        return data
+
+    async def discard_data(self, user_id: str, analysis_id: str) -> None:
+        await self.kv.delete(self._key(user_id, analysis_id, "data"))
+
+    async def discard(self, user_id: str, analysis_id: str) -> None:
+        await self.kv.delete(self._key(user_id, analysis_id, "meta"), self._key(user_id, analysis_id, "data"))
+
+    async def erase_user(self, user_id: str) -> int:
+        keys = [key async for key in self.kv.scan(f"upload:{user_id}:*")]
+        return await self.kv.delete(*keys) if keys else 0
+
+
+def new_meta(analysis_id: str, user_id: str, size: int, sha256: str, content_type: str | None, kind: str) -> UploadMeta:
+    return UploadMeta(analysis_id, user_id, size, sha256, content_type, kind, time.time())

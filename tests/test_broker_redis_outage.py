@@ -1,0 +1,155 @@
+"""The Redis broker across an outage, on a PRIVATE redis-server this test kills and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from synthia_rt.broker import BrokerUnavailable, Event, Position, Signal, keys
+from synthia_rt.broker.redis import RedisBroker
+from synthia_rt.settings import Settings
+from tests.redis_server import RedisServer, private_redis
+
+DEADLINE = 8.0  # bounds a failing wait (reconnect backoff included); nothing measures speed
+
+
+@dataclass
+class Recorder:
+    events: list[Event] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
+    resubscribed: list[list[str]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, into: list[Any]) -> Callable[[Any], None]:
+        def handler(item: Any) -> None:
+            into.append(item)
+            self.changed.set()
+
+        return handler
+
+    async def wait_until(self, check: Callable[[], bool]) -> None:
+        async with asyncio.timeout(DEADLINE):
+            while not check():
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    async with private_redis(tmp_path / "redis") as running:
+        yield running
+
+
+@pytest.fixture
+async def node(server: RedisServer, namespace: str) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
+    broker = RedisBroker(server.url, Settings(redis_namespace=namespace), "outage-node")
+    seen = Recorder()
+    broker.set_handlers(
+        seen.record(seen.events), seen.record(seen.signals), seen.record(seen.resubscribed)
+    )
+    await broker.start()
+    try:
+        yield broker, seen
+    finally:
+        await broker.stop()
+
+
+async def numsub(server: RedisServer, channel_key: bytes) -> int:
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        [(_, count)] = await client.pubsub_numsub(channel_key)
+        return int(count)
+    finally:
+        await client.aclose()
+
+
+async def test_subscriptions_survive_a_redis_restart(
+    server: RedisServer, node: tuple[RedisBroker, Recorder], namespace: str
+) -> None:
+    broker, seen = node
+    await broker.subscribe("c")
+    before = await broker.publish("c", {"event": "before"})
+    await seen.wait_until(lambda: len(seen.events) == 1)
+
+    await server.kill()
+    with pytest.raises(BrokerUnavailable):
+        await broker.publish("c", {"event": "during"})
+    with pytest.raises(BrokerUnavailable):
+        await broker.signal("c", {"kind": "revoke"})
+    with pytest.raises(BrokerUnavailable):
+        await broker.history("c", None)
+    assert not await broker.healthy()
+    # A new subscription during the outage fails and leaves nothing behind.
+    broker.listener.subscribe_timeout = 0.3
+    with pytest.raises(BrokerUnavailable):
+        await broker.subscribe("new")
+    assert seen.resubscribed == []
+
+    await server.start()  # same port, empty: the history is gone
+    await seen.wait_until(lambda: seen.resubscribed == [["c"]])
+    assert broker.listener.channels() == ["c"]
+    assert await numsub(server, keys.pubsub_channel(namespace, "c")) == 1
+    assert await numsub(server, keys.pubsub_channel(namespace, "new")) == 0
+
+    after = await broker.publish("c", {"event": "after"})
+    assert (after.offset, after.epoch != before.epoch) == (1, True)  # new epoch: history lost
+    await seen.wait_until(lambda: len(seen.events) == 2)
+    assert seen.events[1] == after
+    lost = await broker.history("c", Position(before.offset, before.epoch))
+    assert not lost.recovered
+    assert await broker.healthy()
+
+
+async def test_a_silent_connection_is_detected_and_replaced(
+    server: RedisServer, node: tuple[RedisBroker, Recorder]
+) -> None:
+    broker, seen = node
+    listener = broker.listener
+    listener.poll_interval, listener.ping_after, listener.pong_timeout = 0.05, 0.1, 0.3
+    await broker.subscribe("c")
+    admin = aioredis.Redis.from_url(server.url)
+    try:
+        # The server stops answering (as a half-open TCP link would) but nothing is closed:
+        # only the listener's own PING can tell.
+        await admin.client_pause(1000, all=True)
+    finally:
+        await admin.aclose()
+    await seen.wait_until(lambda: seen.resubscribed == [["c"]])
+    sent = await broker.publish("c", {"event": "after-pause"})
+    await seen.wait_until(lambda: seen.events == [sent])
+
+
+async def test_a_failed_subscribe_leaves_no_subscription(
+    server: RedisServer, node: tuple[RedisBroker, Recorder], namespace: str
+) -> None:
+    broker, _ = node
+    broker.listener.subscribe_timeout = 0.2
+    admin = aioredis.Redis.from_url(server.url)
+    try:
+        await admin.client_pause(600, all=True)  # our SUBSCRIBEs wait unanswered meanwhile
+    finally:
+        await admin.aclose()
+    # Not confirmed in time: BrokerUnavailable.
+    with pytest.raises(BrokerUnavailable):
+        await broker.subscribe("timed-out")
+    # Cancelled while waiting (the hub's caller went away).
+    pending = asyncio.create_task(broker.subscribe("cancelled"))
+    while "cancelled" not in broker.listener.channels():  # noqa: ASYNC110 - a few loop turns
+        await asyncio.sleep(0)
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert broker.listener.channels() == []
+    # Redis runs one connection's commands in order: once this later subscribe is confirmed
+    # (after the pause), the SUBSCRIBE/UNSUBSCRIBE pairs before it have been applied.
+    broker.listener.subscribe_timeout = 5.0
+    await broker.subscribe("sentinel")
+    for channel in ("timed-out", "cancelled"):
+        assert await numsub(server, keys.pubsub_channel(namespace, channel)) == 0
+    assert await numsub(server, keys.pubsub_channel(namespace, "sentinel")) == 1

@@ -1,0 +1,147 @@
+"""``/api/v1/cache``: public health, admin-only metrics, invalidation and SCAN-based deletion
+confined to the service's own ``cache:`` keys (checked against the raw Redis keyspace)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import redis.asyncio as aioredis
+
+from synthia_rt.analysis.cache import ResultCache
+from synthia_rt.runtime import Runtime
+from tests.opshelpers import admin_in_process, bearer, register
+
+Pair = tuple[Any, httpx.AsyncClient]
+
+
+def _cache(app: Any) -> ResultCache:
+    runtime: Runtime = app.state.runtime
+    assert runtime.analysis is not None
+    cache: ResultCache = runtime.analysis.cache
+    return cache
+
+
+async def _seed(cache: ResultCache) -> None:
+    await cache.set("analysis", "u1:facial:m:v1:aaa", {"result": 1})
+    await cache.set("analysis", "u1:facial:m:v1:bbb", {"result": 2})
+    await cache.set("analysis", "u2:facial:m:v1:ccc", {"result": 3})
+    await cache.set("user", "u1", {"name": "x"})
+    await cache.set("config", "flags", {"a": True})
+
+
+async def _live(cache: ResultCache) -> dict[str, bool]:
+    keys = [("analysis", "u1:facial:m:v1:aaa"), ("analysis", "u1:facial:m:v1:bbb"),
+            ("analysis", "u2:facial:m:v1:ccc"), ("user", "u1"), ("config", "flags")]
+    return {f"{ns}:{k}": await cache.kv.exists(f"cache:{ns}:{k}") for ns, k in keys}
+
+
+async def test_health_is_public(app_client: Pair, backend: str) -> None:
+    _, client = app_client
+    r = await client.get("/api/v1/cache/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "backend": backend}
+
+
+async def test_admin_cache_endpoints_refuse_others(app_client: Pair) -> None:
+    app, client = app_client
+    cache = _cache(app)
+    await _seed(cache)
+    user = await register(client)
+    calls = [("GET", "/api/v1/cache/metrics"), ("POST", "/api/v1/cache/invalidate/analysis"),
+             ("DELETE", "/api/v1/cache/keys/cache:*")]
+    for method, path in calls:
+        assert (await client.request(method, path)).status_code == 401, path
+        r = await client.request(method, path, headers=bearer(user["access_token"]))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden", path
+    assert all((await _live(cache)).values())  # nothing was deleted by the refused calls
+
+
+async def test_metrics_report_hits_misses_per_namespace(app_client: Pair) -> None:
+    app, client = app_client
+    cache = _cache(app)
+    admin = await admin_in_process(client)
+    before = (await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))).json()
+    await cache.set("recommendations", "k", {"v": 1})
+    for key in ("k", "k", "k", "absent"):
+        await cache.get("recommendations", key)
+    r = await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))
+    assert r.status_code == 200
+    body = r.json()
+    rec = body["namespaces"]["recommendations"]
+    assert (rec["hits"], rec["misses"], rec["hit_ratio"]) == (3, 1, 0.75)
+    assert body["ops"] == before["ops"] + 4
+    assert set(body["namespaces"]) == {"user", "analysis", "recommendations", "config", "session"}
+    assert body["memory_used_bytes"] > 0
+    assert body["avg_response_ms"] is not None and body["avg_response_ms"] >= 0
+
+
+async def test_invalidate_drops_one_namespace_only(app_client: Pair) -> None:
+    app, client = app_client
+    cache = _cache(app)
+    await _seed(cache)
+    admin = await admin_in_process(client)
+    r = await client.post("/api/v1/cache/invalidate/analysis", headers=bearer(admin["access_token"]))
+    assert r.status_code == 200 and r.json()["deleted"] == 3
+    live = await _live(cache)
+    assert [k for k, v in live.items() if v] == ["user:u1", "config:flags"]
+    bad = await client.post("/api/v1/cache/invalidate/tokens", headers=bearer(admin["access_token"]))
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "namespace"
+    audit = (await client.get("/api/v1/admin/audit", headers=bearer(admin["access_token"]))).json()
+    assert audit["items"][0]["action"] == "admin.cache.invalidate"
+    assert audit["items"][0]["detail"] == {"ns": "analysis", "deleted": 3}
+
+
+async def test_delete_keys_by_pattern(app_client: Pair) -> None:
+    app, client = app_client
+    cache = _cache(app)
+    await _seed(cache)
+    admin = await admin_in_process(client)
+    r = await client.delete("/api/v1/cache/keys/" + quote("cache:analysis:u1:*", safe=":*"),
+                            headers=bearer(admin["access_token"]))
+    assert r.status_code == 200 and r.json()["deleted"] == 2
+    live = await _live(cache)
+    assert [k for k, v in live.items() if v] == ["analysis:u2:facial:m:v1:ccc", "user:u1", "config:flags"]
+    one = await client.delete("/api/v1/cache/keys/" + quote("cache:user:u?", safe=":"),
+                              headers=bearer(admin["access_token"]))
+    assert one.status_code == 200 and one.json()["deleted"] == 1
+
+
+async def test_patterns_outside_the_cache_are_refused(app_client: Pair) -> None:
+    app, client = app_client
+    cache = _cache(app)
+    await _seed(cache)
+    admin = await admin_in_process(client)
+    escapes = ["*", "cache*", "cachestat:*", "revoked:*", ":cache:*", "cache:", "cache:[a-z]*",
+               "cache:\\*", "cache:{x}*", "CACHE:*", "cache: *", "x" * 10 + "cache:*", "cache:" + "a" * 201]
+    for pattern in escapes:
+        r = await client.delete("/api/v1/cache/keys/" + quote(pattern, safe=""),
+                                headers=bearer(admin["access_token"]))
+        assert r.status_code in (404, 422), pattern  # 404: not even a single path segment
+        if r.status_code == 422:
+            assert r.json()["error"]["field"] == "pattern"
+    assert all((await _live(cache)).values())
+
+
+async def test_wildcard_delete_spares_other_keys_of_this_service_and_foreign_ones(
+    pg_app: Pair, namespace: str, redis_client: aioredis.Redis
+) -> None:
+    app, client = pg_app
+    cache = _cache(app)
+    await _seed(cache)
+    foreign = f"other-{namespace}:cache:analysis:x"  # another service sharing the Redis
+    own_other = f"{namespace}:revoked:some-jti"  # this service, but not the cache
+    stats = f"{namespace}:cachestat:analysis:hit"
+    await redis_client.set(foreign, b"1")
+    await redis_client.set(own_other, b"1")
+    await redis_client.set(stats, b"7")
+    try:
+        admin = await admin_in_process(client)
+        r = await client.delete("/api/v1/cache/keys/cache:*", headers=bearer(admin["access_token"]))
+        assert r.status_code == 200 and r.json()["deleted"] == 5
+        remaining = {k.decode() async for k in redis_client.scan_iter(match=f"{namespace}:cache:*")}
+        assert remaining == set()
+        assert await redis_client.exists(foreign, own_other, stats) == 3
+    finally:
+        await redis_client.delete(foreign)

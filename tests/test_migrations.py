@@ -1,0 +1,108 @@
+"""Migrations build the schema from nothing on both engines, and concurrent starts migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from synthia_rt.store import engine as store
+from synthia_rt.store.tables import TABLES
+from tests.conftest import PG_ADMIN_URL, _db_url
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def migration_ids() -> list[str]:
+    from piccolo.apps.migrations.commands.base import BaseMigrationManager
+
+    manager = BaseMigrationManager()
+    folder = manager.get_app_config("synthia").resolved_migrations_folder_path
+    return sorted(manager.get_migration_modules(folder).keys())
+
+
+@pytest.fixture
+async def fresh_pg() -> AsyncIterator[str]:
+    """An empty PostgreSQL database of its own (not the session's shared one)."""
+    name = f"synthia_mig_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _db_url(name)
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def check_schema(url: str) -> None:
+    """Every table exists, is empty and readable; each migration is recorded exactly once."""
+    from piccolo.apps.migrations.tables import Migration
+
+    engine = store.configure(url)
+    await store.open_pool(engine)
+    try:
+        for table in TABLES:
+            assert await table.table_exists().run(), table._meta.tablename
+            assert await table.count().run() == 0
+        rows = await Migration.select(Migration.name).where(Migration.app_name == "synthia").run()
+        assert sorted(r["name"] for r in rows) == migration_ids()
+        assert await store.pending_migrations(url) == []
+    finally:
+        await store.close_pool(engine)
+
+
+async def test_sqlite_from_an_empty_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    assert await store.pending_migrations(url) == migration_ids()
+    await store.migrate(url)
+    await check_schema(url)
+    await store.migrate(url)  # a second run finds nothing to do
+    await check_schema(url)
+
+
+async def test_postgres_from_an_empty_database(fresh_pg: str) -> None:
+    assert await store.pending_migrations(fresh_pg) == migration_ids()
+    await store.migrate(fresh_pg)
+    await check_schema(fresh_pg)
+    await store.migrate(fresh_pg)
+    await check_schema(fresh_pg)
+
+
+async def test_two_processes_starting_together_migrate_once(fresh_pg: str) -> None:
+    code = "import asyncio, sys; from synthia_rt.store.engine import migrate; asyncio.run(migrate(sys.argv[1]))"
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code,
+            fresh_pg,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    results = await asyncio.gather(*(p.communicate() for p in procs))
+    for proc, (_, err) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, err.decode()[-2000:]
+    conn = await asyncpg.connect(fresh_pg)
+    try:
+        rows = await conn.fetch(
+            "SELECT name, count(*) AS n FROM migration WHERE app_name = 'synthia' GROUP BY name"
+        )
+    finally:
+        await conn.close()
+    assert sorted(r["name"] for r in rows) == migration_ids()
+    assert all(r["n"] == 1 for r in rows)
+    await check_schema(fresh_pg)

@@ -1,0 +1,193 @@
+"""``/users/profile``: read, rename, change password (ends other sessions), erase everything."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from synthia_rt.store.tables import TABLES, Analysis, AuditLog, StoredImage, User, utcnow
+from tests.conftest_helpers import unique_email
+from tests.rest_helpers import API, PASSWORD, add_analysis, bearer, register
+
+Pair = tuple[Any, httpx.AsyncClient]
+NEW_PASSWORD = "a completely different passphrase"
+
+
+async def test_profile_read_and_rename(app_client: Pair) -> None:
+    _, client = app_client
+    session = await register(client, display_name="Ada")
+    headers = bearer(session["access_token"])
+    me = (await client.get(f"{API}/users/profile", headers=headers)).json()
+    assert me == session["user"]
+    r = await client.patch(f"{API}/users/profile", headers=headers, json={"display_name": "Ada L."})
+    assert r.status_code == 200
+    assert r.json()["user"]["display_name"] == "Ada L." and r.json()["session"] is None
+    assert (await client.get(f"{API}/users/profile", headers=headers)).json()[
+        "display_name"
+    ] == "Ada L."
+    bad = await client.patch(f"{API}/users/profile", headers=headers, json={"display_name": 7})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "display_name"
+
+
+async def test_password_change_needs_the_current_password(app_client: Pair) -> None:
+    _, client = app_client
+    session = await register(client)
+    headers = bearer(session["access_token"])
+    missing = await client.patch(
+        f"{API}/users/profile", headers=headers, json={"password": NEW_PASSWORD}
+    )
+    assert missing.status_code == 422 and missing.json()["error"]["field"] == "current_password"
+    wrong = await client.patch(
+        f"{API}/users/profile",
+        headers=headers,
+        json={"password": NEW_PASSWORD, "current_password": "nope nope"},
+    )
+    assert wrong.status_code == 422 and wrong.json()["error"]["field"] == "current_password"
+    too_short = await client.patch(
+        f"{API}/users/profile",
+        headers=headers,
+        json={"password": "short", "current_password": PASSWORD},
+    )
+    assert too_short.status_code == 422 and too_short.json()["error"]["field"] == "password"
+    # Nothing changed: the session still works and the old password still logs in.
+    assert (await client.get(f"{API}/users/profile", headers=headers)).status_code == 200
+
+
+async def test_password_change_ends_every_session_but_the_new_one(app_client: Pair) -> None:
+    app, client = app_client
+    hub = app.state.runtime.hub
+    closed: list[str] = []
+    real = hub.revoke_user
+
+    async def recording_revoke(user_id: str) -> None:
+        closed.append(user_id)
+        await real(user_id)
+
+    hub.revoke_user = recording_revoke
+    email = unique_email()
+    first = await register(client, email=email)
+    second = (
+        await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    ).json()
+    r = await client.patch(
+        f"{API}/users/profile",
+        headers=bearer(first["access_token"]),
+        json={"password": NEW_PASSWORD, "current_password": PASSWORD, "display_name": "Renamed"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["user"]["display_name"] == "Renamed"
+    fresh = body["session"]
+    assert fresh is not None and closed == [first["user"]["id"]]
+    for old in (first, second):
+        assert (
+            await client.get(f"{API}/users/profile", headers=bearer(old["access_token"]))
+        ).status_code == 401
+        assert (
+            await client.post(f"{API}/auth/refresh", json={"refresh_token": old["refresh_token"]})
+        ).status_code == 401
+    assert (
+        await client.get(f"{API}/users/profile", headers=bearer(fresh["access_token"]))
+    ).status_code == 200
+    assert (
+        await client.post(f"{API}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
+    ).status_code == 200
+    old_login = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    new_login = await client.post(
+        f"{API}/auth/login", json={"email": email, "password": NEW_PASSWORD}
+    )
+    assert (old_login.status_code, new_login.status_code) == (401, 200)
+
+
+async def _populate(app: Any, client: httpx.AsyncClient, email: str) -> dict[str, Any]:
+    """An account with a row in every table and keys in the KV, as real use would leave it."""
+    runtime = app.state.runtime
+    session = await register(client, email=email, display_name="To Be Erased")
+    user_id = session["user"]["id"]
+    headers = bearer(session["access_token"])
+    await client.post(
+        f"{API}/auth/login", json={"email": email, "password": PASSWORD}
+    )  # 2nd family + audit
+    await client.post(f"{API}/auth/login", json={"email": email, "password": "wrong password!"})
+    analysis_id = await add_analysis(user_id)
+    r = await client.post(
+        f"{API}/feedback",
+        headers=headers,
+        json={"rating": 4, "comment": "nice", "analysis_id": analysis_id},
+    )
+    assert r.status_code == 201
+    await runtime.hub.notify(user_id, "info", "Hello", "Welcome")
+    now = utcnow()
+    await StoredImage.insert(
+        StoredImage(
+            user=uuid.UUID(user_id),
+            sha256="0" * 64,
+            content_type="image/png",
+            size=10,
+            created_at=now,
+            expires_at=now,
+        )
+    ).run()
+    await runtime.kv.set(f"presence:{{{user_id}}}:node", b"1", 60)
+    await runtime.kv.set(f"upload:{user_id}:chunk", b"bytes", 60)
+    return session
+
+
+async def test_deleting_the_account_erases_everything_of_it(
+    app_client: Pair, redis_client: aioredis.Redis, namespace: str
+) -> None:
+    app, client = app_client
+    runtime = app.state.runtime
+    hooked: list[str] = []
+
+    async def hook(user_id: str) -> None:
+        hooked.append(user_id)
+
+    runtime.extras.setdefault("erase_user_hooks", []).append(hook)
+    email = unique_email()
+    session = await _populate(app, client, email)
+    user_id = session["user"]["id"]
+    bystander = await register(client)
+    bystander_analysis = await add_analysis(bystander["user"]["id"])
+    # Every table really holds something of the user before the deletion.
+    for table in TABLES:
+        rows = await table.select().output(load_json=True).run()
+        assert any(user_id in str(row) for row in rows), table._meta.tablename
+
+    r = await client.delete(f"{API}/users/profile", headers=bearer(session["access_token"]))
+    assert r.status_code == 204, r.text
+    assert hooked == [user_id]
+
+    for table in TABLES:
+        rows = await table.select().output(load_json=True).run()
+        mentioning = [row for row in rows if user_id in str(row) or email in str(row)]
+        if table is AuditLog:
+            # One trace remains: that the id was deleted. No IP, no email, no detail.
+            assert [(row["action"], row["ip"], row["detail"]) for row in mentioning] == [
+                ("user.deleted", None, {})
+            ]
+        else:
+            assert mentioning == [], table._meta.tablename
+    assert await User.exists().where(User.id == uuid.UUID(bystander["user"]["id"])).run()
+    assert await Analysis.exists().where(Analysis.id == uuid.UUID(bystander_analysis)).run()
+
+    leftovers = [key async for key in runtime.kv.scan(f"*{user_id}*")]
+    assert leftovers == []
+    if runtime.settings.redis_url:  # the raw server too, beyond what the KV seam can see
+        raw = [k async for k in redis_client.scan_iter(match=f"{namespace}:*{user_id}*")]
+        assert raw == []
+
+    gone = await client.get(f"{API}/users/profile", headers=bearer(session["access_token"]))
+    assert gone.status_code == 401
+    relog = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert relog.status_code == 401
+    assert (
+        await client.get(f"{API}/users/profile", headers=bearer(bystander["access_token"]))
+    ).status_code == 200
+    # The address is free again.
+    assert (
+        await client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
+    ).status_code == 201

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,7 +16,8 @@ from synthia_rt.broker.redis import RedisBroker
 
 from synthia_rt.settings import Settings
 from tests.conftest import REDIS_URL
-from tests.nodes import Node
+from tests.nodes import Node, start_node
+from tests.redis_server import private_redis
 from tests.wsclient import register, ws_session
 
 
@@ -116,3 +118,46 @@ async def test_graceful_shutdown_sends_1001(two_nodes: tuple[Node, Node]) -> Non
         assert (await on_a.command("ping"))["ok"]
 
 
+
+
+async def test_redis_restart_under_live_sockets(node_env: dict[str, str], tmp_path: Path) -> None:
+    """Redis dies under two nodes: sockets stay open; when Redis returns, events flow again."""
+    async with private_redis(tmp_path / "redis") as server:
+        env = {**node_env, "REDIS_URL": server.url}
+        a = await start_node(env)
+        b = await start_node(env)
+        try:
+            user = await register(a.http)
+            channel = f"user:{user['user']['id']}"
+            async with ws_session(a.ws, user["access_token"]) as on_a, ws_session(b.ws, user["access_token"]) as on_b:
+                await server.kill()
+                await asyncio.sleep(1.0)
+                assert (await on_a.command("ping"))["ok"] and (await on_b.command("ping"))["ok"]
+                # While Redis is down, what needs it fails loudly and temporarily; the socket stays.
+                down = await on_a.command("subscribe", channel=channel, since={"offset": 0, "epoch": "x"}, timeout=15)
+                assert down["ok"] is False
+                assert (down["error"]["code"], down["error"]["temporary"]) == ("unavailable", True)
+                await server.start()
+                publisher = RedisBroker(server.url, Settings(redis_namespace=node_env["REDIS_NAMESPACE"]), "t")
+                publisher.set_handlers(lambda e: None, lambda s: None, lambda c: None)
+                await publisher.start()
+                try:
+                    # The nodes re-subscribe with backoff; keep publishing until both deliver.
+                    got: dict[str, dict[str, Any]] = {}
+                    for attempt in range(60):
+                        await publisher.publish(channel, {"event": "notification", "title": f"back {attempt}"})
+                        for name, client in (("a", on_a), ("b", on_b)):
+                            if name not in got:
+                                try:
+                                    got[name] = await client.event("notification", timeout=0.25)
+                                except TimeoutError:
+                                    pass
+                        if len(got) == 2:
+                            break
+                    assert set(got) == {"a", "b"}, "events did not flow again after Redis returned"
+                finally:
+                    await publisher.stop()
+                assert on_a.conn.protocol.close_rcvd is None and on_b.conn.protocol.close_rcvd is None
+        finally:
+            await b.stop()
+            await a.stop()

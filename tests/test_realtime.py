@@ -7,6 +7,7 @@ semantics of sections 3 and 6, over a real uvicorn socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import warnings
 from typing import Any
@@ -249,3 +250,19 @@ async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: 
             assert await slow.closed_with(timeout=15) == 4008
             assert (await fast.command("ping"))["ok"]
 
+
+
+async def test_many_sockets_joining_at_once_all_receive(live: Live) -> None:
+    """The join race that loses subscribers in encode/broadcaster: 60 sockets join together."""
+    users = [await register(f"http://{live}") for _ in range(3)]
+    url = f"ws://{live}/ws"
+    async with contextlib.AsyncExitStack() as stack:
+        clients = await asyncio.gather(
+            *(stack.enter_async_context(ws_session(url, users[i % 3]["access_token"])) for i in range(60))
+        )
+        # Some sockets leave while others are still joining the same channel.
+        await asyncio.gather(*(c.conn.close() for c in clients[:10]))
+        await live.runtime.hub.broadcast_notification("info", "to everyone", "hi")
+        received = await asyncio.gather(*(c.event("notification") for c in clients[10:]))
+        assert all(e["channel"] == "broadcast" and e["title"] == "to everyone" for e in received)
+        assert len({e["offset"] for e in received}) == 1

@@ -43,6 +43,10 @@ async def start_runtime(runtime: Runtime) -> None:
     runtime.analysis = AnalysisService(runtime)
     await runtime.analysis.start()
     await runtime.metrics.start()
+    if runtime.extras.get("drain_on_signal"):
+        from synthia_rt.realtime import shutdown
+
+        shutdown.install(runtime.hub)
     log.info("node started", extra={"node": runtime.node_id, "embedded": settings.embedded})
 
 async def stop_runtime(runtime: Runtime) -> None:
@@ -113,4 +117,6 @@ def app_factory() -> Starlette:
 
     settings = Settings.from_env()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    app.state.runtime.extras["drain_on_signal"] = True  # a real server: wrap uvicorn's signals
+    return app

@@ -6,28 +6,8 @@ import argparse
 import asyncio
 import getpass
 import sys
-from typing import Any
 
 from synthia_rt.settings import Settings, SettingsError
-
-
-class GracefulServer:
-    """uvicorn.Server that closes our sockets with 1001 before uvicorn would send 1012."""
-
-    @staticmethod
-    def build(config: Any) -> Any:
-        import uvicorn
-
-        class _Server(uvicorn.Server):
-            async def shutdown(self, sockets: Any = None) -> None:
-                from synthia_rt.realtime.hub import LIVE_HUBS
-
-                for hub in list(LIVE_HUBS):
-                    hub.runtime.draining = True
-                    await hub.drain()
-                await super().shutdown(sockets)
-
-        return _Server(config)
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -59,14 +39,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    server = GracefulServer.build(config)
     if args.workers > 1:
         from uvicorn.supervisors import Multiprocess
 
-        sock = config.bind_socket()
-        Multiprocess(config, target=server.run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
-        server.run()
+        uvicorn.Server(config).run()
     return 0
 
 

@@ -190,3 +190,34 @@ async def test_socket_traffic_moves_the_counters(node_env: dict[str, str], pg_ur
     assert delta("synthia_frames_out_total") >= 4  # session.ready + three replies
     assert delta("synthia_disconnects_total", {"code": "1000"}) == 1
 
+
+
+async def test_workers_share_one_exposition_in_multiprocess_mode(
+    node_env: dict[str, str], pg_url: str, tmp_path: Any
+) -> None:
+    """Two uvicorn workers: whichever answers /metrics reports every worker's sockets."""
+    prom_dir = tmp_path / "prom"
+    prom_dir.mkdir()
+    node = await start_node({**node_env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}, extra_args=["--workers", "2"])
+    sockets = []
+    try:
+        async with httpx.AsyncClient(base_url=node.http) as client:
+            admin = await admin_on_nodes(client, "", pg_url)
+            user = await register(client)
+            for _ in range(4):
+                ws, _ready = await open_socket(node.ws, user["access_token"])
+                sockets.append(ws)
+            scrapes = []
+            for _ in range(6):  # new connections each time: the kernel spreads them over workers
+                async with httpx.AsyncClient(base_url=node.http) as fresh:
+                    r = await fresh.get("/metrics", headers=bearer(admin["access_token"]))
+                assert r.status_code == 200
+                scrapes.append(r.text)
+    finally:
+        for ws in sockets:
+            await ws.close()
+        await node.stop()
+    for text in scrapes:
+        assert metric_value(text, "synthia_sockets_open") == 4
+        assert metric_value(text, "synthia_connects_total") == 4
+    assert any(prom_dir.iterdir())  # values really lived in the shared directory

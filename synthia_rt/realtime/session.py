@@ -293,7 +293,8 @@ class Session:
             analysis_id, offset, payload = p.decode_chunk(data)
             if analysis is None:
                 raise AppError(ErrorCode.BAD_CHUNK, "uploads are not available")
-            await analysis.upload_chunk(self.principal, analysis_id, offset, payload)
+            progress = await analysis.upload_chunk(self.principal, analysis_id, offset, payload)
+            self.send(p.direct_event("upload.progress", progress))
         except AppError as error:
             self.send(
                 p.direct_event(
@@ -303,8 +304,8 @@ class Session:
             )
         except Exception:
             log.exception("chunk failed")
-            error = AppError(ErrorCode.INTERNAL)
-            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **error.to_dict()}))
+            internal = AppError(ErrorCode.INTERNAL)
+            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **internal.to_dict()}))
 
     # --- channels ------------------------------------------------------------------------
     async def subscribe(
@@ -355,7 +356,7 @@ class Session:
             sub.offset, sub.epoch = (since.offset if recovered else 0), position.epoch
         replayed_result = False
         for event in events:
-            if event.frame.startswith(b'{"event":"analysis.result"'):
+            if event.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')):
                 replayed_result = True
             self.deliver(channel, event.offset, event.epoch, event.frame.decode())
         for offset, epoch, text in pending:
@@ -364,7 +365,8 @@ class Session:
         if analysis_id and not replayed_result and self.runtime.analysis is not None:
             final = await self.runtime.analysis.final_result(analysis_id)
             if final is not None:
-                self.send(p.direct_event("analysis.result", {"channel": channel, **final}))
+                name = str(final.pop("event", "analysis.result"))
+                self.send(p.direct_event(name, {"channel": channel, **final}))
 
     async def unsubscribe(self, channel: str) -> None:
         if self._subs.pop(channel, None) is not None:

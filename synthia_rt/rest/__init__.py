@@ -19,7 +19,8 @@ MODULES: tuple[str, ...] = (
     "notifications",
     "admin",
     "cache",
-    # other helpers append their resource modules here (e.g. "images", "admin")
+    "files",
+    "analyze",
 )
 
 

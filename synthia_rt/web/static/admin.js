@@ -31,12 +31,18 @@ const SERIES = {
   },
 };
 
+// 1, 2, 5 × 10^n at or above `value`: axis tops that read well.
+function niceCeiling(value) {
+  const step = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 5, 10].map((m) => m * step).find((v) => v >= value);
+}
+
 function drawChart(canvas, lines, { fixedMax = null } = {}) {
   const ctx = canvas.getContext("2d");
   const { width: w, height: h } = canvas;
   ctx.clearRect(0, 0, w, h);
   const values = lines.flatMap((l) => l.points.filter((v) => v !== null));
-  const max = fixedMax ?? Math.max(1, ...values) * 1.15;
+  const max = fixedMax ?? niceCeiling(Math.max(1, ...values) * 1.1);
   ctx.strokeStyle = "#e3e3ea";
   ctx.lineWidth = 1;
   for (const f of [0.25, 0.5, 0.75]) {
@@ -47,7 +53,7 @@ function drawChart(canvas, lines, { fixedMax = null } = {}) {
   }
   ctx.fillStyle = "#888";
   ctx.font = "10px system-ui, sans-serif";
-  ctx.fillText(max >= 10 ? Math.round(max) : max.toFixed(2), 2, 10);
+  ctx.fillText(String(max), 2, 10);
   for (const { points, colour } of lines) {
     ctx.strokeStyle = colour;
     ctx.lineWidth = 2;

@@ -93,6 +93,10 @@ function renderFacial() {
 }
 
 async function analyse(file) {
+  const preview = $("photo-preview");
+  if (preview.src) URL.revokeObjectURL(preview.src);
+  preview.src = URL.createObjectURL(file); // a blob: URL, allowed by the page's CSP
+  preview.hidden = false;
   $("facial-error").textContent = "";
   $("facial-result").replaceChildren();
   $("upload-progress").value = 0;

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    engine: Engine | None = None
+    engine: Engine[Any] | None = None
     kv: KeyValue | None = None
     broker: Broker | None = None
     hub: Hub | None = None

@@ -158,7 +158,7 @@ class Settings:
             raw = env.get(f.name.upper())
             if raw is None:
                 continue
-            kind = type(f.default)
+            kind: type[Any] = type(f.default)
             try:
                 if kind is bool:
                     values[f.name] = _bool(raw)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-JSON = dict[str, Any]
-Payload = Mapping[str, Any]
-EventHandler = Callable[["Event"], Awaitable[None]]  # noqa: F821 - see broker.base.Event
+JSON = dict[str, Any]  # a decoded JSON object
+Payload = Mapping[str, Any]  # an event payload before the broker adds channel/offset/epoch
 UserId = str
 ChannelName = str

@@ -261,3 +261,26 @@ async def test_non_admin_is_refused_on_the_admin_page(web_node: Node, browser: B
     assert await page.locator("#node-rows tr").count() == 0
     assert await page.locator("#audit-rows tr").count() == 0
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_blocked_user_is_signed_out_and_does_not_reconnect(
+    web_node: Node, browser: Browser, pg_url: str
+) -> None:
+    """Close 4010 is final for synthia.js: the demo drops back to the sign-in form."""
+    async with httpx.AsyncClient(base_url=web_node.http) as http:
+        admin = await admin_on_nodes(http, "", pg_url)
+        user = await register(http)
+        page = await new_page(browser)
+        await page.goto(f"{web_node.http}/")
+        await page.fill("#email", user["email"])
+        await page.fill("#password", PASSWORD)
+        await page.click("#login")
+        await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+        r = await http.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
+        assert r.status_code == 200
+    await expect(page.locator("#auth")).to_be_visible(timeout=15000)
+    await expect(page.locator("#auth-error")).to_contain_text("session was ended")
+    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "closed")
+    await page.wait_for_timeout(1500)  # longer than the first backoff: no reconnect happened
+    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "closed")
+    assert page.errors == []  # type: ignore[attr-defined]

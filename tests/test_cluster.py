@@ -12,8 +12,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from synthia_rt.broker.redis import RedisBroker
 
+from synthia_rt.broker.redis import RedisBroker
 from synthia_rt.settings import Settings
 from tests.conftest import REDIS_URL
 from tests.nodes import Node, start_node

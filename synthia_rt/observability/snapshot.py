@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics import MetricWrapperBase
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from synthia_rt.observability.metrics import Metrics
@@ -34,6 +35,36 @@ PING_TIMEOUT = 1.0  # a backend slower than this to answer SELECT 1 / PING count
 SUCCESS_STATUSES = frozenset({"done", "ok", "success", "cached", "cancelled"})
 
 Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascending
+
+
+class Percentiles(BaseModel):
+    p50: float | None = Field(description="Median over the last interval, ms; null without observations.")
+    p95: float | None
+
+
+class CacheRatio(BaseModel):
+    hit_ratio: float | None = Field(description="Since the node started; null before any lookup.")
+    ops: float
+
+
+class SnapshotFields(BaseModel):
+    """The payload of ``metrics.snapshot`` (the broker adds ``channel``/``offset``/``epoch``)."""
+
+    event: str = EVENT
+    node: str = Field(description="The publishing node's id (as in `session.ready.node`).")
+    ts: float = Field(description="Unix seconds when the snapshot was taken.")
+    interval: float = Field(description="Seconds covered by the rates and percentiles.")
+    sockets: int = Field(description="WebSockets open on this node now.")
+    frames_in_per_s: float
+    frames_out_per_s: float
+    analyses_in_flight: int
+    latency_ms: Percentiles = Field(description="Model call duration (Gemini analyzer only).")
+    first_partial_ms: Percentiles = Field(description="Model call start to first streamed partial.")
+    cache: dict[str, CacheRatio] = Field(description="Result cache hit ratio per namespace on this node.")
+    error_rate: float | None = Field(description="Failed / finished analyses in the interval; null if none.")
+    backend_errors_per_s: float
+    backends: dict[str, str] = Field(description="`redis` and `postgres`: ok, down or embedded.")
+    draining: bool
 
 
 @dataclass(frozen=True)
@@ -84,16 +115,16 @@ def quantile(q: float, before: Buckets, after: Buckets) -> float | None:
     return None
 
 
-def cache_ratios(metric: MetricWrapperBase) -> dict[str, dict[str, float | None]]:
+def cache_ratios(metric: MetricWrapperBase) -> dict[str, CacheRatio]:
     counts: dict[str, dict[str, float]] = {}
     for name, labels, value in samples(metric):
         if name.endswith("_total"):
             per = counts.setdefault(labels["namespace"], {"hit": 0.0, "miss": 0.0})
             per[labels["result"]] = per.get(labels["result"], 0.0) + value
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, CacheRatio] = {}
     for namespace, per in sorted(counts.items()):
         ops = per.get("hit", 0.0) + per.get("miss", 0.0)
-        out[namespace] = {"hit_ratio": round(per.get("hit", 0.0) / ops, 4) if ops else None, "ops": ops}
+        out[namespace] = CacheRatio(hit_ratio=round(per.get("hit", 0.0) / ops, 4) if ops else None, ops=ops)
     return out
 
 
@@ -119,6 +150,10 @@ def read(metrics: Metrics) -> Reading:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000.0, 1)
+
+
+def _percentiles(before: Buckets, after: Buckets) -> Percentiles:
+    return Percentiles(p50=_ms(quantile(0.5, before, after)), p95=_ms(quantile(0.95, before, after)))
 
 
 def _rate(delta: float, seconds: float) -> float:
@@ -151,30 +186,23 @@ class SnapshotLoop:
         seconds = after.at - before.at
         finished = (after.analyses_ok - before.analyses_ok) + (after.analyses_failed - before.analyses_failed)
         failed = after.analyses_failed - before.analyses_failed
-        return {
-            "event": EVENT,
-            "node": self.runtime.node_id,
-            "ts": round(time.time(), 3),
-            "interval": round(seconds, 3),
-            "sockets": self.socket_count(),
-            "frames_in_per_s": _rate(after.frames_in - before.frames_in, seconds),
-            "frames_out_per_s": _rate(after.frames_out - before.frames_out, seconds),
-            "analyses_in_flight": int(total(self.metrics.analyses_in_flight)),
-            "latency_ms": {
-                "p50": _ms(quantile(0.5, before.latency, after.latency)),
-                "p95": _ms(quantile(0.95, before.latency, after.latency)),
-            },
-            "first_partial_ms": {
-                "p50": _ms(quantile(0.5, before.first_partial, after.first_partial)),
-                "p95": _ms(quantile(0.95, before.first_partial, after.first_partial)),
-            },
-            "cache": cache_ratios(self.metrics.cache_ops),
-            # Share of analyses finished in this interval that failed (None: none finished).
-            "error_rate": round(failed / finished, 4) if finished > 0 else None,
-            "backend_errors_per_s": _rate(after.backend_errors - before.backend_errors, seconds),
-            "backends": await self.backends(),
-            "draining": self.runtime.draining,
-        }
+        snapshot = SnapshotFields(
+            node=self.runtime.node_id,
+            ts=round(time.time(), 3),
+            interval=round(seconds, 3),
+            sockets=self.socket_count(),
+            frames_in_per_s=_rate(after.frames_in - before.frames_in, seconds),
+            frames_out_per_s=_rate(after.frames_out - before.frames_out, seconds),
+            analyses_in_flight=int(total(self.metrics.analyses_in_flight)),
+            latency_ms=_percentiles(before.latency, after.latency),
+            first_partial_ms=_percentiles(before.first_partial, after.first_partial),
+            cache=cache_ratios(self.metrics.cache_ops),
+            error_rate=round(failed / finished, 4) if finished > 0 else None,
+            backend_errors_per_s=_rate(after.backend_errors - before.backend_errors, seconds),
+            backends=await self.backends(),
+            draining=self.runtime.draining,
+        )
+        return snapshot.model_dump()
 
     def socket_count(self) -> int:
         counter = getattr(self.runtime.hub, "socket_count", None)

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.table import Table
 
 from synthia_rt.store.tables import TABLES
 
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK_ID = 0x5197_4A11  # arbitrary, constant: "synthia migrations"
-_engine: Engine | None = None
+_engine: Engine[Any] | None = None
 _engine_url: str | None = None
 
 
-def build_engine(url: str) -> Engine:
+def build_engine(url: str) -> Engine[Any]:
     scheme = urlparse(url).scheme
     if scheme in {"postgres", "postgresql"}:
         return PostgresEngine(config={"dsn": url}, log_queries=False)
@@ -37,7 +39,7 @@ def build_engine(url: str) -> Engine:
     raise ValueError(f"unsupported database URL scheme: {scheme!r}")
 
 
-def configure(url: str) -> Engine:
+def configure(url: str) -> Engine[Any]:
     """Make ``url`` this process's database for every table (and for Piccolo's migrator)."""
     global _engine, _engine_url
     if _engine is not None and _engine_url == url:
@@ -45,13 +47,14 @@ def configure(url: str) -> Engine:
     from piccolo.apps.migrations.tables import Migration
 
     engine = build_engine(url)
-    for table in (*TABLES, Migration):
+    tables: tuple[type[Table], ...] = (*TABLES, Migration)
+    for table in tables:
         table._meta.db = engine
     _engine, _engine_url = engine, url
     return engine
 
 
-def current_engine() -> Engine:
+def current_engine() -> Engine[Any]:
     if _engine is None:
         from synthia_rt.settings import Settings
 
@@ -59,21 +62,21 @@ def current_engine() -> Engine:
     return _engine
 
 
-def is_postgres(engine: Engine) -> bool:
+def is_postgres(engine: Engine[Any]) -> bool:
     return isinstance(engine, PostgresEngine)
 
 
-async def open_pool(engine: Engine, max_size: int = 10) -> None:
+async def open_pool(engine: Engine[Any], max_size: int = 10) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.start_connection_pool(min_size=1, max_size=max_size)
 
 
-async def close_pool(engine: Engine) -> None:
+async def close_pool(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine):
         await engine.close_connection_pool()
 
 
-async def ping(engine: Engine) -> bool:
+async def ping(engine: Engine[Any]) -> bool:
     try:
         await engine.run_ddl("SELECT 1")
         return True

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
+import shutil
 import sys
+import tempfile
 
 from synthia_rt.settings import Settings, SettingsError
 
@@ -41,6 +44,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     )
     if args.workers > 1:
         from uvicorn.supervisors import Multiprocess
+
+        # prometheus-client aggregates workers through files; the directory must exist, be
+        # empty at start, and be in the environment before any worker imports the client.
+        prom_dir = settings.prometheus_multiproc_dir or tempfile.mkdtemp(prefix="synthia-prom-")
+        shutil.rmtree(prom_dir, ignore_errors=True)
+        os.makedirs(prom_dir, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
 
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
@@ -89,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "bench":
-        import os
-
         sys.path.insert(0, os.getcwd())  # bench/ lives beside the package, run from the checkout
         from bench.__main__ import main as bench_main
 

@@ -1,14 +1,16 @@
 """The pages as a person uses them: Debian's headless Chromium (driven by playwright, never a
 downloaded browser) against a real uvicorn node on PostgreSQL and Redis, local analyzer.
 
-Screenshots of both pages are written to docs/screenshots/.
+Screenshots of both pages go to docs/screenshots/ with UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import os
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,13 @@ from tests.opshelpers import PASSWORD, admin_on_nodes, bearer, next_event, open_
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# docs/screenshots/ is refreshed only on request, so a test run leaves the work tree clean.
+SCREENSHOTS = (
+    Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "synthia-screenshots"
+)
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 CHUNK = 16 * 1024  # small chunks: the astronaut JPEG goes up in several, so progress and resume show
 FACE_SHAPES = {"oval", "round", "square", "heart", "diamond", "oblong", "triangle"}
 SEASONS = {"spring", "summer", "autumn", "winter"}

@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from synthia_rt.errors import ERROR_DOCS, CloseCode
+from synthia_rt.observability.snapshot import SnapshotFields
 from synthia_rt.realtime import protocol as p
 
 
@@ -80,9 +81,10 @@ class QuizEstimate(_Event):
     answered: int
 
 
-class MetricsSnapshot(_Event):
+class MetricsSnapshot(SnapshotFields, _Event):
+    """metrics.snapshot on admin:metrics, once per METRICS_INTERVAL from every node."""
+
     event: Literal["metrics.snapshot"]
-    node: str
 
 
 class ErrorBody(BaseModel):

@@ -45,10 +45,12 @@ async def test_facial_analysis_returns_the_final_result(client: httpx.AsyncClien
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["kind"] == "facial" and body["cached"] is False and body["model"] == "local-opencv-1"
+    assert r.headers["X-Cache"] == "MISS"
     assert body["result"]["face_shape"] and body["result"]["skin"]["undertone"]
     assert "event" not in body
     again = await client.post(f"{API}/facial-analysis/analyze", headers=auth, **image_form(astronaut_jpeg(), "file"))
     assert again.status_code == 200 and again.json()["cached"] is True
+    assert again.headers["X-Cache"] == "HIT"
     assert again.json()["result"] == body["result"]
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import Field
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from synthia_rt.analysis.models import ChromaticResult, FacialResult
@@ -65,10 +66,10 @@ class ChromaticIn(Body):
     tags=TAGS,
     description="multipart/form-data with one file part `image` (or `file`): JPEG, PNG or WEBP.",
 )
-async def facial(request: Request, principal: Principal) -> FacialAnalysisOut:
+async def facial(request: Request, principal: Principal) -> Response:
     data = await read_image_part(request)
     payload = await service_of(request).analyze_image_now(principal, data)
-    return FacialAnalysisOut.model_validate(payload)
+    return with_cache_status(FacialAnalysisOut.model_validate(payload))
 
 
 @api(
@@ -82,9 +83,18 @@ async def facial(request: Request, principal: Principal) -> FacialAnalysisOut:
 )
 async def chromatic(
     request: Request, principal: Principal, body: ChromaticIn
-) -> ChromaticAnalysisOut:
+) -> Response:
     payload = await service_of(request).analyze_answers_now(principal, body.answers)
-    return ChromaticAnalysisOut.model_validate(payload)
+    return with_cache_status(ChromaticAnalysisOut.model_validate(payload))
+
+
+def with_cache_status(result: FacialAnalysisOut | ChromaticAnalysisOut) -> Response:
+    """The JSON body plus ``X-Cache: HIT|MISS``, so clients and proxies see a cached answer."""
+    return Response(
+        result.model_dump_json(),
+        media_type="application/json",
+        headers={"X-Cache": "HIT" if result.cached else "MISS"},
+    )
 
 
 routes: list[BaseRoute] = [facial, chromatic]

@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from synthia_rt.app import create_app, start_runtime, stop_runtime
+from synthia_rt.kv import KeyValue, create_kv
 from synthia_rt.settings import Settings
 from tests.conftest_helpers import unique_email  # noqa: F401 - re-exported for tests
 from tests.nodes import Node, start_node
@@ -222,3 +223,14 @@ async def live(settings_for: Any, backend: str) -> AsyncIterator[Live]:
     """``host:port`` of a real in-loop uvicorn on the parametrised backend."""
     async with serving(settings_for(backend)) as hostport:
         yield hostport
+
+
+@pytest.fixture
+async def kv(backend: str, namespace: str, redis_client: aioredis.Redis) -> AsyncIterator[KeyValue]:
+    """A started key-value store on the parametrised backend, in this test's namespace."""
+    store = create_kv(REDIS_URL if backend == "redis" else "memory://", namespace)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -32,6 +32,24 @@ async def register(
     return body
 
 
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    return await client.post(f"{API}/auth/login", json={"email": email, "password": password})
+
+
+def record_revocations(app: Any) -> list[str]:
+    """Wrap the hub's ``revoke_user`` (still called) and return the list of users it closes."""
+    hub = app.state.runtime.hub
+    closed: list[str] = []
+    real = hub.revoke_user
+
+    async def recording_revoke(user_id: str) -> None:
+        closed.append(user_id)
+        await real(user_id)
+
+    hub.revoke_user = recording_revoke
+    return closed
+
+
 async def add_analysis(
     user_id: str, kind: str = "facial", minutes_ago: int = 0, **fields: Any
 ) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -16,36 +16,21 @@ import redis.asyncio as aioredis
 from synthia_rt.broker import Broker, Event, Position, Signal, create_broker, keys
 from synthia_rt.broker.memory import MemoryBroker
 from synthia_rt.settings import Settings
+from tests.broker_support import Recorder
 from tests.conftest import REDIS_URL
 
 DEADLINE = 5.0  # bounds a failing wait; nothing measures speed
 
 
 @dataclass
-class Node:
+class Node(Recorder):
     """A broker plus what its handlers received; ``wait_until`` wakes on every delivery."""
 
+    deadline = DEADLINE
     broker: Broker
-    events: list[Event] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    resubscribed: list[list[str]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def record(self, into: list[Any]) -> Callable[[Any], None]:
-        def handler(item: Any) -> None:
-            into.append(item)
-            self.changed.set()
-
-        return handler
 
     def offsets(self, channel: str) -> list[int]:
         return [e.offset for e in self.events if e.channel == channel]
-
-    async def wait_until(self, check: Callable[[], bool]) -> None:
-        async with asyncio.timeout(DEADLINE):
-            while not check():
-                self.changed.clear()
-                await self.changed.wait()
 
 
 NodeFactory = Callable[..., Any]
@@ -62,9 +47,7 @@ async def make_node(
         settings = Settings(redis_namespace=namespace, **overrides)
         url = REDIS_URL if backend == "redis" else "memory://"
         node = Node(create_broker(url, settings, node_id or secrets.token_hex(4)))
-        node.broker.set_handlers(
-            node.record(node.events), node.record(node.signals), node.record(node.resubscribed)
-        )
+        node.attach(node.broker)
         await node.broker.start()
         started.append(node)
         return node

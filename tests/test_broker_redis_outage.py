@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from synthia_rt.broker import BrokerUnavailable, Event, Position, Signal, keys
+from synthia_rt.broker import BrokerUnavailable, Position, keys
 from synthia_rt.broker.redis import RedisBroker
 from synthia_rt.settings import Settings
+from tests import broker_support
 from tests.redis_server import RedisServer, private_redis
 
 DEADLINE = 8.0  # bounds a failing wait (reconnect backoff included); nothing measures speed
 
 
-@dataclass
-class Recorder:
-    events: list[Event] = field(default_factory=list)
-    signals: list[Signal] = field(default_factory=list)
-    resubscribed: list[list[str]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def record(self, into: list[Any]) -> Callable[[Any], None]:
-        def handler(item: Any) -> None:
-            into.append(item)
-            self.changed.set()
-
-        return handler
-
-    async def wait_until(self, check: Callable[[], bool]) -> None:
-        async with asyncio.timeout(DEADLINE):
-            while not check():
-                self.changed.clear()
-                await self.changed.wait()
+class Recorder(broker_support.Recorder):
+    deadline = DEADLINE
 
 
 @pytest.fixture
@@ -50,9 +32,7 @@ async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 async def node(server: RedisServer, namespace: str) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
     broker = RedisBroker(server.url, Settings(redis_namespace=namespace), "outage-node")
     seen = Recorder()
-    broker.set_handlers(
-        seen.record(seen.events), seen.record(seen.signals), seen.record(seen.resubscribed)
-    )
+    seen.attach(broker)
     await broker.start()
     try:
         yield broker, seen

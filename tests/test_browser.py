@@ -210,8 +210,9 @@ async def test_client_resumes_an_upload_after_the_connection_drops(web_node: Nod
 
 
 # -- the admin dashboard --------------------------------------------------------------------------------
-async def admin_login(page: Page, node: Node, email: str) -> None:
-    await page.goto(f"{node.http}/admin")
+async def sign_in(page: Page, url: str, email: str) -> None:
+    """Sign in through the login form of the page at ``url`` (the demo or the dashboard)."""
+    await page.goto(url)
     await page.fill("#email", email)
     await page.fill("#password", PASSWORD)
     await page.click("#login")
@@ -224,7 +225,7 @@ async def test_admin_sees_sockets_change_and_notifies_everyone(
         admin = await admin_on_nodes(http, "", pg_url)
         user = await register(http)
     page = await new_page(browser)
-    await admin_login(page, web_node, admin["email"])
+    await sign_in(page, f"{web_node.http}/admin", admin["email"])
     await expect(page.locator("#dashboard")).to_be_visible(timeout=15000)
     await expect(page.locator("#total-sockets")).to_have_text("1", timeout=15000)  # the page's own
     await expect(page.locator("#total-nodes")).to_have_text("1")
@@ -262,7 +263,7 @@ async def test_non_admin_is_refused_on_the_admin_page(web_node: Node, browser: B
         audit = await http.get("/api/v1/admin/audit", headers=bearer(user["access_token"]))
         assert audit.status_code == 403
     page = await new_page(browser)
-    await admin_login(page, web_node, user["email"])
+    await sign_in(page, f"{web_node.http}/admin", user["email"])
     await expect(page.locator("#refused")).to_be_visible(timeout=15000)
     await expect(page.locator("#refused-reason")).to_contain_text("admin role")
     await expect(page.locator("#dashboard")).to_be_hidden()
@@ -279,10 +280,7 @@ async def test_blocked_user_is_signed_out_and_does_not_reconnect(
         admin = await admin_on_nodes(http, "", pg_url)
         user = await register(http)
         page = await new_page(browser)
-        await page.goto(f"{web_node.http}/")
-        await page.fill("#email", user["email"])
-        await page.fill("#password", PASSWORD)
-        await page.click("#login")
+        await sign_in(page, f"{web_node.http}/", user["email"])
         await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
         r = await http.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
         assert r.status_code == 200

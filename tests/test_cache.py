@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -20,16 +19,6 @@ from synthia_rt.analysis.cache import (
 from synthia_rt.kv import KeyValue, create_kv
 from synthia_rt.settings import Settings
 from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-async def kv(backend: str, namespace: str, redis_client: aioredis.Redis) -> AsyncIterator[KeyValue]:
-    store = create_kv(REDIS_URL if backend == "redis" else "memory://", namespace)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def test_small_values_stay_raw_and_large_ones_are_zstd() -> None:

@@ -10,7 +10,10 @@ import pytest
 
 from synthia_rt.analysis.gemini import GeminiAnalyzer
 from synthia_rt.analysis.partial import _size
+from synthia_rt.analysis.service import AnalysisService
+from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.runtime import Runtime
 from synthia_rt.settings import Settings
 from synthia_rt.uploads.validate import validate_image
 from tests.analysis_support import (
@@ -172,16 +175,22 @@ async def test_chromatic_over_the_model(fake: FakeGemini, analyzer: GeminiAnalyz
     assert "Light to medium ash brown" in prompt  # labels, not option ids, reach the model
 
 
+async def analyse_a_photo(runtime: Runtime) -> tuple[AnalysisService, Principal, bytes, dict[str, Any], dict[str, Any]]:
+    """A new user uploads the astronaut photo through the service; returns the start reply and
+    the row once it is terminal, plus what a test needs to go on (service, user, image)."""
+    svc = service(runtime)
+    user = await new_user()
+    data = astronaut_jpeg()
+    reply = await start(svc, user, data)
+    await send(svc, user, reply["analysis_id"], data)
+    return svc, user, data, reply, await wait_terminal(reply["analysis_id"])
+
+
 # -- through the service: cache and failure bookkeeping ---------------------------------------
 async def test_same_image_twice_is_answered_from_the_cache(settings_for: Any, fake: FakeGemini) -> None:
     fake.push(Stream(FACIAL_JSON, pieces=4))
     async with analysis_runtime(gemini_settings(settings_for("redis", max_chunk_bytes=64 * 1024), fake)) as runtime:
-        svc = service(runtime)
-        user = await new_user()
-        data = astronaut_jpeg()
-        first = await start(svc, user, data)
-        await send(svc, user, first["analysis_id"], data)
-        row = await wait_terminal(first["analysis_id"])
+        svc, user, data, first, row = await analyse_a_photo(runtime)
         assert row["status"] == "done" and row["result"] == FACIAL_RESULT and row["cached"] is False
         assert row["usage"]["total_tokens"] == 33 and row["model"] == runtime.settings.gemini_model
         evs = await events(runtime, first["channel"])
@@ -206,12 +215,7 @@ async def test_same_image_twice_is_answered_from_the_cache(settings_for: Any, fa
 async def test_unavailable_model_fails_the_row_and_caches_nothing(settings_for: Any, fake: FakeGemini) -> None:
     fake.default = Status(503)
     async with analysis_runtime(gemini_settings(settings_for("redis"), fake)) as runtime:
-        svc = service(runtime)
-        user = await new_user()
-        data = astronaut_jpeg()
-        first = await start(svc, user, data)
-        await send(svc, user, first["analysis_id"], data)
-        row = await wait_terminal(first["analysis_id"])
+        svc, user, data, first, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "model_unavailable")
         error = [e for e in await events(runtime, first["channel"]) if e["event"] == "analysis.error"]
         assert error == [{**error[0], "code": "model_unavailable", "temporary": True}]
@@ -229,12 +233,7 @@ async def test_unavailable_model_fails_the_row_and_caches_nothing(settings_for: 
 async def test_safety_block_through_the_service(settings_for: Any, fake: FakeGemini) -> None:
     fake.push(Safety("candidate"))
     async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
-        svc = service(runtime)
-        user = await new_user()
-        data = astronaut_jpeg()
-        reply = await start(svc, user, data)
-        await send(svc, user, reply["analysis_id"], data)
-        row = await wait_terminal(reply["analysis_id"])
+        svc, _, _, reply, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "blocked")
         assert await svc.final_result(reply["analysis_id"]) == {
             "event": "analysis.error", "analysis_id": reply["analysis_id"], "code": "blocked",

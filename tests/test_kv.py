@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,16 +19,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = 3.0
     async with asyncio.timeout(deadline):
         while not await check():  # noqa: ASYNC110 - expiry is time-driven: nothing to wait on
             await asyncio.sleep(0.02)
-
-
-@pytest.fixture
-async def kv(backend: str, namespace: str, redis_client: aioredis.Redis) -> AsyncIterator[KeyValue]:
-    store = create_kv(REDIS_URL if backend == "redis" else "memory://", namespace)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def test_set_get_delete_exists(kv: KeyValue) -> None:

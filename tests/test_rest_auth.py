@@ -22,13 +22,9 @@ from synthia_rt.store import audit as audit_store
 from synthia_rt.store import users
 from tests.conftest import running_app
 from tests.conftest_helpers import unique_email
-from tests.rest_helpers import API, PASSWORD, bearer, register
+from tests.rest_helpers import API, PASSWORD, bearer, login, record_revocations, register
 
 Pair = tuple[Any, httpx.AsyncClient]
-
-
-async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
-    return await client.post(f"{API}/auth/login", json={"email": email, "password": password})
 
 
 async def test_register_returns_a_working_session(app_client: Pair) -> None:
@@ -176,15 +172,7 @@ async def test_other_logins_survive_a_refresh_reuse(app_client: Pair) -> None:
 
 async def test_logout_revokes_this_login_and_closes_sockets(app_client: Pair) -> None:
     app, client = app_client
-    hub = app.state.runtime.hub
-    closed: list[str] = []
-    real = hub.revoke_user
-
-    async def recording_revoke(user_id: str) -> None:
-        closed.append(user_id)
-        await real(user_id)
-
-    hub.revoke_user = recording_revoke
+    closed = record_revocations(app)
     email = unique_email()
     this = await register(client, email=email)
     other = (await login(client, email)).json()

@@ -10,7 +10,15 @@ import redis.asyncio as aioredis
 
 from synthia_rt.store.tables import TABLES, Analysis, AuditLog, StoredImage, User, utcnow
 from tests.conftest_helpers import unique_email
-from tests.rest_helpers import API, PASSWORD, add_analysis, bearer, register
+from tests.rest_helpers import (
+    API,
+    PASSWORD,
+    add_analysis,
+    bearer,
+    login,
+    record_revocations,
+    register,
+)
 
 Pair = tuple[Any, httpx.AsyncClient]
 NEW_PASSWORD = "a completely different passphrase"
@@ -58,20 +66,10 @@ async def test_password_change_needs_the_current_password(app_client: Pair) -> N
 
 async def test_password_change_ends_every_session_but_the_new_one(app_client: Pair) -> None:
     app, client = app_client
-    hub = app.state.runtime.hub
-    closed: list[str] = []
-    real = hub.revoke_user
-
-    async def recording_revoke(user_id: str) -> None:
-        closed.append(user_id)
-        await real(user_id)
-
-    hub.revoke_user = recording_revoke
+    closed = record_revocations(app)
     email = unique_email()
     first = await register(client, email=email)
-    second = (
-        await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-    ).json()
+    second = (await login(client, email)).json()
     r = await client.patch(
         f"{API}/users/profile",
         headers=bearer(first["access_token"]),
@@ -95,10 +93,8 @@ async def test_password_change_ends_every_session_but_the_new_one(app_client: Pa
     assert (
         await client.post(f"{API}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
     ).status_code == 200
-    old_login = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-    new_login = await client.post(
-        f"{API}/auth/login", json={"email": email, "password": NEW_PASSWORD}
-    )
+    old_login = await login(client, email)
+    new_login = await login(client, email, NEW_PASSWORD)
     assert (old_login.status_code, new_login.status_code) == (401, 200)
 
 
@@ -108,10 +104,8 @@ async def _populate(app: Any, client: httpx.AsyncClient, email: str) -> dict[str
     session = await register(client, email=email, display_name="To Be Erased")
     user_id = session["user"]["id"]
     headers = bearer(session["access_token"])
-    await client.post(
-        f"{API}/auth/login", json={"email": email, "password": PASSWORD}
-    )  # 2nd family + audit
-    await client.post(f"{API}/auth/login", json={"email": email, "password": "wrong password!"})
+    await login(client, email)  # 2nd family + audit
+    await login(client, email, "wrong password!")
     analysis_id = await add_analysis(user_id)
     r = await client.post(
         f"{API}/feedback",
@@ -182,7 +176,7 @@ async def test_deleting_the_account_erases_everything_of_it(
 
     gone = await client.get(f"{API}/users/profile", headers=bearer(session["access_token"]))
     assert gone.status_code == 401
-    relog = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    relog = await login(client, email)
     assert relog.status_code == 401
     assert (
         await client.get(f"{API}/users/profile", headers=bearer(bystander["access_token"]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,16 +23,6 @@ from tests.analysis_support import (
     wait_terminal,
 )
 from tests.conftest import REDIS_URL
-
-
-@pytest.fixture
-async def kv(backend: str, namespace: str, redis_client: aioredis.Redis) -> AsyncIterator[KeyValue]:
-    store = create_kv(REDIS_URL if backend == "redis" else "memory://", namespace)
-    await store.start()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def bad_chunk(coro: Any) -> AppError:

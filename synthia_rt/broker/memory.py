@@ -10,7 +10,6 @@ is the queue's order.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -24,21 +23,15 @@ import orjson
 from synthia_rt.broker import replay, wire
 from synthia_rt.broker.base import (
     Event,
-    EventCallback,
     History,
     Position,
-    ResubscribedCallback,
     Signal,
-    SignalCallback,
 )
-from synthia_rt.broker.supervise import invoke, supervise
+from synthia_rt.broker.handlers import BrokerHandlers
+from synthia_rt.broker.supervise import invoke, stop_task, supervise
 from synthia_rt.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def _ignore(_: Any) -> None:
-    return None
 
 
 @dataclass(eq=False)
@@ -49,10 +42,11 @@ class _Channel:
     events: deque[Event] = field(default_factory=deque)
 
 
-class MemoryBroker:
+class MemoryBroker(BrokerHandlers):
     def __init__(
         self, settings: Settings, node_id: str, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        super().__init__()
         self.node_id = node_id
         self._size = max(1, settings.history_size)
         self._ttl = float(settings.history_ttl)
@@ -62,23 +56,8 @@ class MemoryBroker:
         self._channels: OrderedDict[str, _Channel] = OrderedDict()
         self._subscribed: set[str] = set()
         self._queue: asyncio.Queue[Event | Signal] = asyncio.Queue()
-        self._on_event: EventCallback = _ignore
-        self._on_signal: SignalCallback = _ignore
-        self._on_resubscribed: ResubscribedCallback = _ignore
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-
-    def set_handlers(
-        self,
-        on_event: EventCallback,
-        on_signal: SignalCallback,
-        on_resubscribed: ResubscribedCallback,
-    ) -> None:
-        self._on_event, self._on_signal, self._on_resubscribed = (
-            on_event,
-            on_signal,
-            on_resubscribed,
-        )
 
     async def start(self) -> None:
         self._stopping = False
@@ -89,11 +68,8 @@ class MemoryBroker:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
 
     async def healthy(self) -> bool:
         return self._task is not None and not self._task.done()

@@ -25,13 +25,11 @@ from synthia_rt.broker import keys, replay, wire
 from synthia_rt.broker.base import (
     BrokerUnavailable,
     Event,
-    EventCallback,
     History,
     Position,
-    ResubscribedCallback,
     Signal,
-    SignalCallback,
 )
+from synthia_rt.broker.handlers import BrokerHandlers
 from synthia_rt.broker.redis_listener import PubSubListener
 from synthia_rt.broker.scripts import HISTORY, POSITION, PUBLISH
 from synthia_rt.broker.supervise import invoke
@@ -42,10 +40,6 @@ log = logging.getLogger(__name__)
 SOCKET_TIMEOUT = 2.0  # seconds; bounds how long a command can hang on a dead Redis
 HEALTH_CHECK_INTERVAL = 15  # seconds idle before a pooled command connection is PINGed on use
 COMMAND_POOL_SIZE = 64  # command connections per process
-
-
-def _ignore(_: Any) -> None:
-    return None
 
 
 def client_name(node_id: str, role: str) -> str:
@@ -72,8 +66,9 @@ def _client(url: str, name: str, pool_size: int, **extra: Any) -> Redis:
     return Redis.from_pool(pool)
 
 
-class RedisBroker:
+class RedisBroker(BrokerHandlers):
     def __init__(self, url: str, settings: Settings, node_id: str) -> None:
+        super().__init__()
         self.node_id = node_id
         self._ns = settings.redis_namespace
         self._maxlen = max(1, settings.history_size)
@@ -90,26 +85,11 @@ class RedisBroker:
         self._publish = self._redis.register_script(PUBLISH)
         self._position = self._redis.register_script(POSITION)
         self._history = self._redis.register_script(HISTORY)
-        self._on_event: EventCallback = _ignore
-        self._on_signal: SignalCallback = _ignore
-        self._on_resubscribed: ResubscribedCallback = _ignore
         self.listener = PubSubListener(
             self._pubsub_redis,
             lambda channel: keys.pubsub_channel(self._ns, channel),
             self._message,
             self._resubscribed,
-        )
-
-    def set_handlers(
-        self,
-        on_event: EventCallback,
-        on_signal: SignalCallback,
-        on_resubscribed: ResubscribedCallback,
-    ) -> None:
-        self._on_event, self._on_signal, self._on_resubscribed = (
-            on_event,
-            on_signal,
-            on_resubscribed,
         )
 
     async def start(self) -> None:

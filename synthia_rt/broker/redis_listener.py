@@ -16,7 +16,6 @@ so a per-channel count of unconfirmed SUBSCRIBEs tells exactly when the latest o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.broker.base import BrokerUnavailable
-from synthia_rt.broker.supervise import supervise
+from synthia_rt.broker.supervise import stop_task, supervise
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +94,8 @@ class PubSubListener:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         await self._drop_connection()
         for wanted in self._wanted.values():
             _fail(wanted.ready, BrokerUnavailable("broker stopped"))

@@ -8,6 +8,7 @@ jittered exponential backoff, so subscribers never hang silently behind a dead t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -89,3 +90,12 @@ async def supervise(
         delay = backoff_delay(attempt)
         attempt += 1
         await asyncio.sleep(delay)
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel a supervised loop and wait until it has ended; its CancelledError is expected."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

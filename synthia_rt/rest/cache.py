@@ -157,6 +157,15 @@ async def metrics(request: Request, principal: Principal) -> CacheMetrics:
     )
 
 
+async def _delete_audited(
+    request: Request, principal: Principal, glob: str, action: str, /, **detail: str
+) -> int:
+    """Delete the keys matching ``glob`` and record who did it; returns how many went."""
+    deleted = await delete_matching(runtime_of(request).need_kv(), glob)
+    await audit(action, actor_id=principal.user_id, ip=client_ip(request), **detail, deleted=deleted)
+    return deleted
+
+
 @api(
     "POST",
     "/cache/invalidate/{namespace}",
@@ -175,14 +184,9 @@ async def invalidate(request: Request, principal: Principal) -> Deleted:
             f"namespace must be one of {', '.join(NAMESPACES)}",
             field="namespace",
         )
-    deleted = await delete_matching(runtime_of(request).need_kv(), f"cache:{namespace}:*")
     # "ns", not "namespace": the audit filter drops keys containing "name".
-    await audit(
-        "admin.cache.invalidate",
-        actor_id=principal.user_id,
-        ip=client_ip(request),
-        ns=namespace,
-        deleted=deleted,
+    deleted = await _delete_audited(
+        request, principal, f"cache:{namespace}:*", "admin.cache.invalidate", ns=namespace
     )
     return Deleted(namespace=namespace, deleted=deleted)
 
@@ -207,13 +211,8 @@ async def delete_keys(request: Request, principal: Principal) -> Deleted:
             "pattern must start with 'cache:' and use only letters, digits, _ - . : and the globs * ?",
             field="pattern",
         )
-    deleted = await delete_matching(runtime_of(request).need_kv(), pattern)
-    await audit(
-        "admin.cache.delete",
-        actor_id=principal.user_id,
-        ip=client_ip(request),
-        pattern=pattern,
-        deleted=deleted,
+    deleted = await _delete_audited(
+        request, principal, pattern, "admin.cache.delete", pattern=pattern
     )
     return Deleted(pattern=pattern, deleted=deleted)
 

@@ -124,6 +124,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    INVALID_PAYLOAD = 1007
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
@@ -136,6 +137,7 @@ class CloseCode(enum.IntEnum):
 CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
     CloseCode.NORMAL: (False, "Closed normally (the client asked, or its session ended)."),
     CloseCode.GOING_AWAY: (True, "The server is shutting down or the socket was idle; reconnect (to any node)."),
+    CloseCode.INVALID_PAYLOAD: (False, "A text frame was not valid UTF-8 (RFC 6455 requires closing); fix the client."),
     CloseCode.MESSAGE_TOO_BIG: (False, "A frame exceeded the size limits announced in `session.ready.limits`; fix the client."),
     CloseCode.INTERNAL_ERROR: (True, "Unexpected server error; reconnect with backoff."),
     CloseCode.TRY_AGAIN_LATER: (True, "The node is overloaded or a backing service is down; reconnect with backoff."),

@@ -168,9 +168,17 @@ async def test_notification_delivery_and_replay_with_since(live: Live, user: dic
         replayed = [await client.event("notification") for _ in range(2)]
         assert [e["title"] for e in replayed] == ["second", "third"]
         assert [e["offset"] for e in replayed] == [base + 2, base + 3]
-        # Wrong epoch: not recovered.
+        # Wrong epoch: not recovered; what is kept is replayed anyway.
         stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
         assert stale["recovered"] is False
+        kept = [await client.event("notification") for _ in range(3)]
+        assert [e["offset"] for e in kept] == [base + 1, base + 2, base + 3]
+        # The same socket may ask again from an older position: the client's `since` is trusted.
+        again = await client.command("subscribe", channel=channel, since={"offset": base + 2, "epoch": epoch})
+        assert again["recovered"] is True
+        assert (await client.event("notification"))["offset"] == base + 3
+        with pytest.raises(TimeoutError):
+            await client.event("notification", timeout=0.3)
 
 
 async def _notify(live: Live, user_id: str, title: str, body: str = "body") -> None:
@@ -266,3 +274,24 @@ async def test_many_sockets_joining_at_once_all_receive(live: Live) -> None:
         received = await asyncio.gather(*(c.event("notification") for c in clients[10:]))
         assert all(e["channel"] == "broadcast" and e["title"] == "to everyone" for e in received)
         assert len({e["offset"] for e in received}) == 1
+
+
+async def test_subprotocol_and_same_origin_rules(live: Live, user: dict[str, Any]) -> None:
+    url, token = f"ws://{live}/ws", user["access_token"]
+    status, body = await _refusal(url, subprotocols=["synthia.v2", f"bearer.{token}"])  # type: ignore[list-item]
+    assert (status, body["error"]["code"]) == (400, "bad_request")
+    # With ALLOWED_ORIGINS unset, the page's own origin is allowed whatever the port.
+    async with connect(url, subprotocols=["synthia.v1", f"bearer.{token}"], origin=f"http://{live}") as conn:  # type: ignore[list-item, arg-type]
+        assert orjson.loads(await conn.recv())["event"] == "session.ready"
+    status, _ = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{token}"], origin="http://localhost:1")  # type: ignore[list-item, arg-type]
+    assert status == 403
+
+
+async def test_configured_origins_are_exact(settings_for: Any, backend: str) -> None:
+    async with serving(settings_for(backend, allowed_origins=("https://app.example",))) as live:
+        user = await register(f"http://{live}")
+        offer = ["synthia.v1", f"bearer.{user['access_token']}"]
+        status, _ = await _refusal(f"ws://{live}/ws", subprotocols=offer, origin=f"http://{live}")  # type: ignore[arg-type]
+        assert status == 403
+        async with connect(f"ws://{live}/ws", subprotocols=offer, origin="https://app.example") as conn:  # type: ignore[arg-type]
+            assert orjson.loads(await conn.recv())["event"] == "session.ready"

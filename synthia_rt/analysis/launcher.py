@@ -69,17 +69,20 @@ class Launcher:
         await self.events(str(analysis_id), user.user_id).result(payload)
         return payload
 
-    async def acquire(self, user: Principal, analysis_id: str) -> None:
+    async def acquire(self, user: Principal, analysis_id: str, lifetime: float | None = None) -> None:
         try:
-            await self.slots.acquire(user.user_id, analysis_id)
+            await self.slots.acquire(user.user_id, analysis_id, lifetime)
         except AppError:
             if self.runtime.metrics is not None:
                 self.runtime.metrics.rate_limited.labels("analysis").inc()
             raise
 
-    async def open(self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], sha: str | None) -> None:
+    async def open(
+        self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], sha: str | None,
+        lifetime: float | None = None,
+    ) -> None:
         """Take a slot and insert the queued row (the slot is given back if the insert fails)."""
-        await self.acquire(user, str(aid))
+        await self.acquire(user, str(aid), lifetime)
         try:
             await store.create(
                 aid, user.user_id, kind, inputs=inputs, image_sha256=sha,

@@ -14,6 +14,9 @@ from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
 
 RETRY_AFTER = 5.0  # seconds; a typical analysis is done by then
+# An upload holds its slot only while chunks keep coming: each chunk renews it for this long,
+# so abandoned uploads stop blocking new analyses after two idle minutes (not after UPLOAD_TTL).
+UPLOAD_IDLE = 120.0
 
 
 class ActiveSlots:
@@ -26,10 +29,10 @@ class ActiveSlots:
     def _key(user_id: str) -> str:
         return f"active:{user_id}"
 
-    async def acquire(self, user_id: str, analysis_id: str) -> None:
+    async def acquire(self, user_id: str, analysis_id: str, lifetime: float | None = None) -> None:
         key = self._key(user_id)
         now = time.time()
-        await self.kv.zadd(key, analysis_id, now + self.lifetime, ttl=self.lifetime)
+        await self.kv.zadd(key, analysis_id, now + (lifetime or self.lifetime), ttl=self.lifetime)
         if await self.kv.zcount_above(key, now) > self.limit:
             await self.kv.zrem(key, analysis_id)
             raise AppError(
@@ -37,6 +40,10 @@ class ActiveSlots:
                 f"At most {self.limit} analyses may run at once; wait for one to finish.",
                 retry_after=RETRY_AFTER,
             )
+
+    async def renew(self, user_id: str, analysis_id: str, lifetime: float | None = None) -> None:
+        """Keep holding a slot for ``lifetime`` more seconds (the whole run when None)."""
+        await self.kv.zadd(self._key(user_id), analysis_id, time.time() + (lifetime or self.lifetime), ttl=self.lifetime)
 
     async def release(self, user_id: str, analysis_id: str) -> None:
         await self.kv.zrem(self._key(user_id), analysis_id)

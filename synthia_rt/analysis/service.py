@@ -22,7 +22,7 @@ from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.events import channel_of, error_payload
 from synthia_rt.analysis.launcher import Launcher, report
-from synthia_rt.analysis.limits import ActiveSlots
+from synthia_rt.analysis.limits import UPLOAD_IDLE, ActiveSlots
 from synthia_rt.analysis.pipeline import Job, Pipeline, cancel_key
 from synthia_rt.analysis.quiz_flow import QuizFlow
 from synthia_rt.analysis.quiz_store import QuizStore
@@ -118,7 +118,7 @@ class AnalysisService:
         reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
         if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
             return {**reply, "cached": True}
-        await self.launch.open(user, aid, "facial", inputs, sha)
+        await self.launch.open(user, aid, "facial", inputs, sha, lifetime=UPLOAD_IDLE)
         try:
             await self.uploads.create(new_meta(str(aid), user.user_id, size, sha, content_type, "facial"))
         except BaseException:
@@ -155,7 +155,9 @@ class AnalysisService:
             raise AppError(ErrorCode.BAD_CHUNK, "A chunk carries 1 to max_chunk_bytes bytes.")
         aid = str(analysis_id)
         meta, length = await self.uploads.append(user.user_id, aid, offset, payload)
-        if length == meta.size:  # append_at is atomic: exactly one chunk completes an upload
+        complete = length == meta.size
+        await self.slots.renew(user.user_id, aid, None if complete else UPLOAD_IDLE)
+        if complete:  # append_at is atomic: exactly one chunk completes an upload
             self.launch.spawn(Job(analysis_id, user.user_id, "facial", self.launch.key(user.user_id, "facial", meta.sha256), upload=meta))
         return {"analysis_id": aid, "offset": length, "size": meta.size}
 

@@ -1,8 +1,8 @@
 """The ``/ws`` handshake (origin, token, subprotocol, connection cap), then the session.
 
 Every refusal happens before ``accept`` as a plain HTTP answer with a JSON error body:
-403 foreign ``Origin``, 401 missing/invalid token, 429 too many sockets for this user, 503 while
-the node drains. Tokens are read from the subprotocol list (``bearer.<token>``) or the
+403 foreign ``Origin``, 401 missing/invalid token, 400 a subprotocol list without ``synthia.v1``,
+429 too many sockets for this user, 503 while the node drains. Tokens are read from the subprotocol list (``bearer.<token>``) or the
 ``Authorization`` header — never from the URL, and a ``token`` query parameter is ignored.
 """
 
@@ -46,9 +46,31 @@ async def _deny(websocket: WebSocket, error: AppError, status: int | None = None
         await websocket.close(1008)
 
 
-async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
+def origin_allowed(websocket: WebSocket, runtime: Runtime) -> bool:
+    """Exact match against ``ALLOWED_ORIGINS``; when that is unset, the page's own origin
+    (the one this server is reached at) is allowed, so `serve --port N` works out of the box."""
     origin = websocket.headers.get("origin")
-    if origin is not None and origin not in runtime.settings.origins:
+    if origin is None:
+        return True  # not a browser: nothing for an allow-list to protect
+    if runtime.settings.allowed_origins:
+        return origin in runtime.settings.allowed_origins
+    host = websocket.headers.get("host", "")
+    same_origin = {f"http://{host}", f"https://{host}"}
+    return origin in same_origin or origin in runtime.settings.origins
+
+
+def _subprotocol(websocket: WebSocket) -> str | None:
+    """``synthia.v1`` when offered; a list naming only other versions is refused."""
+    offered = [p for p in websocket.scope.get("subprotocols", []) if not p.startswith(BEARER_PREFIX)]
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    if offered:
+        raise AppError(ErrorCode.BAD_REQUEST, f"unsupported subprotocol; this server speaks {SUBPROTOCOL}")
+    return None
+
+
+async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
+    if not origin_allowed(websocket, runtime):
         raise AppError(ErrorCode.FORBIDDEN, "origin not allowed")
     token = _bearer(websocket)
     if token is None:
@@ -69,6 +91,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     try:
         principal = await authenticate(websocket, runtime)
+        subprotocol = _subprotocol(websocket)
     except AppError as error:
         await _deny(websocket, error)
         return
@@ -83,13 +106,12 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         await _deny(websocket, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
         return
 
-    offered = websocket.scope.get("subprotocols", [])
     session = Session(websocket, runtime, principal)
     if metrics is not None:
         metrics.connects.inc()
         metrics.sockets_open.inc()
     try:
-        await session.run(SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await session.run(subprotocol)
     finally:
         if metrics is not None:
             metrics.sockets_open.dec()

@@ -350,19 +350,23 @@ class Session:
             fields = {**reply_fields}
         self.send(p.ok_reply(command_id, fields))
         pending, sub.pending = sub.pending, None
-        if since is None:
-            sub.offset, sub.epoch = position.offset, position.epoch
-        elif sub.epoch != since.epoch or joined:
+        if since is not None:
+            # The client says what it has: replay from there, even on a channel this socket
+            # already follows (a client may have lost frames it was sent before it reconnected).
             sub.offset, sub.epoch = (since.offset if recovered else 0), position.epoch
-        replayed_result = False
+        elif joined or sub.epoch is None:
+            sub.offset, sub.epoch = position.offset, position.epoch
+        # (an existing subscription without ``since`` keeps its place; buffered events follow)
+        replayed_outcome = False
         for event in events:
             if event.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')):
-                replayed_result = True
+                replayed_outcome = True
             self.deliver(channel, event.offset, event.epoch, event.frame.decode())
         for offset, epoch, text in pending:
             self.deliver(channel, offset, epoch, text)
         analysis_id = analysis_id_of(channel)
-        if analysis_id and not replayed_result and self.runtime.analysis is not None:
+        caught_up = since is not None and recovered and not from_start
+        if analysis_id and not replayed_outcome and not caught_up and self.runtime.analysis is not None:
             final = await self.runtime.analysis.final_result(analysis_id)
             if final is not None:
                 name = str(final.pop("event", "analysis.result"))

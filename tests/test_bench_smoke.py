@@ -1,0 +1,75 @@
+"""The load generator cannot rot: a tiny ``python -m bench --smoke`` against nodes this test starts.
+
+Every scenario and every peer runs with a handful of sockets for a few seconds; the test checks
+that results were written and that nothing was lost — never how fast anything was (performance
+figures belong to the full run and docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.nodes import free_port, start_node
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(300)
+async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str, str], tmp_path: Path) -> None:
+    model_port = free_port()
+    env = {
+        **node_env,
+        "ANALYZER": "gemini",
+        "GEMINI_API_KEY": "bench-fake-key",
+        "GEMINI_BASE_URL": f"http://127.0.0.1:{model_port}",
+        "ARGON2_MEMORY_KIB": "1024",  # registering bench users is setup, not what is tested
+        "ARGON2_TIME_COST": "1",
+    }
+    a = await start_node(env)
+    try:
+        b = await start_node(env)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench", "--smoke", "--quiet", "--name", "smoke",
+                "--node", a.http, "--node", b.http, "--namespace", node_env["REDIS_NAMESPACE"],
+                "--model-port", str(model_port), "--results-dir", str(tmp_path),
+                cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )
+            output, _ = await process.communicate()
+            assert process.returncode == 0, output.decode(errors="replace")[-4000:]
+        finally:
+            await b.stop()
+    finally:
+        await a.stop()
+
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    scenarios = results["scenarios"]
+    assert set(scenarios) == {"idle", "fanout", "upload", "analysis", "churn"}
+
+    for target in ("synthia", "socketio", "broadcaster", "websockets"):
+        idle = scenarios["idle"][target]
+        assert idle["sockets"] == 40 and idle["connect_errors"] == 0, idle
+        assert idle["rss_after_kib"] > 0
+        fan = scenarios["fanout"][target]
+        assert fan["subscribers"] == 30 and fan["connect_errors"] == 0, fan
+        assert fan["deliveries"] == fan["expected_deliveries"] > 0, fan
+        assert fan["lost"] == 0 and fan["duplicates"] == 0, fan
+    assert scenarios["fanout"]["synthia"]["offset_gaps"] == 0
+    assert scenarios["fanout"]["synthia"]["nodes"] == 2
+
+    upload = scenarios["upload"]
+    assert upload["single"] and upload["concurrent"], upload
+    assert set(upload["analysis_outcomes"]) == {"result"}, upload  # every uploaded image was analysed
+
+    analysis = scenarios["analysis"]
+    assert analysis["fresh"] == 2 and analysis["failed"] == 0, analysis
+    assert analysis["cached"]["count"] == 3, analysis
+
+    churn = scenarios["churn"]
+    assert churn["reconnects"] > 0 and churn["failures"] == 0, churn
+    assert churn["missed"] == 0, churn

@@ -65,7 +65,7 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000  # well below Pillow's ~89 Mpx default
     outbound_queue_size: int = 512  # frames per socket before 4008
-    idle_timeout: float = 300.0  # seconds without any inbound frame before 1001-close
+    idle_timeout: float = 1200.0  # seconds without any inbound frame before a 1001 close (0 = off)
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_per_message_deflate: bool = False

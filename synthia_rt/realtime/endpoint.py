@@ -116,7 +116,4 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         if metrics is not None:
             metrics.sockets_open.dec()
             metrics.disconnects.labels(str(session.close_code)).inc()
-        try:
-            await presence.remove(connection_id)
-        except Exception:  # noqa: BLE001 - it expires on its own
-            log.warning("presence cleanup failed", exc_info=True)
+        presence.remove(connection_id)

@@ -3,6 +3,10 @@
 Each socket is a member of the sorted set ``presence:{<user>}`` scored by its last heartbeat.
 A node refreshes its members every ``HEARTBEAT`` seconds, so the sockets of a node that died
 stop counting after ``TTL`` seconds without anyone cleaning up after it.
+
+Removals are batched by one background task instead of awaited by each closing socket: when
+thousands of sockets close at once (a node restart, a network blip) they would otherwise all
+queue for Redis connections at the same moment.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ log = logging.getLogger(__name__)
 
 TTL = 90.0
 HEARTBEAT = 30.0
+FLUSH = 0.5  # seconds between batched removals
 
 
 class Presence:
@@ -24,7 +29,8 @@ class Presence:
         self.kv = kv
         self.cap = cap
         self._members: dict[str, str] = {}  # connection id → key
-        self._task: asyncio.Task[None] | None = None
+        self._gone: list[tuple[str, str]] = []  # (key, connection id) awaiting removal
+        self._tasks: list[asyncio.Task[None]] = []
 
     @staticmethod
     def key(user_id: str) -> str:
@@ -33,27 +39,52 @@ class Presence:
     async def try_add(self, user_id: str, connection_id: str) -> bool:
         """Count this socket in; False when the user already holds ``cap`` live sockets."""
         key, now = self.key(user_id), time.time()
+        mine = [item for item in self._gone if item[0] == key]
+        if mine:  # this user's sockets that just closed here must not count against them
+            self._gone = [item for item in self._gone if item[0] != key]
+            for _, connection_id in mine:
+                await self.kv.zrem(key, connection_id)
         if await self.kv.zcount_above(key, now - TTL) >= self.cap:
             return False
         await self.kv.zadd(key, connection_id, now, ttl=TTL)
         self._members[connection_id] = key
         return True
 
-    async def remove(self, connection_id: str) -> None:
+    def remove(self, connection_id: str) -> None:
+        """Stop counting this socket (flushed to the store within ``FLUSH`` seconds)."""
         key = self._members.pop(connection_id, None)
         if key is not None:
-            await self.kv.zrem(key, connection_id)
+            self._gone.append((key, connection_id))
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._heartbeat())
+        self._tasks = [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._flush_loop())]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             try:
-                await self._task
+                await task
             except asyncio.CancelledError:
                 pass
+        await self._flush()  # leave no stale member behind on a clean shutdown
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        gone, self._gone = self._gone, []
+        for index, (key, connection_id) in enumerate(gone):
+            try:
+                await self.kv.zrem(key, connection_id)
+            except asyncio.CancelledError:
+                self._gone.extend(gone[index:])
+                raise
+            except Exception:  # noqa: BLE001 - it expires after TTL anyway
+                log.warning("presence cleanup failed; members expire on their own")
+                return
 
     async def _heartbeat(self) -> None:
         while True:

@@ -129,6 +129,7 @@ class Session:
 
     async def _write_loop(self) -> None:
         metrics = self.runtime.metrics
+        counted = metrics.frames_out.labels("text") if metrics is not None else None
         try:
             while True:
                 item = await self._queue.get()
@@ -136,8 +137,8 @@ class Session:
                     break
                 assert isinstance(item, str)
                 await self.ws.send_text(item)
-                if metrics is not None:
-                    metrics.frames_out.labels("text").inc()
+                if counted is not None:
+                    counted.inc()
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - peer gone; the read loop sees the disconnect

@@ -16,15 +16,13 @@ import os
 import random
 import struct
 from collections.abc import Callable, Iterable
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-try:  # the C extension ships with websockets' wheels; the fallback keeps the client importable
+try:  # websockets' C speedup (in its Linux wheels); its pure-Python masking otherwise
     from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - pure-Python masking, ~100x slower on big frames
-
-    def apply_mask(data: bytes, mask: bytes) -> bytes:
-        n = int.from_bytes(mask * (len(data) // 4 + 1), "big") >> (8 * (4 - len(data) % 4) % 32)
-        return (int.from_bytes(data, "big") ^ n).to_bytes(len(data), "big")
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
 
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -65,8 +63,8 @@ class WsClient(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment] - uvloop's transports are not subclasses
-        transport.write(self._request)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -195,7 +193,8 @@ class WsClient(asyncio.Protocol):
     async def recv(self, timeout: float | None = None) -> tuple[bytes, bool]:
         """Next message (inbox mode only); raises ConnectionError once the socket closed."""
         get = asyncio.ensure_future(self.inbox.get())
-        done, _ = await asyncio.wait({get, self.closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {get, self.closed}
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if get in done:
             return get.result()
         get.cancel()

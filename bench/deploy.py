@@ -36,6 +36,19 @@ class Server:
     target: str
     port: int
     process: asyncio.subprocess.Process
+    log: Path | None = None  # the process's stdout+stderr
+
+    def log_counts(self) -> dict[str, int]:
+        """Lines in the server's log that mention WARNING / ERROR / Traceback."""
+        counts = {"warning": 0, "error": 0, "traceback": 0}
+        if self.log is None or not self.log.exists():
+            return counts
+        with self.log.open(errors="replace") as fh:
+            for line in fh:
+                counts["warning"] += "WARNING" in line
+                counts["error"] += "ERROR" in line or "CRITICAL" in line
+                counts["traceback"] += "Traceback" in line
+        return counts
 
     @property
     def url(self) -> str:
@@ -88,15 +101,31 @@ async def _wait_socket(server: Server, timeout: float) -> None:
     raise RuntimeError(f"{server.target} on :{server.port} accepted no socket in {timeout} s")
 
 
-async def start_synthia(env: dict[str, str], port: int | None = None, timeout: float = 60.0) -> Server:
-    """One ``synthia-rt serve`` process; returns once ``/healthz`` answers."""
+def _log_file(log_dir: Path, target: str, port: int) -> Path:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return log_dir / f"{target}-{port}.log"
+
+
+async def start_synthia(
+    env: dict[str, str], log_dir: Path, port: int | None = None, timeout: float = 60.0, probe: Path | None = None
+) -> Server:
+    """One ``synthia-rt serve`` process; returns once ``/healthz`` answers.
+
+    With ``probe`` it runs under ``bench.profiled_serve``, which writes GC and loop-lag figures there.
+    """
     raise_nofile()
     port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "synthia_rt.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-        env={**os.environ, **env}, cwd=REPO,
-    )
-    server = Server("synthia", port, process)
+    log = _log_file(log_dir, "synthia", port)
+    instrumented = probe is not None or any(k.startswith("BENCH_") for k in env)
+    module = "bench.profiled_serve" if instrumented else "synthia_rt.cli"
+    if probe:
+        env = {**env, "BENCH_PROFILE_OUT": str(probe)}
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port),
+            env={**os.environ, **env}, cwd=REPO, stdout=out, stderr=asyncio.subprocess.STDOUT,
+        )
+    server = Server("synthia", port, process, log)
     try:
         await _wait_http(server, "/healthz", timeout)
     except BaseException:
@@ -105,15 +134,25 @@ async def start_synthia(env: dict[str, str], port: int | None = None, timeout: f
     return server
 
 
-async def start_peer(target: str, redis_url: str, channel: str, port: int | None = None, timeout: float = 30.0) -> Server:
-    """One peer server process; returns once it accepted a socket and sent its ready frame."""
+async def start_peer(
+    target: str, redis_url: str, channel: str, log_dir: Path, port: int | None = None, timeout: float = 30.0,
+    probe: Path | None = None,
+) -> Server:
+    """One peer server process; returns once it accepted a socket and sent its ready frame.
+
+    With ``probe`` it runs under ``bench.probe`` (GC pauses and heap census written there).
+    """
     raise_nofile()
     port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", PEER_MODULES[target], "--port", str(port), "--redis", redis_url, "--channel", channel,
-        cwd=REPO,
-    )
-    server = Server(target, port, process)
+    log = _log_file(log_dir, target, port)
+    launcher = ["-m", "bench.probe", PEER_MODULES[target]] if probe else ["-m", PEER_MODULES[target]]
+    env = {**os.environ, "BENCH_PROFILE_OUT": str(probe)} if probe else None
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *launcher, "--port", str(port), "--redis", redis_url, "--channel", channel,
+            cwd=REPO, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
+        )
+    server = Server(target, port, process, log)
     try:
         await _wait_socket(server, timeout)
     except BaseException:

@@ -105,7 +105,7 @@ def _worker_main(conn: Connection, index: int) -> None:
             return
         name, args = request
 
-        async def job() -> Any:
+        async def job(name: str = name, args: Any = args) -> Any:
             return await _resolve(name)(args, Control(conn, index, inbox))
 
         try:

@@ -28,7 +28,7 @@ PEER_SCENARIOS = {"idle", "fanout"}
 
 def _settings(options: argparse.Namespace) -> dict[str, Any]:
     keep = {k: v for k, v in vars(options).items() if k not in {"results_dir", "docs_dir"}}
-    return json.loads(json.dumps(keep, default=str))
+    return dict(json.loads(json.dumps(keep, default=str)))
 
 
 async def run(options: argparse.Namespace, argv: list[str]) -> int:
@@ -44,21 +44,34 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         "scenarios": {},
     }
     options.results_dir.mkdir(parents=True, exist_ok=True)
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
     path = options.results_dir / f"{options.name}.json"
     started = time.monotonic()
     async with AsyncExitStack() as stack:
         stack.callback(ctx.pool.close)
-        if SYNTHIA in options.targets and not options.node:
-            if {"upload", "analysis"} & set(options.scenarios):
-                from bench.fake_model import start_fake_model
+        wants_model = SYNTHIA in options.targets and {"upload", "analysis"} & set(options.scenarios)
+        if wants_model and (not options.node or options.model_port):
+            from bench.fake_model import start_fake_model
 
-                fake = await start_fake_model(options.model_latency_ms / 1000)
-                stack.push_async_callback(fake.stop)
-                ctx.gemini_url = fake.base_url
-                ctx.fake_model = fake  # type: ignore[attr-defined]
+            fake = await start_fake_model(options.model_latency_ms / 1000, options.model_port or 0)
+            stack.push_async_callback(fake.stop)
+            ctx.gemini_url = fake.base_url
+            ctx.fake_model = fake
+        if SYNTHIA in options.targets and not options.node:
             database = await deploy.fresh_database(options.pg_admin, options.database)
             extra = dict(BENCH_SERVER_ENV)
-            extra.update(kv.split("=", 1) for kv in options.server_env)  # type: ignore[misc]
+            for item in options.server_env:
+                key, _, value = item.partition("=")
+                extra[key] = value
+            if options.server_gc:
+                *thresholds, last = options.server_gc.split(",")
+                if last == "freeze":
+                    extra["BENCH_GC_FREEZE"] = "1"
+                else:
+                    thresholds.append(last)
+                if thresholds:
+                    extra["BENCH_GC_THRESHOLD"] = ",".join(thresholds)
             ctx.synthia = deploy.SynthiaConfig(database, options.redis, gemini_url=ctx.gemini_url, extra=extra)
             stack.push_async_callback(deploy.clear_namespace, options.redis, ctx.synthia.namespace)
             results["server_env"] = {k: v for k, v in ctx.synthia.env().items() if k not in {"JWT_SECRET_KEY", "DATABASE_URL"}}
@@ -67,11 +80,18 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             if name not in PEER_SCENARIOS and SYNTHIA not in options.targets:
                 continue
             ctx.say(f"== {name}")
+            ctx.scenario = name
             t0 = time.monotonic()
             results["scenarios"][name] = await scenario.run(ctx)
             results["scenarios"][name]["_seconds"] = round(time.monotonic() - t0, 1)
+            results["server_logs"] = ctx.server_logs
+            if ctx.profiles:
+                results["profiles"] = ctx.profiles
             path.write_text(json.dumps(results, indent=1, default=str))  # partial results survive a crash
     results["wall_seconds"] = round(time.monotonic() - started, 1)
+    results["server_logs"] = ctx.server_logs
+    if ctx.profiles:
+        results["profiles"] = ctx.profiles
     path.write_text(json.dumps(results, indent=1, default=str))
     print(summary_table(results))
     print(f"results: {path}")

@@ -54,6 +54,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         dps = _get(r, "burst", "deliveries_per_s_per_node")
         add(f"fanout {label}: p99 publish→last delivery ms", p99, "<= 100" if syn else "", (p99 is not None and p99 <= 100) if syn else None)
         add(f"fanout {label}: p50 delivery ms", _get(r, "steady", "delivery_latency", "p50_ms"))
+        add(f"fanout {label}: p99 publish→last delivery under load ms", _get(r, "load", "last_delivery_latency", "p99_ms"))
         add(f"fanout {label}: deliveries/s per node (burst)", dps)
         add(f"fanout {label}: lost / duplicates", f"{r.get('lost')} / {r.get('duplicates')}", "0" if syn else "",
             (r.get("lost") == 0 and r.get("duplicates") == 0) if syn else None)

@@ -10,6 +10,7 @@ and the websockets-sansio protocol, permessage-deflate off, 20 s pings).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 PEER_MODULES = {
     "socketio": "bench.peers.socketio_peer",
@@ -27,7 +28,7 @@ def peer_args(description: str) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_uvicorn(app: object, host: str, port: int) -> None:
+def run_uvicorn(app: Any, host: str, port: int) -> None:
     """uvicorn configured like ``synthia-rt serve`` (minus its app-specific frame limit)."""
     import uvicorn
 

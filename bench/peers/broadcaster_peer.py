@@ -1,10 +1,15 @@
 """Starlette + encode/broadcaster over Redis, one WebSocket endpoint: the bench's broadcaster peer.
 
 The endpoint follows broadcaster's README (a receive task and a send task per socket in one task
-group). One change: the lifespan holds an *anchor* subscription to the channel for the whole
-run. Without it, ``Broadcast.subscribe`` races when many sockets join at once (each of them sees
-no subscriber yet, and each overwrites the subscriber set), and sockets silently receive nothing
-— a real broadcaster bug, but not what this benchmark compares.
+group). Two changes, each working around a real broadcaster 0.3.1 bug that would otherwise
+make it deliver nothing — not what this benchmark compares:
+
+* the lifespan holds an *anchor* subscription to the channel for the whole run: without it
+  ``Broadcast.subscribe`` races when many sockets join at once (each sees no subscriber yet,
+  and each overwrites the subscriber set, so most sockets silently receive nothing);
+* ``_RedisBackend`` wakes the listener only once Redis has the subscription: the stock backend
+  wakes it before, the listener finds redis-py's pub/sub not yet subscribed, ``listen()``
+  returns at once, and the listener then waits for a wake-up that never comes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import AsyncIterator
 import anyio
 import orjson
 from broadcaster import Broadcast
+from broadcaster._backends.redis import RedisBackend
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -23,11 +29,17 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from bench.peers import peer_args, run_uvicorn
 
 
+class _RedisBackend(RedisBackend):
+    async def subscribe(self, channel: str) -> None:
+        await self._pubsub.subscribe(channel)
+        self._ready.set()
+
+
 def create_app(redis_url: str, channel: str, node: str) -> Starlette:
-    broadcast = Broadcast(redis_url)
+    broadcast = Broadcast(backend=_RedisBackend(redis_url))
     ready = orjson.dumps({"event": "session.ready", "node": node}).decode()
 
-    async def receiver(websocket: WebSocket, scope: anyio.abc.CancelScope) -> None:
+    async def receiver(websocket: WebSocket, scope: anyio.CancelScope) -> None:
         try:
             async for _ in websocket.iter_text():
                 pass
@@ -39,6 +51,8 @@ def create_app(redis_url: str, channel: str, node: str) -> Starlette:
         async with broadcast.subscribe(channel=channel) as subscriber:
             await websocket.send_text(ready)
             async for event in subscriber:  # type: ignore[union-attr]
+                if event is None:  # the subscription was closed
+                    return
                 await websocket.send_text(event.message)
 
     async def endpoint(websocket: WebSocket) -> None:

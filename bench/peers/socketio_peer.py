@@ -18,7 +18,7 @@ def create_app(redis_url: str, channel: str, node: str) -> Any:
     manager = socketio.AsyncRedisManager(redis_url, channel=channel)
     sio = socketio.AsyncServer(async_mode="asgi", client_manager=manager, cors_allowed_origins="*")
 
-    @sio.event  # type: ignore[misc]
+    @sio.event  # type: ignore[untyped-decorator]
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         # Queued behind the namespace CONNECT reply, so the client sees 40 then the ready event.
         await sio.emit("ready", {"event": "session.ready", "node": node}, to=sid)

@@ -7,7 +7,6 @@ encode, one write per socket).
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import orjson

@@ -3,11 +3,14 @@
 Phases, for each target in turn, on fresh servers:
 
 1. **connect** M sockets round-robin over the nodes from every client process;
-2. **steady**: ``rate`` events/s for ``seconds`` → per-delivery latency (publish → this socket)
-   and per-event publish → *last* delivery (the figure the target is about);
-3. **burst**: ``burst`` events back to back → deliveries/s per node, the fan-out capacity
+2. **steady**: ``--fanout-rate`` events/s (default 2/s: announcements, the machine far from
+   saturation) → per-delivery latency (publish → this socket) and per-event publish → *last*
+   delivery: how long one event takes to reach everyone (the figure the target is about);
+3. **load**: ``--fanout-load-rate`` events/s (default 10/s: 50,000 deliveries/s in all, close to
+   what 2 shared cores carry) → the same latencies under load;
+4. **burst**: ``burst`` events back to back → deliveries/s per node, the fan-out capacity
    (time from the first publish of the burst to the node's last delivery);
-4. every socket must have every event exactly once: ``lost`` and ``duplicates`` must be 0.
+5. every socket must have every event exactly once: ``lost`` and ``duplicates`` must be 0.
 
 CPU seconds of every server process, Redis and the client processes are sampled around each
 phase, so a figure can be read against what was saturated.
@@ -23,6 +26,7 @@ import numpy as np
 
 from bench import procstat
 from bench.context import Context, Deployment
+from bench.lagwatch import LagWatch
 from bench.pool import split
 from bench.publishers import publisher_for
 from bench.recorder import Recorder
@@ -40,15 +44,18 @@ async def worker(args: dict[str, Any], ctl: Any) -> None:
     for o in opened:
         recorder.attach(o.socket, urls.index(o.url))
     ctl.send({"connected": len(opened), "errors": errors[:3], "error_count": len(errors)})
+    watch = LagWatch()
+    watch.start()
     while True:
         message = await ctl.recv()
         if message["op"] == "await":  # every socket has seqs [first, last), or the deadline passed
             deadline = time.monotonic() + message["timeout"]
-            while recorder.missing(message["first"], message["last"]) and time.monotonic() < deadline:
+            # Polling on purpose: deliveries are recorded synchronously in data_received.
+            while recorder.missing(message["first"], message["last"]) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             ctl.send({"missing": recorder.missing(message["first"], message["last"])})
         elif message["op"] == "collect":
-            ctl.send(recorder.export())
+            ctl.send({**recorder.export(), "client": watch.stop()})
         elif message["op"] == "close":
             await asyncio.gather(*(o.socket.close(timeout=5) for o in opened))
             return
@@ -130,54 +137,61 @@ def _phase_stats(data: dict[str, np.ndarray], sent: dict[int, float], nodes: int
         "per_node": per_node,
         "deliveries_per_s_per_node": round(float(np.mean([p["deliveries_per_s"] for p in per_node])), 1),
         "duration_s": round(float(times.max() - first_sent), 3) if times.size else None,
+        # publish → last delivery of each event, in publish order (the time series behind p99)
+        "per_event_last_ms": [round(float(v) * 1000, 2) for v in per_event_last],
     }
+
+
+def _phases(o: Any) -> list[tuple[str, int, float | None]]:
+    """(name, events, rate or None for back to back) in publish order."""
+    return [
+        ("steady", int(o.fanout_rate * o.fanout_seconds), o.fanout_rate),
+        ("load", int(o.fanout_load_rate * o.fanout_seconds), o.fanout_load_rate),
+        ("burst", o.fanout_burst, None),
+    ]
 
 
 async def run_target(ctx: Context, target: str) -> dict[str, Any]:
     o = ctx.options
-    subscribers, steady, burst = o.fanout_subscribers, int(o.fanout_rate * o.fanout_seconds), o.fanout_burst
+    subscribers, phases = o.fanout_subscribers, _phases(o)
+    total_events = sum(n for _, n, _ in phases)
     async with ctx.deploy(target, nodes=o.fanout_nodes) as dep:
         if target == "synthia":
             await ctx.ensure_accounts(subscribers, dep.urls)
         plan = ctx.plan(target, dep.urls, subscribers)
-        parts = split(list(range(len(plan))), ctx.pool.size)
         job = ctx.pool.start(
             "bench.scenarios.fanout:worker",
-            [
-                {
-                    "target": target,
-                    "urls": dep.urls,
-                    "plan": [plan[i] for i in idx],
-                    "concurrency": o.connect_concurrency,
-                    "max_events": steady + burst,
-                }
-                for idx in parts
-            ],
+            [{"target": target, "urls": dep.urls, "plan": part, "concurrency": o.connect_concurrency,
+              "max_events": total_events} for part in split(plan, ctx.pool.size)],
         )
         with ctx.bar(subscribers, f"fanout {dep.label}: connecting") as bar:
             job.on_progress = bar.update
             connected = await job.recv_all()
         total = sum(c["connected"] for c in connected)
-        errors = [e for c in connected for e in c["errors"]]
+        await ctx.census(target, len(dep.urls))
         publisher = publisher_for(target, ctx.redis_url, dep.channel)
         await publisher.start()
         result: dict[str, Any] = {"target": target, "label": dep.label, "subscribers": total, "nodes": len(dep.urls),
-                                  "connect_errors": sum(c["error_count"] for c in connected), "error_samples": errors}
+                                  "connect_errors": sum(c["error_count"] for c in connected),
+                                  "error_samples": [e for c in connected for e in c["errors"]]}
+        sent: dict[str, dict[int, float]] = {}
+        windows: dict[str, tuple[float, float, dict[str, float]]] = {}
+        missing = 0
         try:
             await asyncio.sleep(SETTLE)
             groups = _cpu_groups(ctx, dep)
-            meter = CpuMeter(groups)
-            ctx.say(f"fanout {dep.label}: {total} subscribers, steady {o.fanout_rate}/s for {o.fanout_seconds}s")
-            sent_steady = await _publish_steady(publisher, 0, steady, o.fanout_rate)
-            job.send_all({"op": "await", "first": 0, "last": steady, "timeout": 30})
-            await job.recv_all()
-            cpu_steady = meter.read()
-            meter = CpuMeter(groups)
-            ctx.say(f"fanout {dep.label}: burst of {burst}")
-            sent_burst = await _publish_burst(publisher, steady, burst)
-            job.send_all({"op": "await", "first": steady, "last": steady + burst, "timeout": 60})
-            missing = sum(m["missing"] for m in await job.recv_all())
-            cpu_burst = meter.read()
+            first = 0
+            for name, count, rate in phases:
+                ctx.say(f"fanout {dep.label}: {name}, {count} events" + (f" at {rate}/s" if rate else " back to back"))
+                meter, t0 = CpuMeter(groups), time.time()
+                if rate:
+                    sent[name] = await _publish_steady(publisher, first, count, rate)
+                else:
+                    sent[name] = await _publish_burst(publisher, first, count)
+                job.send_all({"op": "await", "first": first, "last": first + count, "timeout": 60})
+                missing += sum(m["missing"] for m in await job.recv_all())
+                windows[name] = (t0, time.time(), meter.read())
+                first += count
         finally:
             await publisher.stop()
         job.send_all({"op": "collect"})
@@ -185,13 +199,16 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         job.send_all({"op": "close"})
         await job.finish()
     merged = {key: np.concatenate([e[key] for e in exports]) for key in ("seqs", "times", "nodes")}
-    result["steady"] = {**_phase_stats(merged, sent_steady, len(dep.urls), burst=False), "rate": o.fanout_rate, "cpu_pct": cpu_steady}
-    result["burst"] = {**_phase_stats(merged, sent_burst, len(dep.urls), burst=True), "cpu_pct": cpu_burst}
-    result["expected_deliveries"] = total * (steady + burst)
+    for name, _, rate in phases:
+        t0, t1, cpu = windows[name]
+        result[name] = {**_phase_stats(merged, sent[name], len(dep.urls), burst=rate is None), "rate": rate,
+                        "cpu_pct": cpu, "server_stalls": ctx.stalls_in(target, len(dep.urls), t0, t1)}
+    result["expected_deliveries"] = total * total_events
     result["deliveries"] = int(merged["seqs"].size)
     result["lost"] = missing  # over the sockets that connected; refused connects are connect_errors
     result["duplicates"] = sum(e["duplicates"] for e in exports)
     result["offset_gaps"] = sum(e["offset_gaps"] for e in exports)
+    result["client_workers"] = [e["client"] for e in exports]  # did the measuring side stall?
     return result
 
 

@@ -61,6 +61,7 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         connected = sum(r["connected"] for r in reports)
         await asyncio.sleep(SETTLE)
         rss_after = await _rss(pids)
+        await ctx.census(target, 1)
         cpu = procstat.total_cpu(pids)
         job.send_all("close")
         closes = await job.recv_all()

@@ -165,8 +165,9 @@ class FakeGemini:
             if b.where == "prompt":
                 chunks = [{"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": "fake-gemini"}]
             else:
-                chunks = [_chunk("", finish="SAFETY")]
-                chunks[0]["candidates"][0]["content"] = {"role": "model", "parts": []}
+                blocked = _chunk("", finish="SAFETY")
+                blocked["candidates"] = [{**blocked["candidates"][0], "content": {"role": "model", "parts": []}}]
+                chunks = [blocked]
             await self._send(writer, chunks, streaming)
             return
         if isinstance(b, Stream):

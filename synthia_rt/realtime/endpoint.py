@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.observability.logging import request_id
 from synthia_rt.realtime.protocol import BEARER_PREFIX, SUBPROTOCOL
 from synthia_rt.realtime.session import Session
 from synthia_rt.runtime import Runtime
@@ -84,6 +85,14 @@ async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    token = request_id.set(uuid.uuid4().hex)  # the connection id on every log line of this socket
+    try:
+        await _serve_socket(websocket)
+    finally:
+        request_id.reset(token)
+
+
+async def _serve_socket(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     metrics = runtime.metrics
     if runtime.draining:

@@ -91,7 +91,7 @@ def _strip(img: Image.Image) -> Image.Image:
 def _encode(img: Image.Image, fmt: str) -> bytes:
     out = io.BytesIO()
     if fmt == "JPEG":
-        img.convert("RGB").save(out, "JPEG", quality=92, optimize=True)
+        img.convert("RGB").save(out, "JPEG", quality=92)  # no optimize=True: 3x slower, ~5% smaller
     elif fmt == "PNG":
         img.save(out, "PNG", compress_level=6)
     else:

@@ -50,7 +50,7 @@ def _name(frame: str) -> str:
     path = where.rsplit(":", 1)[0]
     if "site-packages/" in path:
         path = path.split("site-packages/", 1)[1]
-    elif "/work/" in path or path.startswith("/"):
+    elif path.startswith("/"):  # our own files: keep package/module only
         parts = path.split("/")
         path = "/".join(parts[-2:])
     return f"{func} ({path})" if path else func

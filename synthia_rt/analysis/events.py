@@ -8,6 +8,7 @@ re-reads it (``final_result``). Result and error events are also published on th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -69,9 +70,13 @@ class AnalysisEvents:
 
     async def result(self, payload: dict[str, Any]) -> None:
         """``payload`` from :func:`synthia_rt.store.analyses.result_payload` (row committed)."""
-        await self.progress("done", 100)
-        await self._publish(self.channel, payload)
-        await self._publish(f"user:{self.user_id}", payload)
+        # Order matters within analysis:<id> (done, then the result); the user's channel is
+        # independent, so its copy goes out at the same time.
+        async def on_analysis_channel() -> None:
+            await self.progress("done", 100)
+            await self._publish(self.channel, payload)
+
+        await asyncio.gather(on_analysis_channel(), self._publish(f"user:{self.user_id}", payload))
 
     async def error(self, err: AppError) -> None:
         await self._publish(self.channel, error_payload(self.analysis_id, err))

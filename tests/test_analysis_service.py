@@ -338,3 +338,17 @@ async def test_cached_answer_on_gemini_needs_no_upload(settings_for: Any, fake: 
         row = await wait_terminal(reply["analysis_id"])
         assert row["status"] == "done" and row["result"]["face_shape"] == "heart"
         assert fake.calls == 1
+
+
+async def test_runs_orphaned_by_a_dead_node_are_ended(settings_for: Any) -> None:
+    """A row left `running` by a node that crashed is failed by any node's sweeper."""
+    async with analysis_runtime(settings_for("redis")) as runtime:
+        svc = service(runtime)
+        user = await new_user()
+        orphan = uuid.uuid4()
+        await store.create(orphan, user.user_id, "facial", inputs={}, image_sha256=None, model="m", prompt_version="p")
+        assert await store.mark_running(orphan)  # as the dead node did, before it died
+        assert await svc.sweep_abandoned(older_than=0) >= 1
+        row = await store.get(orphan)
+        assert row is not None and (row["status"], row["error_code"]) == ("failed", "model_unavailable")
+        assert "analysis.error" in names(await events(runtime, f"analysis:{orphan}"))

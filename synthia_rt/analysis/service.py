@@ -283,7 +283,8 @@ class AnalysisService:
 
     # -- housekeeping ---------------------------------------------------------------------------
     async def sweep_abandoned(self, older_than: float | None = None) -> int:
-        """Cancel queued analyses whose upload expired (or whose node died before running them)."""
+        """End analyses nobody will finish: queued ones whose upload expired, and running ones
+        whose node died (older than the run budget and not running on this node)."""
         age = self.settings.upload_ttl + 60 if older_than is None else older_than
         swept = 0
         for aid, user_id in await store.stale_queued(utcnow() - timedelta(seconds=age)):
@@ -292,7 +293,21 @@ class AnalysisService:
             err = AppError(ErrorCode.CANCELLED, "The upload expired before it completed.")
             await self._end_unstarted(aid, user_id, err, "cancelled")
             swept += 1
+        # A run longer than its whole retry budget has no live node behind it (a node that
+        # crashed cannot mark its rows): end it so no analysis stays `running` forever.
+        budget = self.run_budget() if older_than is None else older_than
+        for aid, user_id in await store.stale_running(utcnow() - timedelta(seconds=budget)):
+            if str(aid) in self.launch.tasks:
+                continue
+            err = AppError(ErrorCode.MODEL_UNAVAILABLE, "The node running this analysis stopped; start it again.")
+            await self._end_unstarted(aid, user_id, err, "failed")
+            swept += 1
         return swept
+
+    def run_budget(self) -> float:
+        """Longest a healthy run can take: every attempt idling to its timeout, plus slack."""
+        s = self.settings
+        return (s.gemini_retries + 1) * s.gemini_timeout * 4 + 60
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -146,6 +146,17 @@ async def stale_queued(created_before: datetime) -> list[tuple[uuid.UUID, str]]:
     return [(r["id"], str(r["user"])) for r in rows]
 
 
+async def stale_running(started_before: datetime) -> list[tuple[uuid.UUID, str]]:
+    """Running rows that started before ``started_before``: their node died mid-analysis."""
+    rows = (
+        await Analysis.select(Analysis.id, Analysis.user)
+        .where((Analysis.status == "running") & (Analysis.started_at < started_before))
+        .limit(500)
+        .run()
+    )
+    return [(r["id"], str(r["user"])) for r in rows]
+
+
 def result_payload(row: dict[str, Any]) -> dict[str, Any]:
     """The ``analysis.result`` event payload of a finished row."""
     return {

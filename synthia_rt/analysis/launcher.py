@@ -58,14 +58,19 @@ class Launcher:
         hit = await self.cache.get("analysis", self.key(user.user_id, kind, digest))
         if hit is None:
             return None
-        await store.create_cached(
-            analysis_id, user.user_id, kind, inputs=inputs, image_sha256=digest if kind == "facial" else None,
-            model=hit["model"], prompt_version=self.analyzer.prompt_version, result=hit["result"], usage={},
+        # The row (committed before anyone is told) and the owner record go out together, and
+        # the payload is built from what was just written rather than read back.
+        await asyncio.gather(
+            store.create_cached(
+                analysis_id, user.user_id, kind, inputs=inputs, image_sha256=digest if kind == "facial" else None,
+                model=hit["model"], prompt_version=self.analyzer.prompt_version, result=hit["result"], usage={},
+            ),
+            self.set_owner(str(analysis_id), user.user_id),
         )
-        await self.set_owner(str(analysis_id), user.user_id)
-        row = await store.get(analysis_id)
-        assert row is not None
-        payload = store.result_payload(row)
+        payload = store.result_payload(
+            {"id": analysis_id, "kind": kind, "result": hit["result"], "cached": True,
+             "model": hit["model"], "usage": {}, "duration_ms": 0}
+        )
         await self.events(str(analysis_id), user.user_id).result(payload)
         return payload
 

@@ -334,10 +334,11 @@ class Session:
         try:
             if joined:
                 await self.hub.join(channel, self)
-            if from_start:
-                position = await broker.position(channel)
+            if from_start:  # a new analysis channel: everything it holds, in one round trip
+                history = await broker.history(channel, None)
+                position, events, recovered = history.position, history.events, history.recovered
                 since = Position(0, position.epoch)
-            if since is not None:
+            elif since is not None:
                 history = await broker.history(channel, since)
                 position, events, recovered = history.position, history.events, history.recovered
             else:

@@ -19,6 +19,12 @@ OPEN = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
 
 
+async def _insert(analysis_id: uuid.UUID, user_id: str, kind: str, **columns: Any) -> None:
+    await Analysis.insert(
+        Analysis(id=analysis_id, user=uuid.UUID(user_id), kind=kind, created_at=utcnow(), **columns)
+    ).run()
+
+
 async def create(
     analysis_id: uuid.UUID,
     user_id: str,
@@ -29,19 +35,10 @@ async def create(
     model: str,
     prompt_version: str,
 ) -> None:
-    row = Analysis(
-        id=analysis_id,
-        user=uuid.UUID(user_id),
-        kind=kind,
-        status="queued",
-        image_sha256=image_sha256,
-        inputs=inputs,
-        model=model,
-        prompt_version=prompt_version,
-        usage={},
-        created_at=utcnow(),
+    await _insert(
+        analysis_id, user_id, kind, status="queued", image_sha256=image_sha256, inputs=inputs,
+        model=model, prompt_version=prompt_version, usage={},
     )
-    await Analysis.insert(row).run()
 
 
 async def create_cached(
@@ -58,24 +55,11 @@ async def create_cached(
 ) -> None:
     """A finished row answered from the cache (committed before anyone is told)."""
     now = utcnow()
-    row = Analysis(
-        id=analysis_id,
-        user=uuid.UUID(user_id),
-        kind=kind,
-        status="done",
-        image_sha256=image_sha256,
-        inputs=inputs,
-        result=result,
-        cached=True,
-        model=model,
-        prompt_version=prompt_version,
-        usage=usage,
-        duration_ms=0,
-        created_at=now,
-        started_at=now,
-        finished_at=now,
+    await _insert(
+        analysis_id, user_id, kind, status="done", image_sha256=image_sha256, inputs=inputs,
+        result=result, cached=True, model=model, prompt_version=prompt_version, usage=usage,
+        duration_ms=0, started_at=now, finished_at=now,
     )
-    await Analysis.insert(row).run()
 
 
 async def _transition(analysis_id: uuid.UUID, allowed: tuple[str, ...], values: dict[Any, Any]) -> bool:

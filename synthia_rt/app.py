@@ -40,13 +40,17 @@ async def start_runtime(runtime: Runtime) -> None:
     runtime.hub = Hub(runtime)
     await runtime.hub.start()  # sets broker handlers, then starts the broker
     runtime.tokens = TokenService(settings, runtime.kv)
+    from synthia_rt.limiter import Limiter
+
+    runtime.limiter = Limiter(settings)
+    runtime.shutdown_hooks.append(runtime.limiter.close)
 
     from synthia_rt.analysis.service import AnalysisService
 
     runtime.analysis = AnalysisService(runtime)
     await runtime.analysis.start()
     await runtime.metrics.start()
-    if runtime.extras.get("drain_on_signal"):  # a real server process (see app_factory)
+    if runtime.drain_on_signal:  # a real server process (see app_factory)
         from synthia_rt.realtime import shutdown
 
         gc.freeze()  # start-up objects live forever: keep them out of every later collection
@@ -58,7 +62,7 @@ async def stop_runtime(runtime: Runtime) -> None:
 
     runtime.draining = True
     # Order: stop producing (sockets, analyses) → stop fan-out → close backends.
-    hooks = list(reversed(runtime.extras.get("shutdown_hooks", [])))
+    hooks = list(reversed(runtime.shutdown_hooks))
     for closer in (
         runtime.hub.drain if runtime.hub else None,
         runtime.analysis.stop if runtime.analysis else None,
@@ -159,5 +163,5 @@ def app_factory() -> Any:
     settings = Settings.from_env()
     configure_logging(settings)
     app = create_app(settings)
-    app.state.runtime.extras["drain_on_signal"] = True  # a real server: wrap uvicorn's signals
+    app.state.runtime.drain_on_signal = True  # a real server: wrap uvicorn's signals
     return app

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,9 +17,12 @@ if TYPE_CHECKING:
     from piccolo.engine.base import Engine
 
     from synthia_rt.analysis.service import AnalysisService
+    from synthia_rt.auth.passwords import Passwords
+    from synthia_rt.auth.throttle import LoginThrottle
     from synthia_rt.auth.tokens import TokenService
     from synthia_rt.broker.base import Broker
     from synthia_rt.kv.base import KeyValue
+    from synthia_rt.limiter import Limiter
     from synthia_rt.observability.metrics import Metrics
     from synthia_rt.realtime.hub import Hub
 
@@ -36,7 +40,14 @@ class Runtime:
     tokens: TokenService | None = None
     analysis: AnalysisService | None = None
     metrics: Metrics | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    limiter: Limiter | None = None  # shared rate limits (limiter.py)
+    passwords: Passwords | None = None
+    login_throttle: LoginThrottle | None = None
+    # Called with a user id when an account is erased (each owner deletes its own keys/rows).
+    erase_user_hooks: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # Closed last-in-first-out after the built-in backends stop producing.
+    shutdown_hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    drain_on_signal: bool = False  # a real server process: drain sockets before uvicorn's 1012
     draining: bool = False
 
     def __post_init__(self) -> None:
@@ -55,6 +66,10 @@ class Runtime:
     def need_hub(self) -> Hub:
         assert self.hub is not None, "hub not started"
         return self.hub
+
+    def need_limiter(self) -> Limiter:
+        assert self.limiter is not None, "limiter not started"
+        return self.limiter
 
     def need_tokens(self) -> TokenService:
         assert self.tokens is not None, "tokens not started"

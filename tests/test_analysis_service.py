@@ -306,7 +306,7 @@ async def test_erase_user_forgets_everything_in_the_store(settings_for: Any) -> 
         await svc.store_file(user, data)
         await svc.quiz_start(user, None)
         kept = (await start(svc, other, data))["analysis_id"]
-        assert svc.erase_user in runtime.extras["erase_user_hooks"]
+        assert svc.erase_user in runtime.erase_user_hooks
 
         await svc.erase_user(user.user_id)
         for pattern in ("upload", "file", "image", "quiz", "cache:analysis"):

@@ -140,7 +140,7 @@ async def test_deleting_the_account_erases_everything_of_it(
     async def hook(user_id: str) -> None:
         hooked.append(user_id)
 
-    runtime.extras.setdefault("erase_user_hooks", []).append(hook)
+    runtime.erase_user_hooks.append(hook)
     email = unique_email()
     session = await _populate(app, client, email)
     user_id = session["user"]["id"]

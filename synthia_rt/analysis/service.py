@@ -72,7 +72,7 @@ class AnalysisService:
         self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
         await self.analyzer.start()
-        self.runtime.extras.setdefault("erase_user_hooks", []).append(self.erase_user)
+        self.runtime.erase_user_hooks.append(self.erase_user)
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="analysis-sweeper")
         self._sweeper.add_done_callback(report)
 

@@ -2,7 +2,7 @@
 
 Erasure removes the user everywhere: every table (``store.users.erase``), every key-value key
 that names the user (scan), and whatever other modules keep (``erase_user_hooks``: async
-callables ``(user_id) -> None`` that a module appends to ``runtime.extras["erase_user_hooks"]``
+callables ``(user_id) -> None`` that a module appends to ``runtime.erase_user_hooks``
 at start-up, e.g. upload chunks keyed by analysis id). The audit trail keeps one row with the
 user id and nothing else.
 """
@@ -61,7 +61,7 @@ async def erase(runtime: Runtime, user_id: str, actor_id: str | None = None) -> 
     await sessions.close_sockets(runtime, user_id)
     await users.erase(user_id)
     failed = 0
-    for hook in list(runtime.extras.get("erase_user_hooks", [])):
+    for hook in list(runtime.erase_user_hooks):
         failed += not await _run_hook(hook, user_id)
     if user is not None:
         await sessions.throttle_for(runtime).reset(user.email)

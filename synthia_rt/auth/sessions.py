@@ -37,18 +37,15 @@ class Session:
 
 
 def passwords_for(runtime: Runtime) -> Passwords:
-    found = runtime.extras.get("passwords")
-    if not isinstance(found, Passwords):
-        found = runtime.extras["passwords"] = Passwords(runtime.settings)
-    return found
+    if runtime.passwords is None:
+        runtime.passwords = Passwords(runtime.settings)
+    return runtime.passwords
 
 
 def throttle_for(runtime: Runtime) -> LoginThrottle:
-    found = runtime.extras.get("login_throttle")
-    if not isinstance(found, LoginThrottle):
-        found = runtime.extras["login_throttle"] = LoginThrottle(runtime.settings)
-        runtime.extras.setdefault("shutdown_hooks", []).append(found.close)
-    return found
+    if runtime.login_throttle is None:
+        runtime.login_throttle = LoginThrottle(runtime.settings, runtime.need_limiter())
+    return runtime.login_throttle
 
 
 async def open_session(tokens: TokenService, user: UserRecord) -> Session:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,6 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Derived ------------------------------------------------------------------------------
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False)
-
     # -----------------------------------------------------------------------------------
     @property
     def production(self) -> bool:
@@ -153,8 +150,6 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(f.name.upper())
             if raw is None:
                 continue

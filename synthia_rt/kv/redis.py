@@ -16,7 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
@@ -66,8 +66,7 @@ def _unavailable() -> Iterator[None]:
     except ResponseError as exc:
         # Redis at `maxmemory` under `noeviction` refuses writes ("OOM command not allowed…",
         # redis-py's OutOfMemoryError; inside MULTI it surfaces as EXECABORT): temporary.
-        text = str(exc)
-        if text.startswith("OOM") or "OOM command not allowed" in text:
+        if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):
             raise AppError(ErrorCode.UNAVAILABLE, "The key-value store is full; try again later.", retry_after=5) from exc
         raise
 

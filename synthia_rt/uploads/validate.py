@@ -116,8 +116,8 @@ def validate_image(
                 raise _invalid("Only JPEG, PNG and WEBP images are accepted.")
             if width <= 0 or height <= 0 or width * height > max_pixels:
                 raise _invalid("The image has too many pixels.")
-            if fmt == "JPEG":  # decode at the smallest 1/2^k scale still ≥ max_side
-                img.draft(img.mode if img.mode in ("RGB", "L") else None, (max_side, max_side))
+            if fmt == "JPEG" and max(width, height) > max_side:  # smallest 1/2^k scale ≥ the target
+                img.draft(img.mode if img.mode in ("RGB", "L") else None, _fit(width, height, max_side))
             if decode_cost(img, fmt) > max_decode_bytes:
                 raise AppError(ErrorCode.TOO_LARGE, "Decoding this image would need too much memory.")
             small = _decode_webp(data, img, max_side) if fmt == "WEBP" else _decode(img, max_side)
@@ -134,6 +134,11 @@ def validate_image(
         raise _invalid("The image is truncated or corrupt.") from None
     assert fmt is not None
     return ValidatedImage(_encode(clean, fmt), fmt, clean.width, clean.height)
+
+
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _decode(img: ImageFile.ImageFile, max_side: int) -> Image.Image:
@@ -160,9 +165,7 @@ def _decode_webp(data: bytes, img: Image.Image, max_side: int) -> Image.Image:
     height, width = array.shape[:2]
     if max(width, height) <= max_side:
         return Image.fromarray(array)
-    scale = max_side / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(array, _fit(width, height, max_side), interpolation=cv2.INTER_AREA)
     del array
     return Image.fromarray(small)
 

@@ -13,6 +13,8 @@ header since the 24 Mpx cap) and an image at the 24 Mpx cap (6000×4000) as WEBP
 
     python -m bench.decode_memory --label after                 # this checkout
     python -m bench.decode_memory --label before --src /tmp/old # an export of the old code
+    python -m bench.decode_memory --label after-cap-40mpx --env MAX_IMAGE_PIXELS=40000000 \
+        --cases webp-40mpx-x1,webp-40mpx-x4                     # the 40 Mpx WEBP decoded
 
 Results are merged into ``bench/results/decode-memory.json`` under ``--label``.
 """
@@ -109,11 +111,11 @@ async def _upload(client: httpx.AsyncClient, auth: dict[str, str], data: bytes, 
     return f"{r.status_code} {r.json().get('error', {}).get('code', '?')}"
 
 
-async def run_case(src: Path, case: str, image: bytes, parallel: int) -> dict[str, Any]:
+async def run_case(src: Path, case: str, image: bytes, parallel: int, extra: dict[str, str]) -> dict[str, Any]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as data_dir:
         env = {**os.environ, "PYTHONPATH": str(src), "DATA_DIR": data_dir, "LOG_LEVEL": "WARNING",
-               "DATABASE_URL": "", "REDIS_URL": "", "GEMINI_API_KEY": ""}
+               "DATABASE_URL": "", "REDIS_URL": "", "GEMINI_API_KEY": "", **extra}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "synthia_rt.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             cwd=str(src), env=env,
@@ -162,6 +164,7 @@ async def main(argv: list[str] | None = None) -> None:
     p.add_argument("--label", required=True, help="results key, e.g. before / after")
     p.add_argument("--src", type=Path, default=REPO, help="source tree the node runs from")
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
+    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="node setting (repeatable)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "decode-memory.json")
     args = p.parse_args(argv)
     images: dict[str, bytes] = {}
@@ -170,11 +173,13 @@ async def main(argv: list[str] | None = None) -> None:
         name, parallel = CASES[case]
         if name not in images:
             images[name] = make_image(name)
-        row = await run_case(args.src.resolve(), case, images[name], parallel)
+        extra = dict(item.split("=", 1) for item in args.env)
+        row = await run_case(args.src.resolve(), case, images[name], parallel, extra)
         print(json.dumps(row), flush=True)
         rows.append(row)
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.label] = {"src": "this checkout" if args.src.resolve() == REPO else str(args.src), "cases": rows}
+    results[args.label] = {"src": "this checkout" if args.src.resolve() == REPO else str(args.src),
+                           "env": dict(item.split("=", 1) for item in args.env), "cases": rows}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 

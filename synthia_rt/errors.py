@@ -64,7 +64,7 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.RATE_LIMITED: (429, "Too many requests; wait `retry_after` seconds."),
     ErrorCode.TOO_MANY_CONNECTIONS: (429, "The user already holds the maximum number of sockets."),
     ErrorCode.BAD_CHUNK: (400, "An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded."),
-    ErrorCode.TOO_LARGE: (413, "The declared or actual size exceeds `max_image_bytes`."),
+    ErrorCode.TOO_LARGE: (413, "The declared or actual size exceeds `max_image_bytes`, or decoding the image would need more than `max_decode_bytes`."),
     ErrorCode.HASH_MISMATCH: (400, "The received bytes do not hash to the declared `sha256`."),
     ErrorCode.INVALID_IMAGE: (400, "Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb)."),
     ErrorCode.NO_FACE_DETECTED: (422, "No face was found in the image."),

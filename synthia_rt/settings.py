@@ -63,7 +63,10 @@ class Settings:
     max_message_bytes: int = 64 * 1024  # text frames
     max_chunk_bytes: int = 512 * 1024  # upload payload per binary frame
     max_image_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 40_000_000  # well below Pillow's ~89 Mpx default
+    max_image_pixels: int = 24_000_000  # header pixel cap (a 24 Mpx photo; Pillow's own is ~89 Mpx)
+    max_decode_bytes: int = 128 * 1024 * 1024  # decoded pixels × bytes/pixel one image may need
+    image_max_side: int = 1536  # long side images are reduced to while decoding (what analyzers use)
+    image_decode_concurrency: int = 2  # images decoded at once per process (each in a thread)
     outbound_queue_size: int = 512  # frames per socket before 4008
     idle_timeout: float = 1200.0  # seconds without any inbound frame before a 1001 close (0 = off)
     ws_ping_interval: float = 20.0
@@ -90,6 +93,9 @@ class Settings:
     gemini_concurrency: int = 8  # model calls in flight per process
     max_analyses_per_user: int = 2  # concurrent
     upload_ttl: int = 3600  # seconds an incomplete upload is kept
+    upload_rate_limit: str = "10/minute"  # POST /files/upload per user (limits syntax)
+    upload_user_bytes: int = 64 * 1024 * 1024  # upload bytes one user may hold in the KV store
+    upload_process_bytes: int = 256 * 1024 * 1024  # upload bytes one process holds in flight
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600
 

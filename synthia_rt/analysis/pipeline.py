@@ -25,7 +25,7 @@ from synthia_rt.kv.base import KeyValue
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.uploads.store import UploadMeta, UploadStore
-from synthia_rt.uploads.validate import ValidatedImage, sha256_hex, validate_image
+from synthia_rt.uploads.validate import ValidatedImage, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,7 @@ class Pipeline:
         assert data is not None
         if expected is not None and sha256_hex(data) != expected:
             raise AppError(ErrorCode.HASH_MISMATCH)
-        s = self.settings
-        return await asyncio.to_thread(validate_image, data, max_pixels=s.max_image_pixels, max_bytes=s.max_image_bytes)
+        return await self.uploads.validate(data)  # bounded decode, in a thread
 
     async def _persist(self, job: Job, events: AnalysisEvents, output: AnalyzerOutput) -> dict[str, Any]:
         await events.progress("persisting")

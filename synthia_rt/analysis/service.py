@@ -11,9 +11,11 @@ shared store; only the running tasks are local.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import uuid
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -28,12 +30,13 @@ from synthia_rt.analysis.quiz_flow import QuizFlow
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.limiter import rule
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import utcnow
 from synthia_rt.uploads.store import UploadStore, new_meta
-from synthia_rt.uploads.validate import MIME, ValidatedImage, sha256_hex, validate_image
+from synthia_rt.uploads.validate import MIME, ValidatedImage, sha256_hex
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,8 @@ class AnalysisService:
         kv = self.runtime.need_kv()
         s = self.settings
         self.cache = ResultCache(kv, s, self.runtime.metrics)
-        self.uploads = UploadStore(kv, s.upload_ttl)
+        self.uploads = UploadStore(kv, s.upload_ttl, s)
+        self.upload_rule = rule(s.upload_rate_limit)
         lifetime = s.upload_ttl + (s.gemini_retries + 1) * s.gemini_timeout * 4 + 60
         self.slots = ActiveSlots(kv, s.max_analyses_per_user, lifetime)
         self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots)
@@ -141,6 +145,7 @@ class AnalysisService:
         fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
         image = ValidatedImage(data, fmt, 0, 0)
         await self.launch.start_job(user, aid, "facial", inputs, sha, image=image, file_id=record["id"])
+        await self.uploads.user_bytes.refund(user.user_id, len(data))  # the run deletes the file
         return {**reply, "cached": False}
 
     async def upload_chunk(self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes) -> dict[str, Any]:
@@ -233,13 +238,36 @@ class AnalysisService:
             return store.result_payload(row)
         return _outcome(await asyncio.shield(task))
 
-    async def store_file(self, user: Principal, data: bytes) -> dict[str, Any]:
+    @contextlib.asynccontextmanager
+    async def file_upload(self, user: Principal, body_bytes: int) -> AsyncIterator[uuid.UUID]:
+        """Admit one ``POST /files/upload`` before its body is read: the per-user upload rate,
+        an analysis slot (an upload being checked counts like a running analysis) and
+        ``body_bytes`` of this process's in-flight budget, held until the request ends.
+        Yields the new file's id."""
+        self._refuse_when_stopping()
+        await self.runtime.need_limiter().hit(
+            self.upload_rule, "upload", user.user_id, message="Too many uploads; try again later."
+        )
+        file_id = uuid.uuid4()
+        await self.slots.acquire(user.user_id, str(file_id), UPLOAD_IDLE)
+        try:
+            with self.uploads.in_flight.hold(body_bytes):
+                yield file_id
+        finally:
+            await self.slots.release(user.user_id, str(file_id))
+
+    async def store_file(self, user: Principal, data: bytes, file_id: uuid.UUID | None = None) -> dict[str, Any]:
         """Validate an image uploaded over REST and keep it (cleaned) for a later analysis."""
         s = self.settings
-        image = await asyncio.to_thread(validate_image, data, max_pixels=s.max_image_pixels, max_bytes=s.max_image_bytes)
-        file_id = uuid.uuid4()
+        image = await self.uploads.decoder.validate(data)
+        file_id = file_id or uuid.uuid4()
         expires = utcnow() + timedelta(seconds=s.upload_ttl)
-        await self.runtime.need_kv().set(f"file:{user.user_id}:{file_id}", image.data, s.upload_ttl)
+        await self.uploads.user_bytes.charge(user.user_id, len(image.data))
+        try:
+            await self.runtime.need_kv().set(f"file:{user.user_id}:{file_id}", image.data, s.upload_ttl)
+        except BaseException:
+            await self.uploads.user_bytes.refund(user.user_id, len(image.data))
+            raise
         sha = sha256_hex(data)  # of the original bytes: the same image over the socket hits the cache
         await store.add_image(file_id, user.user_id, sha256=sha, content_type=image.mime, size=len(data), expires_at=expires)
         return {"file_id": str(file_id), "sha256": sha, "size": len(data), "content_type": image.mime,

@@ -16,6 +16,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
@@ -62,6 +63,12 @@ def _unavailable() -> Iterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError) as exc:
         raise AppError(ErrorCode.UNAVAILABLE) from exc
+    except ResponseError as exc:
+        # Redis at `maxmemory` under `noeviction` refuses writes ("OOM command not allowed…",
+        # redis-py's OutOfMemoryError; inside MULTI it surfaces as EXECABORT): temporary.
+        if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):
+            raise AppError(ErrorCode.UNAVAILABLE, "The key-value store is full; try again later.", retry_after=5) from exc
+        raise
 
 
 class RedisKV:

@@ -3,7 +3,12 @@
 Multipart with one file part (``file`` or ``image``). The body is read through a counting
 stream, so an oversized upload is refused with ``too_large`` as soon as it passes the limit
 — with or without a Content-Length — instead of being spooled to disk first. The image gets
-exactly the socket path's validation (real format, pixel cap, EXIF/GPS stripped).
+exactly the socket path's validation (real format, pixel cap, decode budget, reduced to
+``image_max_side``, EXIF/GPS stripped).
+
+Before the body is read the upload is admitted (:meth:`AnalysisService.file_upload`): the
+per-user rate (``upload_rate_limit``), one of the user's analysis slots, and its bytes in this
+process's in-flight budget; the kept file is charged to the user's byte budget.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from synthia_rt.rest.schemas import Out
 TAGS = ("analysis",)
 FIELDS = ("file", "image")
 MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the image bytes
-IMAGE_ERRORS = (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE, ErrorCode.INVALID_IMAGE)
+IMAGE_ERRORS = (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE, ErrorCode.INVALID_IMAGE, ErrorCode.RATE_LIMITED,
+                ErrorCode.UNAVAILABLE)
 
 
 class FileOut(Out):
@@ -100,8 +106,13 @@ async def read_image_part(request: Request) -> bytes:
     "and is deleted once analysed.",
 )
 async def upload(request: Request, principal: Principal) -> FileOut:
-    data = await read_image_part(request)
-    return FileOut(**await service_of(request).store_file(principal, data))
+    service = service_of(request)
+    ceiling = runtime_of(request).settings.max_image_bytes + MULTIPART_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    body_bytes = min(int(declared), ceiling) if declared.isdigit() else ceiling
+    async with service.file_upload(principal, body_bytes) as file_id:
+        data = await read_image_part(request)
+        return FileOut(**await service.store_file(principal, data, file_id))
 
 
 routes: list[BaseRoute] = [upload]

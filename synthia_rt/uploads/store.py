@@ -11,6 +11,10 @@ ANY node, ask ``upload.status`` and resume. Two keys per upload, both expiring
 
 The user id is part of the key: another user's analysis id simply is not found (``bad_chunk``
 without revealing that it exists), and erasing a user is one prefix scan.
+
+Quotas (:mod:`synthia_rt.uploads.quota`): ``create`` charges the declared size to the user's
+byte budget and the upload's end (``finish``/``discard``) refunds it; chunks being written
+and complete uploads being decoded count against this process's in-flight bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import orjson
 
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
+from synthia_rt.settings import Settings
+from synthia_rt.uploads.quota import ProcessBytes, UserBytes
+from synthia_rt.uploads.validate import Decoder, ValidatedImage
 
 
 @dataclass(slots=True)
@@ -41,15 +48,33 @@ def _bad_chunk(message: str) -> AppError:
 
 
 class UploadStore:
-    def __init__(self, kv: KeyValue, ttl: float) -> None:
+    def __init__(self, kv: KeyValue, ttl: float, settings: Settings | None = None) -> None:
+        s = settings or Settings()
         self.kv = kv
         self.ttl = ttl
+        self.user_bytes = UserBytes(kv, s.upload_user_bytes, ttl)
+        self.in_flight = ProcessBytes(s.upload_process_bytes)
+        self.decoder = Decoder(s)
+
+    async def validate(self, data: bytes) -> ValidatedImage:
+        """Decode and clean a complete upload, holding its bytes against this process's cap."""
+        with self.in_flight.hold(len(data)):
+            return await self.decoder.validate(data)
 
     @staticmethod
     def _key(user_id: str, analysis_id: str, part: str) -> str:
         return f"upload:{user_id}:{analysis_id}:{part}"
 
     async def create(self, meta: UploadMeta) -> None:
+        """Start an upload, charging its declared size to the user's byte budget."""
+        await self.user_bytes.charge(meta.user_id, meta.size)
+        try:
+            await self._save(meta)
+        except BaseException:
+            await self.user_bytes.refund(meta.user_id, meta.size)
+            raise
+
+    async def _save(self, meta: UploadMeta) -> None:
         await self.kv.set(self._key(meta.user_id, meta.analysis_id, "meta"), orjson.dumps(asdict(meta)), self.ttl)
 
     async def meta(self, user_id: str, analysis_id: str) -> UploadMeta | None:
@@ -72,7 +97,8 @@ class UploadStore:
             raise _bad_chunk("This upload is already complete.")
         if offset < 0 or offset + len(payload) > meta.size:
             raise _bad_chunk("The chunk ends past the declared size.")
-        length = await self.kv.append_at(self._key(user_id, analysis_id, "data"), offset, payload, self.ttl)
+        with self.in_flight.hold(len(payload)):
+            length = await self.kv.append_at(self._key(user_id, analysis_id, "data"), offset, payload, self.ttl)
         if length < 0:
             raise _bad_chunk(f"Wrong offset: the upload continues at {-length - 1}.")
         await self.kv.expire(self._key(user_id, analysis_id, "meta"), self.ttl)
@@ -82,18 +108,25 @@ class UploadStore:
         """Mark the upload complete and take its bytes out of the store (None if expired)."""
         data = await self.kv.get(self._key(meta.user_id, meta.analysis_id, "data"))
         meta.complete = True
-        await self.create(meta)  # status keeps answering offset == size
+        await self._save(meta)  # status keeps answering offset == size
         await self.kv.delete(self._key(meta.user_id, meta.analysis_id, "data"))
+        await self.user_bytes.refund(meta.user_id, meta.size)
         return data
 
     async def discard_data(self, user_id: str, analysis_id: str) -> None:
-        await self.kv.delete(self._key(user_id, analysis_id, "data"))
+        meta = await self.meta(user_id, analysis_id)
+        if await self.kv.delete(self._key(user_id, analysis_id, "data")) and meta is not None and not meta.complete:
+            await self.user_bytes.refund(user_id, meta.size)
 
     async def discard(self, user_id: str, analysis_id: str) -> None:
+        meta = await self.meta(user_id, analysis_id)
         await self.kv.delete(self._key(user_id, analysis_id, "meta"), self._key(user_id, analysis_id, "data"))
+        if meta is not None and not meta.complete:
+            await self.user_bytes.refund(user_id, meta.size)
 
     async def erase_user(self, user_id: str) -> int:
         keys = [key async for key in self.kv.scan(f"upload:{user_id}:*")]
+        await self.kv.delete(UserBytes._key(user_id))
         return await self.kv.delete(*keys) if keys else 0
 
 

@@ -49,10 +49,14 @@ def throttle_for(runtime: Runtime) -> LoginThrottle:
 
 
 async def open_session(tokens: TokenService, user: UserRecord) -> Session:
+    """A new login, just after its password was checked (``auth_time`` = now)."""
     family_id = str(uuid.uuid4())
-    refresh_token, jti, exp = tokens.issue_refresh(user.id, family_id)
+    auth_time = time.time()
+    refresh_token, jti, exp = tokens.issue_refresh(user.id, family_id, auth_time)
     await families.create(family_id, user.id, jti, exp)
-    access_token, principal = tokens.issue_access(user.id, user.role, session_id=family_id)
+    access_token, principal = tokens.issue_access(
+        user.id, user.role, session_id=family_id, auth_time=auth_time
+    )
     return Session(access_token, refresh_token, _expires_in(principal), user, principal)
 
 
@@ -99,27 +103,35 @@ async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Sessi
     if family is None or family.user_id != claims.user_id or family.revoked:
         raise AppError(ErrorCode.TOKEN_INVALID)
     if family.current_jti != claims.jti:
-        await _reused(family.id, claims.user_id, ip)
+        await _reused(runtime, family.id, claims.user_id, ip)
     user = await users.by_id(claims.user_id)
     if user is None:
         raise AppError(ErrorCode.TOKEN_INVALID)
     if not user.active:
         raise AppError(ErrorCode.ACCOUNT_BLOCKED)
-    new_refresh, new_jti, exp = tokens.issue_refresh(user.id, family.id)
+    # auth_time carries over: refreshing is not re-entering the password. Old refresh tokens
+    # without it count as an old login (0): deletion then asks for the password.
+    auth_time = claims.auth_time or 0.0
+    new_refresh, new_jti, exp = tokens.issue_refresh(user.id, family.id, auth_time)
     if not await families.rotate(family.id, claims.jti, new_jti, exp):
-        await _reused(family.id, claims.user_id, ip)  # a concurrent refresh won the swap
-    access_token, principal = tokens.issue_access(user.id, user.role, session_id=family.id)
+        await _reused(runtime, family.id, claims.user_id, ip)  # a concurrent refresh won
+    access_token, principal = tokens.issue_access(
+        user.id, user.role, session_id=family.id, auth_time=auth_time
+    )
     return Session(access_token, new_refresh, _expires_in(principal), user, principal)
 
 
-async def _reused(family_id: str, user_id: str, ip: str | None) -> None:
+async def _reused(runtime: Runtime, family_id: str, user_id: str, ip: str | None) -> None:
+    """A copied refresh token: the whole login ends, its access tokens included."""
     await families.revoke(family_id)
+    await runtime.need_tokens().revoke_session(family_id)
     await audit("token.reused", subject_id=user_id, ip=ip, session=family_id)
     raise AppError(ErrorCode.TOKEN_REUSED)
 
 
 async def logout(runtime: Runtime, principal: Principal, refresh_token: str | None) -> None:
-    """End this login: its access token, its refresh family, and the user's live sockets."""
+    """End this login: every access token of it (``sid``), its refresh family, and the
+    user's live sockets."""
     tokens = runtime.need_tokens()
     await tokens.revoke_jti(principal.jti, principal.expires_at)
     ended = {principal.session_id} if principal.session_id else set()
@@ -131,7 +143,8 @@ async def logout(runtime: Runtime, principal: Principal, refresh_token: str | No
         if claims is not None and claims.user_id == principal.user_id:
             ended.add(claims.family_id)
     for family_id in ended:
-        await families.revoke(family_id)
+        await families.revoke(family_id)  # the persisted truth first, then the fast denylist
+        await tokens.revoke_session(family_id)
     await audit("logout", actor_id=principal.user_id, subject_id=principal.user_id)
     await close_sockets(runtime, principal.user_id)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from synthia_rt.clientaddr import trusted_networks
+
 log = logging.getLogger(__name__)
 
 WEAK_SECRETS = {
@@ -112,12 +114,23 @@ class Settings:
     jwt_audience: str = "synthia"
     access_token_ttl: int = 900  # seconds
     refresh_token_ttl: int = 30 * 24 * 3600
-    login_attempts_per_account: int = 5  # per login_window
-    login_attempts_per_ip: int = 20
+    login_attempts_per_account: int = 5  # per login_window, per (account, client address)
+    login_attempts_per_ip: int = 20  # per login_window, per client address, any account
     login_window: int = 60  # seconds
+    # per account from addresses that never logged into it (limits syntax; stacked = backoff)
+    login_account_ceiling: str = "20 per 10 minutes; 100 per day"
+    register_rate: str = "20 per hour"  # registrations per client address (limits syntax)
+    refresh_rate: str = "10 per minute"  # token refreshes per login (refresh family)
+    feedback_rate: str = "20 per hour"  # feedback posts per user
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    # password hashes computed at once per process; registrations get at most half of them, so
+    # a registration flood cannot starve logins
+    argon2_concurrency: int = 2
+    # Trusted reverse proxies (addresses/CIDRs, comma-separated); X-Forwarded-For is read only
+    # from these peers, rightmost untrusted hop = the client. Empty = trust none (use the peer).
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     # HTTP / WebSocket -------------------------------------------------------------------
     allowed_origins: tuple[str, ...] = ()  # exact Origin matches; () = same-host defaults
@@ -246,6 +259,19 @@ class Settings:
             raise SettingsError("REDIS_URL must be redis://…, rediss://… or memory://")
         if self.production and not self.jwt_secret_key:
             raise SettingsError("JWT_SECRET_KEY is required in production")
+        from synthia_rt.auth.throttle import rules  # here: auth imports settings
+
+        for name in ("login_account_ceiling", "register_rate", "refresh_rate", "feedback_rate"):
+            try:
+                rules(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{name.upper()}: {exc}") from None
+        if self.argon2_concurrency < 1:
+            raise SettingsError("ARGON2_CONCURRENCY must be at least 1")
+        try:
+            trusted_networks(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise SettingsError(f"FORWARDED_ALLOW_IPS: {exc}") from None
         if self.jwt_secret_key:  # in every mode: a weak key is a forgeable token
             _check_secret(self.jwt_secret_key)
         if self.max_chunk_bytes > self.max_image_bytes:

@@ -3,19 +3,26 @@ that strangers cannot turn into lockouts, rate limits, deletion re-authenticatio
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from synthia_rt.clientaddr import client_address
+from synthia_rt.settings import Settings, SettingsError
 from synthia_rt.store import users
 from synthia_rt.store.tables import User
-from tests.conftest import Live
+from tests.conftest import Live, running_app
+from tests.conftest_helpers import unique_email
+from tests.nodes import start_node
 from tests.opshelpers import admin_in_process, bearer, promote_in_process
-from tests.rest_helpers import API, register
+from tests.rest_helpers import API, PASSWORD, register
 
 Pair = tuple[Any, httpx.AsyncClient]
 
@@ -46,7 +53,7 @@ async def _two_tokens_of_one_login(http: httpx.AsyncClient) -> tuple[dict[str, A
 async def test_logout_refuses_every_access_token_of_the_login(live: Live) -> None:
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:
         first, second = await _two_tokens_of_one_login(http)
-        other = (await http.post(f"{API}/auth/login", json={"email": first["user"]["email"], "password": "correct horse battery staple"})).json()
+        other = (await http.post(f"{API}/auth/login", json={"email": first["user"]["email"], "password": PASSWORD})).json()
         for token in (first["access_token"], second):
             assert (await http.get(f"{API}/users/profile", headers=bearer(token))).status_code == 200
             assert await _socket_status(live, token) == 101
@@ -117,9 +124,163 @@ async def test_a_current_admin_still_gets_in(app_client: Pair) -> None:
     _, client = app_client
     account = await register(client)
     await promote_in_process(account["user"]["id"])
-    fresh = (await client.post(f"{API}/auth/login", json={"email": account["user"]["email"], "password": "correct horse battery staple"})).json()
+    fresh = (await client.post(f"{API}/auth/login", json={"email": account["user"]["email"], "password": PASSWORD})).json()
     for _, path, _body in _admin_paths(str(uuid.uuid4()))[2:]:
         assert (await client.get(path, headers=bearer(fresh["access_token"]))).status_code == 200
 
 
 
+
+
+# -- 9.6: strangers cannot lock the owner out ---------------------------------------------------
+@contextlib.asynccontextmanager
+async def _at(app: Any, ip: str) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def _login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> int:
+    r = await client.post(f"{API}/auth/login", json={"email": email, "password": password})
+    if r.status_code == 429:
+        assert 1 <= int(r.headers["retry-after"]) <= 3600
+    return r.status_code
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "memory"])
+async def test_a_stranger_cannot_lock_the_owner_out(settings_for: Any, backend_name: str) -> None:
+    settings = settings_for(backend_name, login_attempts_per_account=3, login_attempts_per_ip=100)
+    async with running_app(settings) as (app, owner):
+        email = unique_email()
+        async with _at(app, "10.9.9.9") as elsewhere:  # registered elsewhere: owner's IP not known
+            await register(elsewhere, email=email)
+        async with _at(app, "10.0.0.66") as attacker:
+            assert [await _login(attacker, email, "wrong guess!") for _ in range(4)] == [401, 401, 401, 429]
+        assert await _login(owner, email) == 200
+        session = (await owner.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})).json()
+        changed = await owner.patch(
+            f"{API}/users/profile",
+            headers=bearer(session["access_token"]),
+            json={"current_password": PASSWORD, "password": PASSWORD + "!"},
+        )
+        assert changed.status_code == 200, changed.text
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "memory"])
+async def test_guessing_from_many_addresses_hits_the_account_ceiling_not_the_owner(
+    settings_for: Any, backend_name: str
+) -> None:
+    settings = settings_for(
+        backend_name,
+        login_attempts_per_account=2,
+        login_attempts_per_ip=100,
+        login_account_ceiling="7 per minute; 100 per day",  # the owner's first login counts
+    )
+    async with running_app(settings) as (app, owner):
+        email = unique_email()
+        async with _at(app, "10.9.9.9") as elsewhere:
+            await register(elsewhere, email=email)
+        assert await _login(owner, email) == 200  # the owner's address becomes known
+        for i in range(3):
+            async with _at(app, f"10.0.1.{i + 1}") as attacker:
+                assert [await _login(attacker, email, "wrong guess!") for _ in range(2)] == [401, 401]
+        async with _at(app, "10.0.2.1") as stranger:
+            assert await _login(stranger, email, "wrong guess!") == 429  # the ceiling
+            assert await _login(stranger, email) == 429  # even with the password, from here
+        assert await _login(owner, email) == 200  # the owner's known address skips it
+
+
+# -- 9.5 / 9.8: REST rate limits ------------------------------------------------------------------
+@pytest.mark.parametrize("backend_name", ["redis", "memory"])
+async def test_registration_is_limited_per_address_and_keeps_its_409(
+    settings_for: Any, backend_name: str
+) -> None:
+    async with running_app(settings_for(backend_name, register_rate="3 per hour")) as (app, client):
+        email = unique_email()
+        await register(client, email=email)
+        dup = await client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
+        assert dup.status_code == 409 and dup.json()["error"]["code"] == "conflict"
+        await register(client)
+        limited = await client.post(f"{API}/auth/register", json={"email": unique_email(), "password": PASSWORD})
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(limited.headers["retry-after"]) <= 3600
+        taken = await client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
+        assert taken.status_code == 429  # no enumeration past the limit either
+        async with _at(app, "10.0.3.1") as other:
+            await register(other)
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "memory"])
+async def test_refresh_is_limited_per_login(settings_for: Any, backend_name: str) -> None:
+    async with running_app(settings_for(backend_name, refresh_rate="2 per minute")) as (_, client):
+        email = unique_email()
+        session = await register(client, email=email)
+        token = session["refresh_token"]
+        for _ in range(2):
+            r = await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
+            assert r.status_code == 200
+            token = r.json()["refresh_token"]
+        limited = await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        other = (await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})).json()
+        r = await client.post(f"{API}/auth/refresh", json={"refresh_token": other["refresh_token"]})
+        assert r.status_code == 200  # another login has its own budget
+
+
+@pytest.mark.parametrize("backend_name", ["redis", "memory"])
+async def test_feedback_is_limited_per_user(settings_for: Any, backend_name: str) -> None:
+    async with running_app(settings_for(backend_name, feedback_rate="2 per hour")) as (_, client):
+        a, b = await register(client), await register(client)
+        post = {"rating": 4, "comment": "ok"}
+        for _ in range(2):
+            assert (await client.post(f"{API}/feedback", json=post, headers=bearer(a["access_token"]))).status_code == 201
+        limited = await client.post(f"{API}/feedback", json=post, headers=bearer(a["access_token"]))
+        assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+        assert (await client.post(f"{API}/feedback", json=post, headers=bearer(b["access_token"]))).status_code == 201
+
+
+# -- 9.9: client addresses behind a balancer ------------------------------------------------------
+def test_client_address_takes_the_rightmost_untrusted_hop() -> None:
+    trusted = ("127.0.0.1", "10.0.0.0/8")
+
+    def scope(peer: str, xff: str | None = None) -> dict[str, Any]:
+        headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+        return {"client": (peer, 1234), "headers": headers}
+
+    assert client_address(scope("127.0.0.1", "1.2.3.4"), trusted) == "1.2.3.4"
+    assert client_address(scope("127.0.0.1", "6.6.6.6, 1.2.3.4, 10.1.1.1"), trusted) == "1.2.3.4"
+    assert client_address(scope("8.8.8.8", "1.2.3.4"), trusted) == "8.8.8.8"  # untrusted peer
+    assert client_address(scope("127.0.0.1", "1.2.3.4"), ()) == "127.0.0.1"  # trust none
+    assert client_address(scope("127.0.0.1", "[2001:db8::1]:443"), trusted) == "2001:db8::1"
+    assert client_address(scope("127.0.0.1", "not an address"), trusted) == "127.0.0.1"
+    with pytest.raises(SettingsError, match="FORWARDED_ALLOW_IPS"):
+        Settings.from_env({"FORWARDED_ALLOW_IPS": "10.0.0.0/8, nonsense"})
+
+
+async def _wrong_login_from(http: httpx.AsyncClient, xff: str) -> int:
+    r = await http.post(
+        f"{API}/auth/login",
+        json={"email": unique_email(), "password": "wrong guess!"},
+        headers={"X-Forwarded-For": xff},
+    )
+    return r.status_code
+
+
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(node_env: dict[str, str]) -> None:
+    limits = {"LOGIN_ATTEMPTS_PER_IP": "2", "LOGIN_ATTEMPTS_PER_ACCOUNT": "100"}
+    # Behind a trusted balancer (loopback): every client has its own bucket.
+    node = await start_node({**node_env, **limits, "FORWARDED_ALLOW_IPS": "127.0.0.1"})
+    try:
+        async with httpx.AsyncClient(base_url=node.http) as http:
+            assert [await _wrong_login_from(http, "198.51.100.1") for _ in range(3)] == [401, 401, 429]
+            assert await _wrong_login_from(http, "203.0.113.9, 198.51.100.2") == 401
+    finally:
+        await node.stop()
+    # No trusted proxy configured: the header is the client's own claim, and ignored.
+    node = await start_node({**node_env, **limits})
+    try:
+        async with httpx.AsyncClient(base_url=node.http) as http:
+            statuses = [await _wrong_login_from(http, f"198.51.100.{10 + i}") for i in range(3)]
+            assert statuses == [401, 401, 429]
+    finally:
+        await node.stop()

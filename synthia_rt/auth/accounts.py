@@ -37,6 +37,7 @@ async def change_password(
         raise AppError(
             ErrorCode.VALIDATION_ERROR, "The current password is wrong.", field="current_password"
         )
+    await sessions.throttle_for(runtime).succeeded(user.email, ip)
     await users.update(user.id, password_hash=await hasher.hash(new_password))
     await sessions.end_all_sessions(runtime, user.id)
     await audit("password.changed", actor_id=user.id, subject_id=user.id, ip=ip)
@@ -64,7 +65,7 @@ async def erase(runtime: Runtime, user_id: str, actor_id: str | None = None) -> 
     for hook in list(runtime.erase_user_hooks):
         failed += not await _run_hook(hook, user_id)
     if user is not None:
-        await sessions.throttle_for(runtime).reset(user.email)
+        await sessions.throttle_for(runtime).forget(user.email)
     await _erase_keys(runtime, user_id)  # includes the revocation cutoff written above
     await audit("user.deleted", actor_id=actor_id or user_id, subject_id=user_id)
     if failed:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from synthia_rt.auth.passwords import Passwords
 from synthia_rt.auth.principal import Principal
-from synthia_rt.auth.throttle import LoginThrottle
+from synthia_rt.auth.throttle import LoginThrottle, enforce
 from synthia_rt.auth.tokens import TokenService
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.observability.audit import audit
@@ -44,7 +44,9 @@ def passwords_for(runtime: Runtime) -> Passwords:
 
 def throttle_for(runtime: Runtime) -> LoginThrottle:
     if runtime.login_throttle is None:
-        runtime.login_throttle = LoginThrottle(runtime.settings, runtime.need_limiter())
+        runtime.login_throttle = LoginThrottle(
+            runtime.settings, runtime.need_limiter(), runtime.need_kv()
+        )
     return runtime.login_throttle
 
 
@@ -67,8 +69,17 @@ def _expires_in(principal: Principal) -> int:
 async def register(
     runtime: Runtime, email: str, password: str, display_name: str, ip: str | None
 ) -> Session:
-    password_hash = await passwords_for(runtime).hash(password)
+    """Counted per client address before any work (a taken email's 409 counts too)."""
+    await enforce(
+        runtime.need_limiter(),
+        runtime.settings.register_rate,
+        "register-ip",
+        ip or "-",
+        "Too many registrations from this address; try again later.",
+    )
+    password_hash = await passwords_for(runtime).hash(password, bulk=True)
     user = await users.create(email, password_hash, display_name)
+    await throttle_for(runtime).succeeded(user.email, ip)  # the owner's own address is known
     await audit("user.registered", actor_id=user.id, subject_id=user.id, ip=ip)
     return await open_session(runtime.need_tokens(), user)
 
@@ -91,7 +102,7 @@ async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> 
         raise AppError(ErrorCode.ACCOUNT_BLOCKED)
     if hasher.needs_rehash(user.password_hash):
         await users.update(user.id, password_hash=await hasher.hash(password))
-    await throttle_for(runtime).reset(email)
+    await throttle_for(runtime).succeeded(email, ip)
     await audit("login.succeeded", actor_id=user.id, subject_id=user.id, ip=ip)
     return await open_session(runtime.need_tokens(), user)
 
@@ -99,6 +110,13 @@ async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> 
 async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Session:
     tokens = runtime.need_tokens()
     claims = await tokens.verify_refresh(refresh_token)
+    await enforce(
+        runtime.need_limiter(),
+        runtime.settings.refresh_rate,
+        "refresh-sid",
+        claims.family_id,
+        "Too many refreshes for this login; try again later.",
+    )
     family = await families.get(claims.family_id)
     if family is None or family.user_id != claims.user_id or family.revoked:
         raise AppError(ErrorCode.TOKEN_INVALID)

@@ -4,6 +4,7 @@ that strangers cannot turn into lockouts, rate limits, deletion re-authenticatio
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -284,3 +285,30 @@ async def test_forwarded_for_is_believed_only_from_trusted_proxies(node_env: dic
             assert statuses == [401, 401, 429]
     finally:
         await node.stop()
+
+
+# -- 9.7: deleting an account needs the password (or a fresh login) -----------------------------
+async def test_deleting_the_account_needs_the_password_or_a_fresh_login(app_client: Pair) -> None:
+    app, client = app_client
+    session = await register(client)
+    user_id = session["user"]["id"]
+    # A token whose login is 10 minutes old (refreshed since): what a thief would hold.
+    stale, _ = app.state.runtime.need_tokens().issue_access(user_id, "user", auth_time=time.time() - 600)
+    for body in (None, {"password": "not the password"}):
+        r = await client.request("DELETE", f"{API}/users/profile", json=body, headers=bearer(stale))
+        assert r.status_code == 422 and r.json()["error"]["field"] == "password", r.text
+        assert await users.by_id(user_id) is not None
+    r = await client.request("DELETE", f"{API}/users/profile", json={"password": PASSWORD}, headers=bearer(stale))
+    assert r.status_code == 204
+    assert await users.by_id(user_id) is None
+
+
+async def test_refreshing_keeps_the_login_time(app_client: Pair) -> None:
+    _, client = app_client
+    session = await register(client)
+    r = await client.post(f"{API}/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    claims = [jwt.decode(t, options={"verify_signature": False}) for t in (session["access_token"], r.json()["access_token"])]
+    assert claims[0]["auth_time"] == claims[1]["auth_time"] and claims[1]["iat"] > claims[0]["iat"]
+    # A fresh login may delete without re-entering the password, even through a refreshed token.
+    r = await client.delete(f"{API}/users/profile", headers=bearer(r.json()["access_token"]))
+    assert r.status_code == 204

@@ -283,12 +283,14 @@ class Settings:
         A generated key file that is unreadable as a strong key (empty, truncated, edited) is
         replaced by a new one, with a warning; the file is kept 0600 in a 0700 directory.
         """
+        directory = Path(self.data_dir)
         if self.jwt_secret_key:
             _check_secret(self.jwt_secret_key)
+            if directory.is_dir():
+                private_dir(directory)  # it may hold the SQLite file and uploads
             return self.jwt_secret_key
         if self.production:
             raise SettingsError("JWT_SECRET_KEY is required in production")
-        directory = Path(self.data_dir)
         private_dir(directory)
         path = directory / "jwt-secret"
         try:

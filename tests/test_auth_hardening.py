@@ -4,9 +4,11 @@ that strangers cannot turn into lockouts, rate limits, deletion re-authenticatio
 from __future__ import annotations
 
 import contextlib
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -312,3 +314,39 @@ async def test_refreshing_keeps_the_login_time(app_client: Pair) -> None:
     # A fresh login may delete without re-entering the password, even through a refreshed token.
     r = await client.delete(f"{API}/users/profile", headers=bearer(r.json()["access_token"]))
     assert r.status_code == 204
+
+
+# -- 9.11: embedded data is private; the CSP names real socket hosts ----------------------------
+async def test_embedded_data_is_created_private(settings_for: Any, tmp_path: Path) -> None:
+    settings = settings_for("memory", data_dir=str(tmp_path / "fresh"))
+    async with running_app(settings):
+        data = tmp_path / "fresh"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "synthia.sqlite3").stat().st_mode) == 0o600
+        assert stat.S_IMODE((data / "jwt-secret").stat().st_mode) == 0o600
+
+
+async def test_existing_embedded_data_is_made_private_at_start(settings_for: Any, tmp_path: Path) -> None:
+    data = tmp_path / "old"
+    async with running_app(settings_for("memory", data_dir=str(data))):
+        pass
+    data.chmod(0o755)
+    (data / "synthia.sqlite3").chmod(0o644)
+    async with running_app(settings_for("memory", data_dir=str(data))):
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert stat.S_IMODE((data / "synthia.sqlite3").stat().st_mode) == 0o600
+
+
+async def test_csp_connect_src_names_this_host_and_allowed_origins_only(settings_for: Any) -> None:
+    settings = settings_for("memory", allowed_origins=("https://app.example.com",))
+    async with running_app(settings) as (_, client):
+        csp = (await client.get("/healthz")).headers["content-security-policy"]
+    connect = next(d for d in csp.split(";") if d.strip().startswith("connect-src")).split()[1:]
+    assert "ws:" not in connect and "wss:" not in connect
+    assert set(connect) == {
+        "'self'",
+        "https://app.example.com",
+        "wss://app.example.com",
+        "ws://testserver",
+        "wss://testserver",
+    }

@@ -25,6 +25,7 @@ from tests.conftest import Live, running_app
 from tests.conftest_helpers import unique_email
 from tests.nodes import start_node
 from tests.opshelpers import admin_in_process, bearer, promote_in_process
+from tests.redis_server import private_redis
 from tests.rest_helpers import API, PASSWORD, register
 
 Pair = tuple[Any, httpx.AsyncClient]
@@ -350,3 +351,27 @@ async def test_csp_connect_src_names_this_host_and_allowed_origins_only(settings
         "ws://testserver",
         "wss://testserver",
     }
+
+
+# -- 10.6: login while Redis is down, and right after it returns -----------------------------------
+async def test_login_answers_503_while_redis_is_down_and_works_when_it_returns(
+    settings_for: Any, tmp_path: Path
+) -> None:
+    async with private_redis(tmp_path / "redis") as server:
+        settings = settings_for("redis", redis_url=server.url)
+        async with running_app(settings) as (_, client):
+            email = unique_email()
+            await register(client, email=email)
+            assert await _login(client, email) == 200
+            await server.kill()
+            down = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+            assert down.status_code == 503, down.text
+            assert down.json()["error"]["code"] == "unavailable" and down.json()["error"]["temporary"]
+            assert int(down.headers["retry-after"]) >= 1
+            await server.start()
+            back = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+            assert back.status_code == 200, back.text  # the very first one after the restart
+            # A restart between two requests: pooled connections are dead, nothing failed yet.
+            await server.kill()
+            await server.start()
+            assert await _login(client, email) == 200

@@ -18,16 +18,20 @@ address is written to Redis in clear.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
 from limits.errors import ConfigurationError
 
+from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.limiter import Limiter, digest
 from synthia_rt.settings import Settings
 
 MESSAGE = "Too many login attempts; try again later."
 KNOWN_CLIENT_TTL = 30 * 24 * 3600.0
+T = TypeVar("T")
 
 
 @functools.lru_cache(maxsize=32)
@@ -43,6 +47,17 @@ async def enforce(limiter: Limiter, text: str, scope: str, key: str, message: st
     """Count one hit of every rule in ``text`` (a setting) for ``(scope, key)``; 429 past any."""
     for item in rules(text):
         await limiter.hit(item, scope, key, message=message)
+
+
+async def _twice(op: Callable[[], Awaitable[T]]) -> T:
+    """An idempotent KV call, retried once when unavailable: the KV does not retry, and its
+    first command after a Redis restart may go down a pooled connection that died with it."""
+    try:
+        return await op()
+    except AppError as exc:
+        if exc.code is not ErrorCode.UNAVAILABLE:
+            raise
+    return await op()
 
 
 def _account(email: str) -> str:
@@ -71,7 +86,7 @@ class LoginThrottle:
         await self._limiter.hit(self._per_pair, "account-ip", f"{account}|{ip or '-'}", message=MESSAGE)
         if ip:
             await self._limiter.hit(self._per_ip, "ip", ip, message=MESSAGE)
-        if await self._kv.exists(self._known_key(account, ip)):
+        if await _twice(lambda: self._kv.exists(self._known_key(account, ip))):
             return
         for item in self._ceiling:
             await self._limiter.hit(item, "account", account, message=MESSAGE)
@@ -80,7 +95,7 @@ class LoginThrottle:
         """The password was right: forget this address's failures and remember it as known."""
         account = _account(email)
         await self._limiter.clear(self._per_pair, "account-ip", f"{account}|{ip or '-'}")
-        await self._kv.set(self._known_key(account, ip), b"1", KNOWN_CLIENT_TTL)
+        await _twice(lambda: self._kv.set(self._known_key(account, ip), b"1", KNOWN_CLIENT_TTL))
 
     async def forget(self, email: str) -> None:
         """The account is erased: drop its ceiling counters and known addresses."""

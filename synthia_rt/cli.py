@@ -55,7 +55,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         ws_per_message_deflate=settings.ws_per_message_deflate,
         log_level=settings.log_level.lower(),
         access_log=False,  # our middleware logs requests as JSON, without query strings
-        proxy_headers=True,
+        # The app resolves client addresses itself (clientaddr.py, FORWARDED_ALLOW_IPS). uvicorn's
+        # own X-Forwarded-For handling trusts 127.0.0.1 by default (and reads the same variable
+        # name): it would rewrite the peer before the app sees it, so it stays off.
+        proxy_headers=False,
+        forwarded_allow_ips="",
         timeout_graceful_shutdown=10,
         lifespan="on",
     )

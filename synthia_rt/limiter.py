@@ -20,11 +20,15 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError, StorageError
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from synthia_rt.errors import AppError, ErrorCode
@@ -51,6 +55,13 @@ def _storage(settings: Settings) -> Storage:
         uri = "async+redis+unix://" + url.removeprefix("unix://")
     else:
         uri = "async+" + url
+    # A pooled connection that died with a Redis restart fails its next command; one immediate
+    # retry on a fresh connection makes the first request after the restart succeed. (A
+    # retried hit may count twice if the first one did reach Redis: harmless for a limit.)
+    reconnect: dict[str, Any] = {
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [RedisConnectionError],
+    }
     return RedisStorage(
         uri,
         implementation="redispy",
@@ -58,6 +69,7 @@ def _storage(settings: Settings) -> Storage:
         socket_timeout=2.0,
         socket_connect_timeout=2.0,
         wrap_exceptions=True,
+        **reconnect,
     )
 
 

@@ -7,15 +7,27 @@ SQLite file, in-process broker and key-value store, local analyzer, one process.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import secrets
+import stat
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-WEAK_SECRETS = {"secret", "changeme", "change-me", "password", "jwt-secret", "your-secret-key"}
-MIN_SECRET_LENGTH = 32
+from synthia_rt.clientaddr import trusted_networks
+
+log = logging.getLogger(__name__)
+
+WEAK_SECRETS = {
+    "secret", "changeme", "change-me", "password", "jwt-secret", "your-secret-key", "test",
+    "default", "key", "jwt", "token", "admin", "synthia", "qwerty", "letmein", "supersecret",
+}  # fmt: skip
+MIN_SECRET_LENGTH = 32  # bytes: 256 bits of key material for HS256
+MIN_SECRET_ENTROPY = 128.0  # bits, estimated from character frequencies (random 32 B ≥ ~150)
 
 
 class SettingsError(ValueError):
@@ -35,6 +47,57 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
+def secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` is not a usable HS256 key, or None. Never includes the secret itself.
+
+    Heuristics (a key cannot prove its randomness): at least 32 bytes, not a known default, not
+    a short pattern repeated, not a run of evenly spaced characters (``abcd…``), and an estimated
+    entropy (character frequencies × length) of at least 128 bits — which a random 32-byte key
+    in hex, base64 or raw bytes clears easily.
+    """
+    raw = secret.encode()
+    if len(raw) < MIN_SECRET_LENGTH:
+        return f"it is shorter than {MIN_SECRET_LENGTH} bytes"
+    folded = "".join(ch for ch in secret.lower() if ch.isalpha())
+    if secret.strip().lower() in WEAK_SECRETS or folded in WEAK_SECRETS:
+        return "it is a well-known default value"
+    for period in range(1, len(secret) // 2 + 1):
+        if secret == (secret[:period] * (len(secret) // period + 1))[: len(secret)]:
+            return "it is a short pattern repeated"
+    steps = Counter(b - a for a, b in zip(raw, raw[1:], strict=False))
+    if steps.most_common(1)[0][1] * 2 > len(raw) - 1:
+        return "it is a sequence, not random"
+    counts = Counter(raw)
+    entropy = -sum(n * math.log2(n / len(raw)) for n in counts.values())
+    if entropy < MIN_SECRET_ENTROPY:
+        return "it has too little randomness"
+    return None
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` 0700, or tighten it to 0700 if it is ours (never a shared sticky dir)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=False)
+        return
+    except FileExistsError:
+        pass
+    info = path.stat()
+    if info.st_mode & stat.S_ISVTX or info.st_uid != os.geteuid():
+        return  # /tmp-like or someone else's: not ours to change
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+
+
+def private_file(path: Path) -> None:
+    """Tighten an existing file of ours to 0600."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o600)
+
+
 @dataclass(frozen=True)
 class Settings:
     # Backends -----------------------------------------------------------------------------
@@ -51,12 +114,23 @@ class Settings:
     jwt_audience: str = "synthia"
     access_token_ttl: int = 900  # seconds
     refresh_token_ttl: int = 30 * 24 * 3600
-    login_attempts_per_account: int = 5  # per login_window
-    login_attempts_per_ip: int = 20
+    login_attempts_per_account: int = 5  # per login_window, per (account, client address)
+    login_attempts_per_ip: int = 20  # per login_window, per client address, any account
     login_window: int = 60  # seconds
+    # per account from addresses that never logged into it (limits syntax; stacked = backoff)
+    login_account_ceiling: str = "20 per 10 minutes; 100 per day"
+    register_rate: str = "20 per hour"  # registrations per client address (limits syntax)
+    refresh_rate: str = "10 per minute"  # token refreshes per login (refresh family)
+    feedback_rate: str = "20 per hour"  # feedback posts per user
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
+    # password hashes computed at once per process; registrations get at most half of them, so
+    # a registration flood cannot starve logins
+    argon2_concurrency: int = 2
+    # Trusted reverse proxies (addresses/CIDRs, comma-separated); X-Forwarded-For is read only
+    # from these peers, rightmost untrusted hop = the client. Empty = trust none (use the peer).
+    forwarded_allow_ips: tuple[str, ...] = ()
 
     # HTTP / WebSocket -------------------------------------------------------------------
     allowed_origins: tuple[str, ...] = ()  # exact Origin matches; () = same-host defaults
@@ -184,30 +258,70 @@ class Settings:
             raise SettingsError("ANALYZER=gemini needs GEMINI_API_KEY")
         if not self.effective_redis_url.startswith(("redis://", "rediss://", "unix://", "memory://")):
             raise SettingsError("REDIS_URL must be redis://…, rediss://… or memory://")
-        if self.production:
-            secret = self.jwt_secret_key
-            if not secret:
-                raise SettingsError("JWT_SECRET_KEY is required in production")
-            if len(secret) < MIN_SECRET_LENGTH or secret.lower() in WEAK_SECRETS:
-                raise SettingsError(
-                    f"JWT_SECRET_KEY is too weak: use at least {MIN_SECRET_LENGTH} random characters"
-                )
+        if self.production and not self.jwt_secret_key:
+            raise SettingsError("JWT_SECRET_KEY is required in production")
+        from synthia_rt.auth.throttle import rules  # here: auth imports settings
+
+        for name in ("login_account_ceiling", "register_rate", "refresh_rate", "feedback_rate"):
+            try:
+                rules(getattr(self, name))
+            except ValueError as exc:
+                raise SettingsError(f"{name.upper()}: {exc}") from None
+        if self.argon2_concurrency < 1:
+            raise SettingsError("ARGON2_CONCURRENCY must be at least 1")
+        try:
+            trusted_networks(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise SettingsError(f"FORWARDED_ALLOW_IPS: {exc}") from None
+        if self.jwt_secret_key:  # in every mode: a weak key is a forgeable token
+            _check_secret(self.jwt_secret_key)
         if self.max_chunk_bytes > self.max_image_bytes:
             raise SettingsError("MAX_CHUNK_BYTES cannot exceed MAX_IMAGE_BYTES")
 
     def resolved_secret(self) -> str:
-        """The signing key; the embedded default generates one and keeps it in ``data_dir``."""
+        """The signing key; the embedded default generates one and keeps it in ``data_dir``.
+
+        A generated key file that is unreadable as a strong key (empty, truncated, edited) is
+        replaced by a new one, with a warning; the file is kept 0600 in a 0700 directory.
+        """
+        directory = Path(self.data_dir)
         if self.jwt_secret_key:
+            _check_secret(self.jwt_secret_key)
+            if directory.is_dir():
+                private_dir(directory)  # it may hold the SQLite file and uploads
             return self.jwt_secret_key
         if self.production:
             raise SettingsError("JWT_SECRET_KEY is required in production")
-        path = Path(self.data_dir) / "jwt-secret"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)
+        path = directory / "jwt-secret"
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(48))
-        return path.read_text().strip()
+            current = path.read_text().strip()
+        except FileNotFoundError:
+            current = None
+        except (OSError, UnicodeDecodeError):
+            current = ""
+        if current is not None and secret_weakness(current) is None:
+            private_file(path)
+            return current
+        if current is not None:
+            log.warning(
+                "the generated JWT key file %s is not a strong key; replacing it "
+                "(every token signed with the old one stops working)",
+                path,
+            )
+        fresh = secrets.token_urlsafe(48)
+        temp = directory / f".jwt-secret.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(fresh)
+        os.replace(temp, path)  # atomic: a crash leaves the old file or the new one
+        return fresh
+
+
+def _check_secret(secret: str) -> None:
+    problem = secret_weakness(secret)
+    if problem is not None:
+        raise SettingsError(
+            f"JWT_SECRET_KEY is too weak ({problem}): use at least {MIN_SECRET_LENGTH} random "
+            "bytes, e.g. the output of `openssl rand -base64 48`"
+        )

@@ -29,7 +29,8 @@ from tests.nodes import Node, start_node
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-JWT_SECRET = "test-" + "k" * 40  # long enough for production mode; tests only
+# A fixed random-looking key (64 base64url characters, ~384 bits): strong enough for every mode.
+JWT_SECRET = "vX3q9Lr_T8mZ2cKw7NfB0yHd5sJ1uGaE4pQeR6tWjO-iYlDoUbM8nCzVkS3hFxAg"  # tests only
 
 
 def _db_url(name: str) -> str:

@@ -26,6 +26,7 @@ from synthia_rt.kv import KeyValue, create_kv
 from synthia_rt.settings import Settings
 from synthia_rt.store import engine as store
 from synthia_rt.store import users
+from synthia_rt.store.tables import User
 from tests.conftest_helpers import unique_email
 
 
@@ -80,6 +81,7 @@ async def refused(env: Env, token: object, code: ErrorCode = ErrorCode.TOKEN_INV
 
 
 async def test_access_token_round_trip(env: Env) -> None:
+    await User.update({User.role: "admin"}).where(User.id == uuid.UUID(env.user_id)).run()
     token, principal = env.tokens.issue_access(env.user_id, "admin", session_id="fam-1")
     verified = await env.tokens.verify_access(token)
     assert verified == principal

@@ -14,7 +14,7 @@ from synthia_rt.observability.metrics import Metrics
 from synthia_rt.observability.snapshot import CHANNEL, SnapshotLoop, quantile, read
 from synthia_rt.runtime import Runtime
 from synthia_rt.settings import Settings
-from tests.conftest import running_app
+from tests.conftest import JWT_SECRET, running_app
 from tests.nodes import start_node
 from tests.opshelpers import (
     admin_in_process,
@@ -131,7 +131,7 @@ async def test_snapshot_counts_cache_ratio_and_frame_rate(settings_for: Any) -> 
 async def test_snapshot_loop_survives_an_unreachable_broker(tmp_path: Any) -> None:
     # A real Redis URL where nothing listens: every publish fails, the loop must go on.
     dead = "redis://127.0.0.1:1/0"
-    settings = Settings(redis_url=dead, data_dir=str(tmp_path), metrics_interval=0.2, jwt_secret_key="x" * 40,
+    settings = Settings(redis_url=dead, data_dir=str(tmp_path), metrics_interval=0.2, jwt_secret_key=JWT_SECRET,
                         environment="development")
     runtime = Runtime(settings)
     runtime.broker = create_broker(dead, settings, runtime.node_id)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import secrets
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,67 @@ def test_production_refuses_missing_or_weak_secret(secret: str | None) -> None:
         env["JWT_SECRET_KEY"] = secret
     with pytest.raises(SettingsError, match="JWT_SECRET_KEY"):
         Settings.from_env(env)
+
+
+WEAK_KEYS = [
+    "secret",
+    "a" * 32,
+    "a" * 64,
+    "test-" + "k" * 40,
+    "abcd" * 16,
+    "0123456789abcdef" * 4,
+    "abcdefghijklmnopqrstuvwxyz0123456789",
+    "changeme" * 4,
+    "x" * 31 + "y",
+]
+
+
+@pytest.mark.parametrize("secret", WEAK_KEYS)
+@pytest.mark.parametrize("mode", ["embedded", "development", "production"])
+def test_weak_signing_keys_are_refused_in_every_mode(secret: str, mode: str, tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": secret}
+    if mode == "development":
+        env["ENVIRONMENT"] = "development"
+    elif mode == "production":
+        env |= {"DATABASE_URL": "postgresql://db/x", "REDIS_URL": "redis://r:6379/0"}
+    with pytest.raises(SettingsError, match="JWT_SECRET_KEY is too weak") as info:
+        Settings.from_env(env)
+    assert secret not in str(info.value)
+    # Settings built in code skip from_env; the token service still refuses the key.
+    with pytest.raises(SettingsError, match="JWT_SECRET_KEY"):
+        Settings(data_dir=str(tmp_path), jwt_secret_key=secret).resolved_secret()
+
+
+def test_random_keys_are_accepted() -> None:
+    for secret in (secrets.token_hex(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)):
+        Settings.from_env({"JWT_SECRET_KEY": secret, "ENVIRONMENT": "development"})
+
+
+@pytest.mark.parametrize("content", ["", "abc", "a" * 40, "\n"])
+def test_an_invalid_generated_key_file_is_replaced(
+    content: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "jwt-secret"
+    path.write_text(content)
+    path.chmod(0o644)
+    settings = Settings.from_env({"DATA_DIR": str(tmp_path)})
+    with caplog.at_level(logging.WARNING):
+        secret = settings.resolved_secret()
+    assert len(secret) >= 32 and secret != content.strip()
+    assert path.read_text().strip() == secret and settings.resolved_secret() == secret
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert "not a strong key" in caplog.text and secret not in caplog.text
+
+
+def test_a_good_key_file_is_kept_and_made_private(tmp_path: Path) -> None:
+    key = secrets.token_urlsafe(48)
+    (tmp_path / "data").mkdir(mode=0o755)
+    path = tmp_path / "data" / "jwt-secret"
+    path.write_text(key + "\n")
+    path.chmod(0o644)
+    assert Settings(data_dir=str(tmp_path / "data")).resolved_secret() == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
 
 
 def test_typed_values_and_lists() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from synthia_rt.auth import sessions
@@ -24,6 +25,7 @@ from synthia_rt.store.users import UserRecord
 log = logging.getLogger(__name__)
 
 EraseHook = Callable[[str], Awaitable[None]]
+REAUTH_WINDOW = 300.0  # seconds: a login this recent may delete the account without its password
 
 
 async def change_password(
@@ -37,10 +39,33 @@ async def change_password(
         raise AppError(
             ErrorCode.VALIDATION_ERROR, "The current password is wrong.", field="current_password"
         )
+    await sessions.throttle_for(runtime).succeeded(user.email, ip)
     await users.update(user.id, password_hash=await hasher.hash(new_password))
     await sessions.end_all_sessions(runtime, user.id)
     await audit("password.changed", actor_id=user.id, subject_id=user.id, ip=ip)
     return await sessions.open_session(runtime.need_tokens(), await _existing(user.id))
+
+
+async def confirm_identity(
+    runtime: Runtime, principal: Principal, password: str | None, ip: str | None
+) -> None:
+    """For destructive acts: the password now, or a login (``auth_time``) under 5 minutes old.
+    A stolen access token alone (hours after its login was refreshed) is not enough."""
+    if password is None:
+        recent = principal.auth_time is not None and (
+            time.time() - principal.auth_time < REAUTH_WINDOW
+        )
+        if recent:
+            return
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR,
+            "Confirm with your password (or log in again first).",
+            field="password",
+        )
+    user = await _existing(principal.user_id)
+    await sessions.throttle_for(runtime).hit(user.email, ip)
+    if not await sessions.passwords_for(runtime).verify(user.password_hash, password):
+        raise AppError(ErrorCode.VALIDATION_ERROR, "The password is wrong.", field="password")
 
 
 async def update_profile(principal: Principal, display_name: str | None) -> UserRecord:
@@ -64,7 +89,7 @@ async def erase(runtime: Runtime, user_id: str, actor_id: str | None = None) -> 
     for hook in list(runtime.erase_user_hooks):
         failed += not await _run_hook(hook, user_id)
     if user is not None:
-        await sessions.throttle_for(runtime).reset(user.email)
+        await sessions.throttle_for(runtime).forget(user.email)
     await _erase_keys(runtime, user_id)  # includes the revocation cutoff written above
     await audit("user.deleted", actor_id=actor_id or user_id, subject_id=user_id)
     if failed:

@@ -12,6 +12,7 @@ class Principal:
     jti: str  # id of the access token that authenticated this caller
     expires_at: float  # unix seconds when that token expires
     session_id: str | None = None  # the login (refresh family) the token belongs to
+    auth_time: float | None = None  # unix seconds when this login's password was checked
 
     @property
     def is_admin(self) -> bool:

@@ -1,6 +1,10 @@
-"""Revocation state: a denylist of token ids and a per-user cutoff instant.
+"""Revocation state: a denylist of token ids and logins, and a per-user cutoff instant.
 
 * ``revoked:<jti>`` — one token revoked (logout); kept until that token would expire anyway.
+* ``revoked-sid:<sid>`` — one login (refresh family) ended by logout or refresh-token re-use:
+  every access token carrying that ``sid`` is refused. The family row's ``revoked`` column is
+  the source of truth; the key caches it either way (``1`` revoked, ``0`` live) for one access
+  token lifetime, so a lost key (Redis restart) costs one primary-key read, not a resurrection.
 * ``cutoff:<user_id>`` — every token of the user issued at or before this instant is invalid
   (password change, deletion, admin block). The database column ``users.tokens_valid_after`` is
   the source of truth; the key value store caches it so verifying a token costs no SQL, and a
@@ -25,13 +29,42 @@ CACHE_TTL = 3600.0  # seconds; the database answers again after this
 # Returns the persisted cutoff (None when there is none); raises UserGone for a deleted user.
 CutoffLoader = Callable[[str], Awaitable[datetime | None]]
 CutoffSaver = Callable[[str, datetime], Awaitable[None]]
+# Returns whether the login (refresh family) is revoked in the database.
+SessionLoader = Callable[[str], Awaitable[bool]]
+SESSION_REVOKED = b"1"
+SESSION_LIVE = b"0"
 
 
 class Revocation:
-    def __init__(self, kv: KeyValue, load_cutoff: CutoffLoader, save_cutoff: CutoffSaver) -> None:
+    def __init__(
+        self,
+        kv: KeyValue,
+        load_cutoff: CutoffLoader,
+        save_cutoff: CutoffSaver,
+        load_session: SessionLoader,
+        session_ttl: float,
+    ) -> None:
         self._kv = kv
         self._load = load_cutoff
         self._save = save_cutoff
+        self._load_session = load_session
+        self._session_ttl = session_ttl + 5  # an access token's lifetime, plus clock skew
+
+    async def revoke_session(self, sid: str) -> None:
+        """Refuse every access token of login ``sid`` (the caller revoked its family row)."""
+        await self._kv.set(f"revoked-sid:{sid}", SESSION_REVOKED, self._session_ttl)
+
+    async def is_session_revoked(self, sid: str) -> bool:
+        key = f"revoked-sid:{sid}"
+        cached = await self._kv.get(key)
+        if cached is not None:
+            return cached == SESSION_REVOKED
+        revoked = await self._load_session(sid)
+        # nx: a revocation written meanwhile (overwrite) wins over this possibly stale read.
+        await self._kv.set(
+            key, SESSION_REVOKED if revoked else SESSION_LIVE, self._session_ttl, nx=True
+        )
+        return revoked
 
     async def revoke_jti(self, jti: str, exp: float) -> None:
         ttl = max(1.0, exp - time.time() + 5)  # +5 s covers clock skew between nodes

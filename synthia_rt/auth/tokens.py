@@ -1,7 +1,8 @@
 """Issue and verify JWTs (HS256): short-lived access tokens and rotating refresh tokens.
 
 Claims: ``iss aud sub iat exp jti typ`` plus ``role`` and optionally ``sid`` (access: the
-login it belongs to) or ``fam`` (refresh: the login's token family; ``sid == fam``).
+login it belongs to) or ``fam`` (refresh: the login's token family; ``sid == fam``), and
+``auth_time`` (when the password was last checked for this login; carried across refreshes).
 ``iat`` carries microseconds (RFC 7519 allows a fractional NumericDate) so that a token
 issued right after a logout is not caught by that logout's cutoff.
 
@@ -14,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
 from synthia_rt.auth.principal import Principal
-from synthia_rt.auth.revocation import CutoffLoader, CutoffSaver, Revocation
+from synthia_rt.auth.revocation import CutoffLoader, CutoffSaver, Revocation, SessionLoader
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.settings import Settings
+from synthia_rt.store import refresh_families
 from synthia_rt.store import users as user_store
 from synthia_rt.store.users import UserGone
 
@@ -42,6 +45,20 @@ class RefreshClaims:
     jti: str
     issued_at: float
     expires_at: float
+    auth_time: float | None = None
+
+
+async def _family_revoked(family_id: str) -> bool:
+    family = await refresh_families.get(family_id)
+    return family is not None and family.revoked
+
+
+async def _current_role(user_id: str) -> str | None:
+    user = await user_store.by_id(user_id)
+    return user.role if user is not None and user.active else None
+
+
+RoleLoader = Callable[[str], Awaitable[str | None]]
 
 
 class TokenService:
@@ -52,13 +69,20 @@ class TokenService:
         *,
         load_cutoff: CutoffLoader = user_store.get_tokens_valid_after,
         save_cutoff: CutoffSaver = user_store.set_tokens_valid_after,
+        load_session: SessionLoader = _family_revoked,
+        load_role: RoleLoader = _current_role,
     ) -> None:
         self._settings = settings
         self._secret = settings.resolved_secret()
-        self.revocation = Revocation(kv, load_cutoff, save_cutoff)
+        self._load_role = load_role
+        self.revocation = Revocation(
+            kv, load_cutoff, save_cutoff, load_session, settings.access_token_ttl
+        )
 
     # -- issuing ---------------------------------------------------------------------------
-    def _encode(self, user_id: str, typ: str, ttl: int, **extra: str) -> tuple[str, str, float]:
+    def _encode(
+        self, user_id: str, typ: str, ttl: int, **extra: str | float
+    ) -> tuple[str, str, float]:
         now = time.time()
         jti = uuid.uuid4().hex
         exp = int(now) + ttl
@@ -75,18 +99,36 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM), jti, float(exp)
 
     def issue_access(
-        self, user_id: str, role: str, session_id: str | None = None
+        self,
+        user_id: str,
+        role: str,
+        session_id: str | None = None,
+        auth_time: float | None = None,
     ) -> tuple[str, Principal]:
-        """``session_id`` (the refresh family) lets logout end exactly this login."""
-        extra = {"role": role} if session_id is None else {"role": role, "sid": session_id}
+        """``session_id`` (the refresh family) lets logout end exactly this login;
+        ``auth_time`` is when its password was checked (default: now, a fresh login)."""
+        auth_time = round(time.time() if auth_time is None else auth_time, 6)
+        extra: dict[str, str | float] = {"role": role, "auth_time": auth_time}
+        if session_id is not None:
+            extra["sid"] = session_id
         token, jti, exp = self._encode(user_id, ACCESS, self._settings.access_token_ttl, **extra)
         return token, Principal(
-            user_id=user_id, role=role, jti=jti, expires_at=exp, session_id=session_id
+            user_id=user_id,
+            role=role,
+            jti=jti,
+            expires_at=exp,
+            session_id=session_id,
+            auth_time=auth_time,
         )
 
-    def issue_refresh(self, user_id: str, family_id: str) -> tuple[str, str, float]:
+    def issue_refresh(
+        self, user_id: str, family_id: str, auth_time: float | None = None
+    ) -> tuple[str, str, float]:
         """Returns ``(token, jti, exp)``; the caller records ``jti`` as the family's current link."""
-        return self._encode(user_id, REFRESH, self._settings.refresh_token_ttl, fam=family_id)
+        auth_time = round(time.time() if auth_time is None else auth_time, 6)
+        return self._encode(
+            user_id, REFRESH, self._settings.refresh_token_ttl, fam=family_id, auth_time=auth_time
+        )
 
     # -- verifying -------------------------------------------------------------------------
     def _decode(self, token: object, typ: str) -> dict[str, Any]:
@@ -119,25 +161,39 @@ class TokenService:
         if cutoff is not None and issued_at <= cutoff:
             raise AppError(ErrorCode.TOKEN_INVALID)
 
+    async def _session_revoked(self, sid: str | None) -> bool:
+        return sid is not None and await self.revocation.is_session_revoked(sid)
+
+    async def _role(self, user_id: str, claimed: str) -> str:
+        """The admin claim is confirmed against the database (a demoted admin, or a token
+        minted for a non-admin, gets ``user``); other roles need no lookup."""
+        if claimed != "admin":
+            return claimed
+        return "admin" if await self._load_role(user_id) == "admin" else "user"
+
     async def verify_access(self, token: object) -> Principal:
         claims = self._decode(token, ACCESS)
         role = claims.get("role")
         if role not in ROLES:
             raise AppError(ErrorCode.TOKEN_INVALID)
-        # Both lookups at once: this runs on every socket connect and every REST call.
-        revoked, _ = await asyncio.gather(
+        sid = claims.get("sid")
+        sid = sid if isinstance(sid, str) and sid else None
+        # Every lookup at once: this runs on every socket connect and every REST call.
+        revoked, _, login_revoked, actual_role = await asyncio.gather(
             self.revocation.is_revoked(claims["jti"]),
             self._check_cutoff(claims["sub"], float(claims["iat"])),
+            self._session_revoked(sid),
+            self._role(claims["sub"], str(role)),
         )
-        if revoked:
+        if revoked or login_revoked:
             raise AppError(ErrorCode.TOKEN_INVALID)
-        sid = claims.get("sid")
         return Principal(
             user_id=claims["sub"],
-            role=str(role),
+            role=actual_role,
             jti=claims["jti"],
             expires_at=float(claims["exp"]),
-            session_id=sid if isinstance(sid, str) else None,
+            session_id=sid,
+            auth_time=_number(claims.get("auth_time")),
         )
 
     async def verify_refresh(self, token: object) -> RefreshClaims:
@@ -153,12 +209,23 @@ class TokenService:
             jti=claims["jti"],
             issued_at=float(claims["iat"]),
             expires_at=float(claims["exp"]),
+            auth_time=_number(claims.get("auth_time")),
         )
 
     # -- revoking --------------------------------------------------------------------------
     async def revoke_jti(self, jti: str, exp: float) -> None:
         await self.revocation.revoke_jti(jti, exp)
 
+    async def revoke_session(self, sid: str) -> None:
+        """Every access token of this login is refused from now on (on every node)."""
+        await self.revocation.revoke_session(sid)
+
     async def revoke_user_tokens(self, user_id: str) -> float:
         """Every token of the user issued until now becomes invalid (on every node)."""
         return await self.revocation.revoke_user(user_id)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -76,14 +76,43 @@ class RequestIdMiddleware:
             request_id.reset(token)
 
 
+_SAFE_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def connect_sources(origins: tuple[str, ...]) -> list[str]:
+    """``'self'``, and each allowed origin with its WebSocket twin (``https://x`` → ``wss://x``)."""
+    sources = ["'self'"]
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if not sep or scheme not in {"http", "https"} or not _SAFE_HOST.match(rest):
+            continue
+        sources += [origin, f"{'wss' if scheme == 'https' else 'ws'}://{rest}"]
+    return list(dict.fromkeys(sources))
+
+
 class SecurityHeadersMiddleware:
-    """Conservative defaults; an endpoint that sets its own CSP keeps it."""
+    """Conservative defaults; an endpoint that sets its own CSP keeps it.
 
-    CSP = "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ``connect-src`` names this host's sockets (``ws(s)://<Host>``: older browsers do not count
+    them as ``'self'``) and the allowed origins, never every ``ws:``/``wss:`` host.
+    """
 
-    def __init__(self, app: ASGIApp, hsts: bool = False) -> None:
+    CSP = "default-src 'self'; img-src 'self' data: blob:; connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+
+    def __init__(self, app: ASGIApp, hsts: bool = False, origins: tuple[str, ...] = ()) -> None:
         self.app = app
         self.hsts = hsts
+        self.sources = connect_sources(origins)
+
+    def csp(self, scope: Scope) -> str:
+        sources = list(self.sources)
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1")
+                if _SAFE_HOST.match(host):
+                    sources += [f"ws://{host}", f"wss://{host}"]
+                break
+        return self.CSP.format(connect=" ".join(dict.fromkeys(sources)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,7 +126,7 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("x-frame-options", "DENY")
                 headers.setdefault("referrer-policy", "no-referrer")
                 headers.setdefault("cross-origin-opener-policy", "same-origin")
-                headers.setdefault("content-security-policy", self.CSP)
+                headers.setdefault("content-security-policy", self.csp(scope))
                 if self.hsts:
                     headers.setdefault(
                         "strict-transport-security", "max-age=31536000; includeSubDomains"
@@ -111,7 +140,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first: the request id wraps everything so every log line carries it."""
     return [
         Middleware(RequestIdMiddleware),
-        Middleware(SecurityHeadersMiddleware, hsts=settings.production),
+        Middleware(SecurityHeadersMiddleware, hsts=settings.production, origins=settings.origins),
         Middleware(
             CORSMiddleware,
             allow_origins=list(settings.origins),

@@ -37,8 +37,10 @@ def session_out(session: sessions.Session) -> SessionOut:
     response=SessionOut,
     status=201,
     auth=False,
-    errors=[ErrorCode.CONFLICT],
+    errors=[ErrorCode.CONFLICT, ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE],
     tags=TAGS,
+    description="Limited per client address (`REGISTER_RATE`, default 20 per hour; 429 with "
+    "`Retry-After`), whether or not the email is taken.",
 )
 async def register(request: Request, body: RegisterIn) -> SessionOut:
     session = await sessions.register(
@@ -54,10 +56,16 @@ async def register(request: Request, body: RegisterIn) -> SessionOut:
     body=LoginIn,
     response=SessionOut,
     auth=False,
-    errors=[ErrorCode.INVALID_CREDENTIALS, ErrorCode.ACCOUNT_BLOCKED, ErrorCode.RATE_LIMITED],
+    errors=[
+        ErrorCode.INVALID_CREDENTIALS,
+        ErrorCode.ACCOUNT_BLOCKED,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.UNAVAILABLE,
+    ],
     tags=TAGS,
     description="Unknown email and wrong password get the same answer. "
-    "Attempts are limited per account and per IP (429 with `Retry-After`).",
+    "Attempts are limited per (account, client address), per client address, and per account "
+    "from unknown addresses (429 with `Retry-After`).",
 )
 async def login(request: Request, body: LoginIn) -> SessionOut:
     session = await sessions.login(
@@ -78,10 +86,12 @@ async def login(request: Request, body: LoginIn) -> SessionOut:
         ErrorCode.TOKEN_INVALID,
         ErrorCode.TOKEN_REUSED,
         ErrorCode.ACCOUNT_BLOCKED,
+        ErrorCode.RATE_LIMITED,
     ],
     tags=TAGS,
     description="The presented refresh token is rotated: use the new one next time. Presenting an "
-    "already-rotated token revokes the whole login (`token_reused`).",
+    "already-rotated token revokes the whole login (`token_reused`): every access token of it "
+    "stops working. Limited per login (`REFRESH_RATE`, default 10 per minute).",
 )
 async def refresh(request: Request, body: RefreshIn) -> SessionOut:
     session = await sessions.refresh(runtime_of(request), body.refresh_token, client_ip(request))
@@ -95,8 +105,9 @@ async def refresh(request: Request, body: RefreshIn) -> SessionOut:
     body=LogoutIn,
     status=204,
     tags=TAGS,
-    description="Revokes the access token, its login's refresh tokens (and those of `refresh_token` "
-    "if given), and closes the user's sockets with 4010.",
+    description="Ends this login: every access token issued for it (not only the presented one), "
+    "its refresh tokens (and the login of `refresh_token` if given); closes the user's sockets "
+    "with 4010.",
 )
 async def logout(request: Request, principal: Principal, body: LogoutIn) -> None:
     await sessions.logout(runtime_of(request), principal, body.refresh_token)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from synthia_rt.auth.principal import Principal
+from synthia_rt.clientaddr import client_address
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.runtime import Runtime
 
@@ -22,7 +23,8 @@ def runtime_of(request: Request) -> Runtime:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address (``X-Forwarded-For`` only from ``FORWARDED_ALLOW_IPS`` peers)."""
+    return client_address(request.scope, runtime_of(request).settings.forwarded_allow_ips)
 
 
 def bearer_token(request: Request) -> str | None:

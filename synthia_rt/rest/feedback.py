@@ -6,7 +6,9 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from synthia_rt.auth.principal import Principal
+from synthia_rt.auth.throttle import enforce
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.rest.deps import runtime_of
 from synthia_rt.rest.routing import api
 from synthia_rt.rest.schemas import FeedbackIn, FeedbackOut, FeedbackPage, PageQuery
 from synthia_rt.store import feedback, history
@@ -22,11 +24,20 @@ TAGS = ("feedback",)
     body=FeedbackIn,
     response=FeedbackOut,
     status=201,
-    errors=[ErrorCode.NOT_FOUND],
+    errors=[ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED],
     tags=TAGS,
-    description="`analysis_id`, when given, must be one of the caller's analyses (else 404).",
+    description="`analysis_id`, when given, must be one of the caller's analyses (else 404). "
+    "Limited per user (`FEEDBACK_RATE`, default 20 per hour; 429 with `Retry-After`).",
 )
 async def create_feedback(request: Request, principal: Principal, body: FeedbackIn) -> FeedbackOut:
+    runtime = runtime_of(request)
+    await enforce(
+        runtime.need_limiter(),
+        runtime.settings.feedback_rate,
+        "feedback-user",
+        principal.user_id,
+        "Too much feedback; try again later.",
+    )
     analysis_id = str(body.analysis_id) if body.analysis_id else None
     if analysis_id is not None and not await history.owned_by(analysis_id, principal.user_id):
         raise AppError(ErrorCode.NOT_FOUND, "No such analysis.", field="analysis_id")

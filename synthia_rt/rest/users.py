@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
@@ -11,7 +12,7 @@ from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.rest.auth import session_out, user_out
 from synthia_rt.rest.deps import client_ip, runtime_of
 from synthia_rt.rest.routing import api
-from synthia_rt.rest.schemas import ProfileOut, ProfilePatch, UserOut
+from synthia_rt.rest.schemas import AnyPassword, Body, ProfileOut, ProfilePatch, UserOut
 from synthia_rt.store import users
 
 TAGS = ("users",)
@@ -62,17 +63,30 @@ async def patch_profile(request: Request, principal: Principal, body: ProfilePat
     )
 
 
+class DeleteProfileIn(Body):
+    password: AnyPassword | None = Field(
+        default=None,
+        description="The account's password; may be omitted only within 5 minutes of logging in.",
+    )
+
+
 @api(
     "DELETE",
     "/users/profile",
     "Erase the account and everything of it",
+    body=DeleteProfileIn,
     status=204,
+    errors=[ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED],
     tags=TAGS,
-    description="Deletes the user's rows in every table and their keys in Redis, closes their "
-    "sockets (4010). The audit log keeps the user id only.",
+    description="Needs `password` in the body, unless the caller's login (password entered, "
+    "not a refresh) is less than 5 minutes old; else 422 naming `password`. Deletes the user's "
+    "rows in every table and their keys in Redis, closes their sockets (4010). The audit log "
+    "keeps the user id only.",
 )
-async def delete_profile(request: Request, principal: Principal) -> None:
-    await accounts.erase(runtime_of(request), principal.user_id)
+async def delete_profile(request: Request, principal: Principal, body: DeleteProfileIn) -> None:
+    runtime = runtime_of(request)
+    await accounts.confirm_identity(runtime, principal, body.password, client_ip(request))
+    await accounts.erase(runtime, principal.user_id)
 
 
 routes: list[BaseRoute] = [get_profile, patch_profile, delete_profile]

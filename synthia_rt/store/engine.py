@@ -10,6 +10,7 @@ apply them exactly once; the others wait on the lock and then find nothing left 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,6 +20,7 @@ from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.table import Table
 
+from synthia_rt.settings import private_file
 from synthia_rt.store.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -34,15 +36,32 @@ def build_engine(url: str) -> Engine[Any]:
         return PostgresEngine(config={"dsn": url}, log_queries=False)
     if scheme == "sqlite":
         path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private_sqlite(Path(path))
         return SQLiteEngine(path=path)
     raise ValueError(f"unsupported database URL scheme: {scheme!r}")
+
+
+def _private_sqlite(path: Path) -> None:
+    """The file holds emails and password hashes: 0600 (journals inherit it), in a directory
+    created 0700. An existing file is tightened; an existing directory is left as it is (the
+    data directory itself is made private by ``Settings.resolved_secret``)."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if str(path) in {"", ":memory:"}:
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        for sibling in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            private_file(sibling)
 
 
 def configure(url: str) -> Engine[Any]:
     """Make ``url`` this process's database for every table (and for Piccolo's migrator)."""
     global _engine, _engine_url
     if _engine is not None and _engine_url == url:
+        if urlparse(url).scheme == "sqlite":  # every start re-checks the file's mode
+            _private_sqlite(Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")))
         return _engine
     from piccolo.apps.migrations.tables import Migration
 

@@ -42,15 +42,19 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 T = TypeVar("T")
 
-RETRIES = 4  # after the first attempt
+# Retries after the first attempt.  They nest (each command attempt checks out a connection), so
+# they are kept short: with Redis down a command fails within about a second (measured: publish
+# 0.4 s, reads 0.7 s on average, 1.0 s at most) and the caller answers 503 instead of hanging.
+CHECKOUT_RETRIES = 3
+COMMAND_RETRIES = 1
 BACKOFF_BASE = 0.05  # seconds; full jitter, doubling per failure
-BACKOFF_CAP = 1.0  # seconds; with RETRIES this spans about two seconds of a restarting Redis
+BACKOFF_CAP = 0.5  # seconds
 
 
-def _retry() -> Retry:
+def _retry(retries: int) -> Retry:
     return Retry(
         ExponentialWithJitterBackoff(cap=BACKOFF_CAP, base=BACKOFF_BASE),
-        RETRIES,
+        retries,
         supported_errors=(RedisConnectionError,),
     )
 
@@ -72,7 +76,7 @@ class CheckedPool(BlockingConnectionPool):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._checkout_retry = _retry()
+        self._checkout_retry = _retry(CHECKOUT_RETRIES)
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         await super().ensure_connection(connection)  # reconnects one found closed or dirty
@@ -99,7 +103,7 @@ def checked_pool(url: str, **kwargs: Any) -> CheckedPool:
     return pool
 
 
-_COMMAND_RETRY = _retry()
+_COMMAND_RETRY = _retry(COMMAND_RETRIES)
 
 
 async def idempotent(call: Callable[[], Awaitable[T]]) -> T:

@@ -249,8 +249,15 @@ class Hub:
                 resume = history.position if history is not None else since
             self._reset(channel, state, resume)
             state.last = resume  # the sequence goes on from what the sockets were told
-        for event in [*events, *held]:
+        for event in events:
             self._fan_out(state, event)  # sessions drop what they already have, by offset
+        for index, event in enumerate(held):
+            last = state.last
+            if last is not None and (event.epoch != last.epoch or event.offset > last.offset + 1):
+                # Live events were lost again meanwhile: another round from where we are.
+                self._start_catch_up(channel, state, last, held[index:])
+                return
+            self._fan_out(state, event)
 
     def _reset(self, channel: str, state: _Channel, resume: Position) -> None:
         log.warning("channel history lost across a reconnect; sockets told", extra={"channel": channel})

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from synthia_rt.broker import BrokerUnavailable, Position, keys
+from synthia_rt.broker import BrokerUnavailable, Event, Position, keys
 from synthia_rt.broker.redis import RedisBroker
+from synthia_rt.kv.redis import RedisKV
 from synthia_rt.settings import Settings
 from tests import broker_support
 from tests.redis_server import RedisServer, private_redis
@@ -133,3 +134,38 @@ async def test_a_failed_subscribe_leaves_no_subscription(
     for channel in ("timed-out", "cancelled"):
         assert await numsub(server, keys.pubsub_channel(namespace, channel)) == 0
     assert await numsub(server, keys.pubsub_channel(namespace, "sentinel")) == 1
+
+
+async def test_commands_right_after_a_restart_use_fresh_connections(
+    server: RedisServer, node: tuple[RedisBroker, Recorder], namespace: str
+) -> None:
+    """Connections pooled before a restart are replaced at checkout, not used once more and
+    failed with "Connection closed by server" (issue 10.2): the first command after Redis is
+    back succeeds, the non-idempotent ones included (publish script, KV incr)."""
+    broker, _ = node
+    kv = RedisKV(server.url, namespace)
+    await kv.start()
+    try:
+        channels = [f"c{i}" for i in range(20)]
+        # Fill both pools with connections that will be stale (concurrent: one each).
+        await asyncio.gather(*(broker.publish(c, {"event": "before"}) for c in channels))
+        await asyncio.gather(*(kv.incr(f"n{i}") for i in range(20)))
+
+        await server.kill()
+        await server.start()
+
+        published = await asyncio.gather(
+            *(broker.publish(c, {"event": "after"}) for c in channels), return_exceptions=True
+        )
+        read = await asyncio.gather(
+            *(broker.history(c, None) for c in channels), return_exceptions=True
+        )
+        counted = await asyncio.gather(
+            *(kv.incr(f"n{i}") for i in range(20)), return_exceptions=True
+        )
+        failed = [r for r in (*published, *read, *counted) if isinstance(r, BaseException)]
+        assert failed == []
+        assert [e.offset for e in published if isinstance(e, Event)] == [1] * len(channels)
+        assert counted == [1] * 20  # each ran exactly once in the new (empty) Redis
+    finally:
+        await kv.close()

@@ -13,6 +13,7 @@ DOC = (Path(__file__).parents[1] / "docs" / "protocol.md").read_text()
 EVENTS = [
     "session.ready",
     "session.expiring",
+    "channel.reset",
     "notification",
     "upload.progress",
     "analysis.progress",

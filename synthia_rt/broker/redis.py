@@ -15,9 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
@@ -33,6 +31,7 @@ from synthia_rt.broker.handlers import BrokerHandlers
 from synthia_rt.broker.redis_listener import PubSubListener
 from synthia_rt.broker.scripts import HISTORY, POSITION, PUBLISH
 from synthia_rt.broker.supervise import invoke
+from synthia_rt.redis_pool import checked_pool, idempotent
 from synthia_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,17 +48,17 @@ def client_name(node_id: str, role: str) -> str:
 
 def _client(url: str, name: str, pool_size: int, **extra: Any) -> Redis:
     # A blocking pool: a burst of publishes queues for a connection (up to SOCKET_TIMEOUT)
-    # instead of failing at once when every connection is busy.
-    # No automatic retries: a retried publish script could run twice (a duplicate event).
-    # Stale pooled connections are still replaced: the pool checks them at checkout.
-    pool = BlockingConnectionPool.from_url(
+    # instead of failing at once when every connection is busy.  Connections are checked (and
+    # replaced) at checkout, and a failed checkout is retried; a command, once written, is
+    # retried only where the caller says it is idempotent (see synthia_rt.redis_pool): never
+    # the publish script, whose second run would be a second event.
+    pool = checked_pool(
         url,
         max_connections=pool_size,
         timeout=SOCKET_TIMEOUT,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=SOCKET_TIMEOUT,
         socket_keepalive=True,
-        retry=Retry(NoBackoff(), 0),
         client_name=name,
         **extra,
     )
@@ -121,6 +120,8 @@ class RedisBroker(BrokerHandlers):
             self._maxlen,
             keys.pubsub_channel(self._ns, channel),
         ]
+        # Not retried once written (a second run would be a second event with the next offset);
+        # a connection found dead at checkout is replaced before anything is sent.
         try:
             offset, raw_epoch = await self._publish(
                 keys=keys.channel_keys(self._ns, channel), args=args
@@ -134,8 +135,11 @@ class RedisBroker(BrokerHandlers):
 
     async def signal(self, channel: str, data: Mapping[str, Any]) -> None:
         try:
-            await self._redis.publish(
-                keys.pubsub_channel(self._ns, channel), wire.pack_signal(self.node_id, data)
+            # Retried like an idempotent command: a signal delivered twice (a revocation)
+            # closes sockets that are already closing.
+            message = wire.pack_signal(self.node_id, data)
+            await idempotent(
+                lambda: self._redis.publish(keys.pubsub_channel(self._ns, channel), message)
             )
         except RedisError as exc:
             raise BrokerUnavailable("the signal could not be sent") from exc
@@ -154,8 +158,10 @@ class RedisBroker(BrokerHandlers):
     # -- history ------------------------------------------------------------------------
     async def position(self, channel: str) -> Position:
         try:
-            top, epoch = await self._position(
-                keys=keys.channel_keys(self._ns, channel), args=[wire.new_epoch(), self._ttl_ms]
+            top, epoch = await idempotent(  # a second run finds the epoch the first created
+                lambda: self._position(
+                    keys=keys.channel_keys(self._ns, channel), args=[wire.new_epoch(), self._ttl_ms]
+                )
             )
         except RedisError as exc:
             raise BrokerUnavailable("history is unavailable") from exc
@@ -177,8 +183,8 @@ class RedisBroker(BrokerHandlers):
             limit or 0,
         ]
         try:
-            top, raw_epoch, entries = await self._history(
-                keys=keys.channel_keys(self._ns, channel), args=args
+            top, raw_epoch, entries = await idempotent(
+                lambda: self._history(keys=keys.channel_keys(self._ns, channel), args=args)
             )
         except RedisError as exc:
             raise BrokerUnavailable("history is unavailable") from exc

@@ -10,16 +10,15 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
-from typing import cast
+from typing import Any, cast
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.redis_pool import checked_pool, idempotent
 
 SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
 HEALTH_CHECK_INTERVAL = 15
@@ -76,8 +75,12 @@ class RedisKV:
         self.namespace = namespace
         self._prefix = f"{namespace}:"
         # A blocking pool: bursts queue for a connection (up to SOCKET_TIMEOUT) instead of
-        # failing at once when every connection is busy.
-        pool = BlockingConnectionPool.from_url(
+        # failing at once when every connection is busy.  What is retried, and why that cannot
+        # run a command twice, is in synthia_rt.redis_pool: a failed checkout always (nothing
+        # was sent yet), a written command only where marked ``idempotent`` below — never
+        # incr, append_at (a resent append is refused, so a lost reply would turn into a
+        # mismatch) or SET NX (the retry would report "taken" for our own write).
+        pool = checked_pool(
             url,
             max_connections=POOL_SIZE,
             timeout=SOCKET_TIMEOUT,
@@ -85,9 +88,6 @@ class RedisKV:
             socket_connect_timeout=SOCKET_TIMEOUT,
             socket_keepalive=True,
             health_check_interval=HEALTH_CHECK_INTERVAL,
-            # No transparent retries: incr/append_at are not idempotent.  The pool still
-            # replaces connections that died while idle when they are checked out.
-            retry=Retry(NoBackoff(), 0),
             client_name="synthia:kv",
         )
         self._redis = Redis.from_pool(pool)
@@ -113,31 +113,41 @@ class RedisKV:
     # -- strings ------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         with _unavailable():
-            value = await self._redis.get(self._key(key))
+            value = await idempotent(lambda: self._redis.get(self._key(key)))
         return cast("bytes | None", value)  # decode_responses is off: always bytes
 
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:
         px = _ms(ttl) if ttl is not None else None
+        full = self._key(key)
+
+        async def write() -> Any:
+            return await self._redis.set(full, value, px=px, nx=nx)
+
         with _unavailable():
-            written = await self._redis.set(self._key(key), value, px=px, nx=nx)
+            # A plain SET writes the same value again; SET NX would answer "taken" for our own
+            # first write, so it runs once.
+            written = await (write() if nx else idempotent(write))
         return bool(written)
 
     async def delete(self, *keys: str) -> int:
         if not keys:
             return 0
         with _unavailable():
-            return int(await self._redis.delete(*(self._key(k) for k in keys)))
+            # Idempotent in effect; after a lost reply the count misses what the first run did.
+            full = [self._key(k) for k in keys]
+            return int(await idempotent(lambda: self._redis.delete(*full)))
 
     async def exists(self, key: str) -> bool:
         with _unavailable():
-            return bool(await self._redis.exists(self._key(key)))
+            return bool(await idempotent(lambda: self._redis.exists(self._key(key))))
 
     async def expire(self, key: str, ttl: float) -> None:
         # A non-positive ttl deletes the key, as PEXPIRE does.
         with _unavailable():
-            await self._redis.pexpire(self._key(key), max(1, round(ttl * 1000)) if ttl > 0 else 0)
+            ms = max(1, round(ttl * 1000)) if ttl > 0 else 0
+            await idempotent(lambda: self._redis.pexpire(self._key(key), ms))
 
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         px = _ms(ttl) if ttl is not None else 0
@@ -151,31 +161,39 @@ class RedisKV:
 
     async def strlen(self, key: str) -> int:
         with _unavailable():
-            return int(await self._redis.strlen(self._key(key)))
+            return int(await idempotent(lambda: self._redis.strlen(self._key(key))))
 
     # -- sorted sets --------------------------------------------------------------------
     async def zadd(self, key: str, member: str, score: float, ttl: float | None = None) -> None:
         px = _ms(ttl) if ttl is not None else None
         full = self._key(key)
-        with _unavailable():
+
+        async def run() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(full, {member: score})
                 if px is not None:
                     pipe.pexpire(full, px)
                 await pipe.execute()
 
+        with _unavailable():
+            await idempotent(run)  # the same member and score again
+
     async def zrem(self, key: str, member: str) -> None:
         with _unavailable():
-            await self._redis.zrem(self._key(key), member)
+            await idempotent(lambda: self._redis.zrem(self._key(key), member))
 
     async def zcount_above(self, key: str, min_score: float) -> int:
         full = self._key(key)
-        with _unavailable():
+
+        async def run() -> int:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(full, "-inf", min_score)  # inclusive: keeps score > min
                 pipe.zcard(full)
                 _, count = await pipe.execute()
-        return int(count)
+            return int(count)
+
+        with _unavailable():
+            return await idempotent(run)  # pruning expired members twice prunes nothing more
 
     # -- keyspace -----------------------------------------------------------------------
     async def scan(self, match: str = "*") -> AsyncIterator[str]:
@@ -187,6 +205,6 @@ class RedisKV:
 
     async def used_memory(self) -> int | None:
         with _unavailable():
-            info = await self._redis.info("memory")
+            info = await idempotent(lambda: self._redis.info("memory"))
         value = info.get("used_memory")
         return int(value) if value is not None else None

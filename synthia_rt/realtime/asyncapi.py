@@ -105,6 +105,7 @@ class Reply(BaseModel):
 SERVER_MESSAGES: tuple[type[BaseModel], ...] = (
     p.SessionReady,
     p.SessionExpiring,
+    p.ChannelReset,
     Reply,
     Notification,
     UploadProgress,

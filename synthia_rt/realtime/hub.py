@@ -8,11 +8,16 @@ Guarantees:
   so a burst of sockets joining at once all end up receiving (the race encode/broadcaster loses).
 * Each broker event is decoded to text once per node and handed to every local socket of the
   channel in offset order; sockets drop duplicates by offset (see ``Session.deliver``).
-* After the broker reconnects, the hub reads each channel's history from the last offset it saw
-  and delivers what was published during the outage, so sockets that stayed open miss nothing
-  that the history still holds.
-* Revocation is a broker *signal* on ``user:<id>``: every node that holds a socket of that user is
-  subscribed there (every socket joins its user channel at connect), so it reaches exactly them.
+* The hub knows the channel's position when it subscribes and the last event it delivered since.
+  It never hands sockets an event that does not follow on from that: after the broker
+  reconnects, or when an event arrives after a gap (another epoch, a skipped offset), it reads
+  the channel's history from that position first, retrying with capped backoff while Redis
+  cannot answer. Live events wait meanwhile, so sockets get every event once and in order.
+  When the history no longer reaches back (Redis lost it, or it was trimmed) every socket of
+  the channel on this node gets a ``channel.reset`` (docs/protocol.md §6): never a silent gap.
+* Revocation is a broker *signal* on :data:`CONTROL`, a channel every node holds from start to
+  stop. No client command can take a node off it (a socket used to dodge revocation by
+  unsubscribing from its own ``user:<id>``, issue 9.2).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from synthia_rt.broker.base import Event, Position, Signal
+from synthia_rt.broker.supervise import backoff_delay
 from synthia_rt.errors import CloseCode
 from synthia_rt.realtime import notify
+from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import BROADCAST, user_channel
 from synthia_rt.realtime.presence import Presence
 
@@ -37,6 +44,11 @@ log = logging.getLogger(__name__)
 
 LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()  # drained by the server before uvicorn's 1012
 
+# Node-to-node control messages (revocation). Not a client channel: ``authorize`` refuses it.
+CONTROL = "node:control"
+CATCH_UP_CONCURRENCY = 16  # history reads at once after a reconnect (the pool has 64)
+CATCH_UP_BACKOFF_CAP = 5.0  # seconds between attempts at most while Redis cannot answer
+
 
 class _Channel:
     __slots__ = ("sessions", "lock", "subscribed", "last", "catching_up")
@@ -45,9 +57,11 @@ class _Channel:
         self.sessions: dict[str, Session] = {}
         self.lock = asyncio.Lock()
         self.subscribed = False
-        self.last: Position | None = None  # newest event this node delivered
-        # While history is read after a broker reconnect, live events wait here so that sockets
-        # get the missed ones first and every event in offset order.
+        # The channel's position when this node subscribed, then the newest event it delivered
+        # (None only when reading the position failed).
+        self.last: Position | None = None
+        # While history is read after a broker reconnect or a gap, live events wait here so
+        # that sockets get the missed ones first and every event in offset order.
         self.catching_up: list[Event] | None = None
 
 
@@ -58,6 +72,8 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._by_user: dict[str, dict[str, Session]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._catch_up_slots = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
+        self._history_size = max(1, runtime.settings.history_size)
         self.presence = Presence(runtime.need_kv(), runtime.settings.max_connections_per_user)
         LIVE_HUBS.add(self)
 
@@ -65,6 +81,7 @@ class Hub:
     async def start(self) -> None:
         self.broker.set_handlers(self._on_event, self._on_signal, self._on_resubscribed)
         await self.broker.start()
+        await self.broker.subscribe(CONTROL)
         self.presence.start()
 
     async def drain(self, timeout: float = 5.0) -> None:
@@ -114,13 +131,26 @@ class Hub:
                 if state.subscribed:
                     return
                 try:
-                    await self.broker.subscribe(channel)
+                    # Concurrently: the position read costs no extra latency. It may be a
+                    # little older than the subscription; the gap check fills the difference.
+                    _, position = await asyncio.gather(
+                        self.broker.subscribe(channel), self._position(channel)
+                    )
                 except BaseException:
                     state.sessions.pop(session.session_id, None)
                     self._forget_if_empty(channel, state)
                     raise
+                if state.last is None:
+                    state.last = position
                 state.subscribed = True
                 return
+
+    async def _position(self, channel: str) -> Position | None:
+        try:
+            return await self.broker.position(channel)
+        except Exception:  # noqa: BLE001 - only catch-up precision is lost; subscribe decides
+            log.warning("position unknown at subscribe", extra={"channel": channel})
+            return None
 
     async def leave(self, channel: str, session: Session) -> None:
         state = self._channels.get(channel)
@@ -152,10 +182,18 @@ class Hub:
         if state.catching_up is not None:
             state.catching_up.append(event)
             return
+        last = state.last
+        if last is not None and (event.epoch != last.epoch or event.offset > last.offset + 1):
+            # Something between what this node delivered and this event went missing (pub/sub
+            # is at most once; a restarted Redis starts a new epoch): history first.
+            self._start_catch_up(event.channel, state, last, [event])
+            return
         self._fan_out(state, event)
 
     def _fan_out(self, state: _Channel, event: Event) -> None:
-        state.last = Position(event.offset, event.epoch)
+        last = state.last
+        if last is None or event.epoch != last.epoch or event.offset > last.offset:
+            state.last = Position(event.offset, event.epoch)
         text = event.frame.decode()
         for session in list(state.sessions.values()):
             session.deliver(event.channel, event.offset, event.epoch, text)
@@ -169,18 +207,66 @@ class Hub:
         for channel in channels:
             state = self._channels.get(channel)
             if state is not None and state.last is not None and state.catching_up is None:
-                state.catching_up = []
-                self._spawn(self._catch_up(channel, state, state.last))
+                self._start_catch_up(channel, state, state.last, [])
+
+    def _start_catch_up(self, channel: str, state: _Channel, since: Position, held: list[Event]) -> None:
+        state.catching_up = held
+        self._spawn(self._catch_up(channel, state, since))
 
     async def _catch_up(self, channel: str, state: _Channel, since: Position) -> None:
-        events: list[Event] = []
-        try:
-            events = (await self.broker.history(channel, since)).events
-        except Exception:  # noqa: BLE001 - live delivery resumes; clients recover with since
-            log.warning("catch-up after reconnect failed", extra={"channel": channel}, exc_info=True)
-        buffered, state.catching_up = state.catching_up or [], None
-        for event in [*events, *buffered]:
+        """Read ``channel``'s history after ``since`` until that works, then deliver it and the
+        live events held meanwhile; tell the sockets when the history cannot fill the gap."""
+        attempt = 0
+        history = None
+        while history is None:
+            if self._channels.get(channel) is not state:
+                return  # everyone left: nobody to catch up
+            held = state.catching_up or []
+            if len(held) > self._history_size:
+                break  # more has happened since than history keeps: it cannot reach back now
+            try:
+                async with self._catch_up_slots:
+                    history = await self.broker.history(channel, since)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - BrokerUnavailable, or a script error
+                delay = backoff_delay(attempt, cap=CATCH_UP_BACKOFF_CAP)
+                attempt += 1
+                log.warning(
+                    "catch-up after reconnect failed (%s); retrying in %.1f s",
+                    type(exc).__name__,
+                    delay,
+                    extra={"channel": channel},
+                )
+                await asyncio.sleep(delay)
+        held, state.catching_up = state.catching_up or [], None
+        events = history.events if history is not None else []
+        if history is None or not history.recovered:
+            first = events[0] if events else (held[0] if held else None)
+            if first is not None:
+                resume = Position(first.offset - 1, first.epoch)
+            else:
+                resume = history.position if history is not None else since
+            self._reset(channel, state, resume)
+            state.last = resume  # the sequence goes on from what the sockets were told
+        for event in events:
             self._fan_out(state, event)  # sessions drop what they already have, by offset
+        for index, event in enumerate(held):
+            last = state.last
+            if last is not None and (event.epoch != last.epoch or event.offset > last.offset + 1):
+                # Live events were lost again meanwhile: another round from where we are.
+                self._start_catch_up(channel, state, last, held[index:])
+                return
+            self._fan_out(state, event)
+
+    def _reset(self, channel: str, state: _Channel, resume: Position) -> None:
+        log.warning("channel history lost across a reconnect; sockets told", extra={"channel": channel})
+        frame = p.ChannelReset(
+            channel=channel, since=p.Since(offset=max(0, resume.offset), epoch=resume.epoch)
+        ).model_dump_json()
+        for session in list(state.sessions.values()):
+            if channel in session.subscribed_channels():
+                session.send(frame)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -208,7 +294,10 @@ class Hub:
     async def revoke_user(self, user_id: str) -> None:
         """Close ``user_id``'s sockets on every node with 4010 (locally at once, elsewhere by signal)."""
         self._close_user(user_id, CloseCode.SESSION_REVOKED, "session revoked")
-        await self.broker.signal(user_channel(user_id), {"type": "revoke", "user_id": user_id})
+        signal = {"type": "revoke", "user_id": user_id}
+        await self.broker.signal(CONTROL, signal)
+        # Also where nodes older than CONTROL listen, while a rolling deploy mixes versions.
+        await self.broker.signal(user_channel(user_id), signal)
 
     async def notify(self, user_id: str, kind: str, title: str, body: str) -> dict[str, Any]:
         """Persist a notification for one user, then deliver it live on ``user:<id>``."""

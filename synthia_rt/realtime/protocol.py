@@ -198,3 +198,16 @@ class SessionReady(_Model):
 class SessionExpiring(_Model):
     event: Literal["session.expiring"] = "session.expiring"
     expires_in: int
+
+
+class ChannelReset(_Model):
+    """Direct event: the socket may have missed events of ``channel`` (docs/protocol.md §6).
+
+    Sent when, after a broker reconnect, the history no longer reaches back to the last event
+    this node delivered. Handle it like ``recovered: false``; ``since`` is the position the
+    events that follow continue from (use it for a later ``subscribe``)."""
+
+    event: Literal["channel.reset"] = "channel.reset"
+    channel: str
+    recovered: Literal[False] = False
+    since: Since

@@ -21,7 +21,7 @@ import jwt
 
 from synthia_rt.auth.principal import Principal
 from synthia_rt.auth.revocation import CutoffLoader, CutoffSaver, Revocation
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, TokenRevoked
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.settings import Settings
 from synthia_rt.store import users as user_store
@@ -115,9 +115,9 @@ class TokenService:
         try:
             cutoff = await self.revocation.cutoff(user_id)
         except UserGone:
-            raise AppError(ErrorCode.TOKEN_INVALID) from None
+            raise TokenRevoked() from None
         if cutoff is not None and issued_at <= cutoff:
-            raise AppError(ErrorCode.TOKEN_INVALID)
+            raise TokenRevoked()
 
     async def verify_access(self, token: object) -> Principal:
         claims = self._decode(token, ACCESS)
@@ -130,7 +130,7 @@ class TokenService:
             self._check_cutoff(claims["sub"], float(claims["iat"])),
         )
         if revoked:
-            raise AppError(ErrorCode.TOKEN_INVALID)
+            raise TokenRevoked()
         sid = claims.get("sid")
         return Principal(
             user_id=claims["sub"],

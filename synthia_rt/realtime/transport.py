@@ -20,7 +20,11 @@ client's doing; :func:`quiet_uvicorn_refusals` rewrites them to INFO without a t
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import socket
+import struct
+import termios
 
 from starlette.websockets import WebSocket
 
@@ -68,8 +72,31 @@ def abort_now(websocket: WebSocket) -> None:
         _abort(transport)
 
 
+_LINGER_OFF = struct.pack("ii", 1, 0)
+
+
 def _abort(transport: asyncio.Transport) -> None:
+    if transport.is_closing() and transport.get_write_buffer_size() == 0 and _unsent(transport) == 0:
+        return  # closed, or closing with everything handed to the peer
     try:
+        # Linger 0: the kernel resets the connection and drops its send queue. Without it an
+        # abort only closes the descriptor and the kernel keeps the orphaned connection in
+        # FIN-WAIT-1, still holding the megabytes the peer never read.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
         transport.abort()  # a no-op once the connection is lost
-    except Exception:  # noqa: BLE001 - already torn down
+    except OSError:  # already torn down
         pass
+
+
+def _unsent(transport: asyncio.Transport) -> int:
+    """Bytes the kernel still holds for the peer (Linux ``SIOCOUTQ``; 0 where unknown)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or not hasattr(termios, "TIOCOUTQ"):
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])

@@ -33,7 +33,8 @@ def _canonical_uuid(value: str) -> str:
 
 
 PositiveId = Annotated[int, Field(gt=0, strict=True)]
-UUIDStr = Annotated[str, Field(min_length=32, max_length=36), AfterValidator(_canonical_uuid)]
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+UUIDStr = Annotated[str, Field(pattern=_UUID_PATTERN, json_schema_extra={"format": "uuid"}), AfterValidator(_canonical_uuid)]
 
 
 class _Model(BaseModel):

@@ -119,6 +119,18 @@ class AppError(Exception):
         return body
 
 
+@dataclass
+class TokenRevoked(AppError):
+    """A well-formed, correctly signed token that was revoked: its ``jti`` is on the denylist,
+    it was issued before the user's cutoff (password change, block) or the user is deleted.
+
+    Still ``token_invalid`` to every REST caller (the answer does not change there); the socket
+    handshake tells it apart from a forged token and closes with 4010 instead of 4003.
+    """
+
+    code: ErrorCode = ErrorCode.TOKEN_INVALID
+
+
 class CloseCode(enum.IntEnum):
     """WebSocket close codes; ``RECONNECT`` says whether a client should come back."""
 
@@ -129,9 +141,11 @@ class CloseCode(enum.IntEnum):
     INTERNAL_ERROR = 1011
     TRY_AGAIN_LATER = 1013
     TOKEN_EXPIRED = 4001
+    UNAUTHORIZED = 4003
     SLOW_CONSUMER = 4008
     RATE_LIMITED = 4009
     SESSION_REVOKED = 4010
+    TOO_MANY_CONNECTIONS = 4029
 
 
 CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
@@ -141,8 +155,10 @@ CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
     CloseCode.MESSAGE_TOO_BIG: (False, "A frame exceeded the size limits announced in `session.ready.limits`; fix the client."),
     CloseCode.INTERNAL_ERROR: (True, "Unexpected server error; reconnect with backoff."),
     CloseCode.TRY_AGAIN_LATER: (True, "The node is overloaded or a backing service is down; reconnect with backoff."),
-    CloseCode.TOKEN_EXPIRED: (True, "The access token expired unrefreshed; reconnect with a fresh token."),
+    CloseCode.TOKEN_EXPIRED: (True, "The access token expired (at the handshake or unrefreshed later); reconnect with a fresh token."),
+    CloseCode.UNAUTHORIZED: (False, "Handshake token missing, malformed, forged or not an access token; do not retry with the same token."),
     CloseCode.SLOW_CONSUMER: (True, "The outbound queue overflowed; reconnect and resubscribe with `since`."),
     CloseCode.RATE_LIMITED: (True, "Sustained command abuse; reconnect only after a backoff."),
     CloseCode.SESSION_REVOKED: (False, "Logout, password change, deletion or block; do not reconnect with this token."),
+    CloseCode.TOO_MANY_CONNECTIONS: (True, "The user already holds the maximum number of sockets; reconnect after a backoff."),
 }

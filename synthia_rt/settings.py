@@ -149,7 +149,12 @@ class Settings:
     max_connections_per_user: int = 20
     command_rate: float = 30.0  # commands per second per socket (token bucket refill)
     command_burst: int = 60
-    rate_limit_strikes: int = 50  # refused commands in a row before close 4009
+    rate_limit_strikes: int = 50  # refused commands or junk chunks in a row before close 4009
+    upload_frame_rate: float = 20.0  # binary frames per second per socket (token bucket refill)
+    upload_frame_burst: int = 40  # a whole 10 MiB image in 512 KiB chunks fits in one burst
+    subscribe_limit: str = "120/minute"  # subscribe commands per user, across the cluster
+    quiz_start_limit: str = "10/minute"  # quiz.start commands per user, across the cluster
+    close_timeout: float = 5.0  # seconds a socket close may take before the TCP connection is aborted
     expiry_warning: int = 60  # seconds before token expiry that session.expiring is sent
 
     # Channels / history -----------------------------------------------------------------

@@ -17,7 +17,7 @@ import jwt
 import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import JWT_SECRET, Live, serving
 from tests.wsclient import register, ws_session
@@ -29,6 +29,18 @@ async def _refusal(url: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
             pass
     response = info.value.response
     return response.status_code, orjson.loads(response.body or b"{}")
+
+
+async def _closed_at_handshake(url: str, **kwargs: Any) -> tuple[int | None, str]:
+    """A synthia.v1 refusal: the upgrade is accepted (selecting synthia.v1), no frame is sent,
+    and the socket closes at once; returns the close code and reason."""
+    async with connect(url, **kwargs) as conn:
+        assert conn.subprotocol == "synthia.v1"
+        with pytest.raises(ConnectionClosed):
+            frame = await asyncio.wait_for(conn.recv(), 5)
+            raise AssertionError(f"a refused socket got a frame: {frame!r}")
+        rcvd = conn.protocol.close_rcvd
+        return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
 
 
 @pytest.fixture
@@ -68,7 +80,9 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
     status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{good}"], origin="https://evil.example")  # type: ignore[list-item, arg-type]
     assert (status, body["error"]["code"]) == (403, "forbidden")
     # Missing token; a token in the query string is ignored.
-    status, body = await _refusal(f"{url}?token={good}", subprotocols=["synthia.v1"])  # type: ignore[list-item]
+    assert await _closed_at_handshake(f"{url}?token={good}", subprotocols=["synthia.v1"]) == (4003, "unauthorized")  # type: ignore[list-item]
+    # A client that offered no subprotocol gets the HTTP status instead.
+    status, body = await _refusal(f"{url}?token={good}")
     assert (status, body["error"]["code"]) == (401, "unauthorized")
     header, payload, _ = good.split(".")
     none_alg = jwt.utils.base64url_encode(orjson.dumps({"alg": "none", "typ": "JWT"})).decode()
@@ -76,15 +90,20 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
         "malformed": "not-a-jwt",
         "alg none": f"{none_alg}.{payload}.",
         "other key": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, key="y" * 40),
-        "expired": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "exp": int(time.time()) - 5}),
+        "expired": _forge(
+            {"sub": uid, "typ": "access", "role": "user", "jti": "x", "exp": int(time.time()) - 5},
+            key=live.runtime.settings.resolved_secret(),
+        ),
         "refresh as access": user["refresh_token"],
         "other algorithm": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, alg="HS512"),
         "wrong audience": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "aud": "other"}),
     }
     for name, token in bad_tokens.items():
-        status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{token}"])  # type: ignore[list-item]
-        assert status == 401, name
-        assert body["error"]["code"] in {"token_invalid", "token_expired", "unauthorized"}, name
+        expected = (4001, "token_expired") if name == "expired" else (4003, "token_invalid")
+        closed = await _closed_at_handshake(url, subprotocols=["synthia.v1", f"bearer.{token}"])  # type: ignore[list-item]
+        assert closed == expected, name
+        status, body = await _refusal(url, additional_headers={"Authorization": f"Bearer {token}"})
+        assert (status, body["error"]["code"]) == (401, expected[1]), name
         assert "Traceback" not in orjson.dumps(body).decode()
 
 
@@ -92,8 +111,11 @@ async def test_revoked_token_is_refused(live: Live, user: dict[str, Any]) -> Non
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:
         r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"})
         assert r.status_code in (200, 204)
-    status, body = await _refusal(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
-    assert status == 401
+    # Revoked is final (4010), not "unauthorized" (4003); REST callers still read token_invalid.
+    closed = await _closed_at_handshake(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+    assert closed == (4010, "token_invalid")
+    status, body = await _refusal(f"ws://{live}/ws", additional_headers={"Authorization": f"Bearer {user['access_token']}"})
+    assert (status, body["error"]["code"]) == (401, "token_invalid")
 
 
 async def test_frame_errors_keep_the_socket_open(live: Live, user: dict[str, Any]) -> None:
@@ -168,17 +190,23 @@ async def test_notification_delivery_and_replay_with_since(live: Live, user: dic
         replayed = [await client.event("notification") for _ in range(2)]
         assert [e["title"] for e in replayed] == ["second", "third"]
         assert [e["offset"] for e in replayed] == [base + 2, base + 3]
-        # Wrong epoch: not recovered; what is kept is replayed anyway.
+        # Wrong epoch: not recovered; what is kept is replayed, except what this socket already
+        # sent (each event reaches a socket at most once).
         stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
         assert stale["recovered"] is False
-        kept = [await client.event("notification") for _ in range(3)]
-        assert [e["offset"] for e in kept] == [base + 1, base + 2, base + 3]
-        # The same socket may ask again from an older position: the client's `since` is trusted.
+        assert (await client.event("notification"))["offset"] == base + 1  # sent on the first socket only
+        # The same socket asking again from an older position gets nothing twice either.
         again = await client.command("subscribe", channel=channel, since={"offset": base + 2, "epoch": epoch})
         assert again["recovered"] is True
-        assert (await client.event("notification"))["offset"] == base + 3
-        with pytest.raises(TimeoutError):
-            await client.event("notification", timeout=0.3)
+        await _notify(live, uid, "fourth")
+        assert (await client.event("notification"))["offset"] == base + 4
+        assert [e for e in client.events if e.get("event") == "notification"] == []
+    # A new socket is a new start: a stale epoch replays everything that is kept.
+    async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
+        stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
+        assert stale["recovered"] is False
+        kept = [await client.event("notification") for _ in range(4)]
+        assert [e["offset"] for e in kept] == [base + 1, base + 2, base + 3, base + 4]
 
 
 async def _notify(live: Live, user_id: str, title: str, body: str = "body") -> None:
@@ -234,14 +262,19 @@ async def test_per_user_connection_cap(settings_for: Any, backend: str) -> None:
         user = await register(f"http://{live}")
         url = f"ws://{live}/ws"
         async with ws_session(url, user["access_token"]), ws_session(url, user["access_token"]):
-            status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
-            assert (status, body["error"]["code"]) == (429, "too_many_connections")
+            closed = await _closed_at_handshake(url, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+            assert closed == (4029, "too_many_connections")
+            with pytest.raises(InvalidStatus) as info:
+                async with connect(url, additional_headers={"Authorization": f"Bearer {user['access_token']}"}):
+                    pass
+            assert info.value.response.status_code == 429
+            assert info.value.response.headers["Retry-After"] == "5"
         async with ws_session(url, user["access_token"]) as again:  # slots are given back on close
             assert (await again.command("ping"))["ok"]
 
 
 async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: Any, backend: str) -> None:
-    settings = settings_for(backend, outbound_queue_size=8)
+    settings = settings_for(backend, outbound_queue_size=8, close_timeout=60.0)  # this client reads again
     async with serving(settings) as live:
         user = await register(f"http://{live}")
         url = f"ws://{live}/ws"

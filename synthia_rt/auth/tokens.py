@@ -23,7 +23,7 @@ import jwt
 
 from synthia_rt.auth.principal import Principal
 from synthia_rt.auth.revocation import CutoffLoader, CutoffSaver, Revocation, SessionLoader
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, TokenRevoked
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.settings import Settings
 from synthia_rt.store import refresh_families
@@ -157,9 +157,9 @@ class TokenService:
         try:
             cutoff = await self.revocation.cutoff(user_id)
         except UserGone:
-            raise AppError(ErrorCode.TOKEN_INVALID) from None
+            raise TokenRevoked() from None
         if cutoff is not None and issued_at <= cutoff:
-            raise AppError(ErrorCode.TOKEN_INVALID)
+            raise TokenRevoked()
 
     async def _session_revoked(self, sid: str | None) -> bool:
         return sid is not None and await self.revocation.is_session_revoked(sid)
@@ -186,7 +186,7 @@ class TokenService:
             self._role(claims["sub"], str(role)),
         )
         if revoked or login_revoked:
-            raise AppError(ErrorCode.TOKEN_INVALID)
+            raise TokenRevoked()
         return Principal(
             user_id=claims["sub"],
             role=actual_role,

@@ -33,6 +33,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from synthia_rt.errors import CloseCode
+
 if TYPE_CHECKING:
     from synthia_rt.runtime import Runtime
 
@@ -42,6 +44,15 @@ PREFIX = "synthia"
 # Model calls take seconds; the first streamed partial should arrive well under one.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
 FIRST_PARTIAL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+# ``disconnects{code}`` values: the protocol's close codes plus the standard ones a peer or
+# uvicorn reports (1005 no status, 1006 abnormal, 1012 restart). A client chooses the code of
+# its own close frame, so anything else is counted as "other": clients cannot mint series.
+_KNOWN_CLOSE_CODES = frozenset(int(code) for code in CloseCode) | {1005, 1006, 1012}
+
+
+def close_label(code: int) -> str:
+    """The ``code`` label of ``synthia_disconnects_total`` for a close code."""
+    return str(code) if code in _KNOWN_CLOSE_CODES else "other"
 
 
 class Metrics:
@@ -73,7 +84,7 @@ class Metrics:
             registry=r,
         )
         self.rate_limited = Counter(
-            f"{PREFIX}_rate_limited", "Refusals by a rate limit (socket|login|analysis)", ["scope"],
+            f"{PREFIX}_rate_limited", "Refusals by a rate limit (socket|login|analysis|subscribe|quiz.start)", ["scope"],
             registry=r,
         )
         self.analyses = Counter(
@@ -108,6 +119,8 @@ class Metrics:
             registry=r,
         )
         self._task: asyncio.Task[None] | None = None
+
+    close_label = staticmethod(close_label)
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:

@@ -15,6 +15,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthia_rt.observability.logging import request_id
@@ -23,6 +24,7 @@ from synthia_rt.settings import Settings
 log = logging.getLogger("synthia_rt.access")
 
 REQUEST_ID_HEADER = "x-request-id"
+CLIENT_CLOSED = 499  # logged status of a request whose client left before the answer (nginx's)
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # a caller's id is kept only if harmless
 
 
@@ -60,6 +62,12 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # The client left mid-body: nobody to answer, nothing went wrong here. Swallowed
+            # before Starlette's error middleware would turn it into a 500 with a traceback.
+            if scope["type"] != "http":
+                raise
+            status = status or CLIENT_CLOSED
         finally:
             if scope["type"] == "http":
                 # The path only: a query string could carry something secret.

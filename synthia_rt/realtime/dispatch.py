@@ -7,6 +7,7 @@ join an analysis channel).
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthia_rt.broker.base import Position
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.limiter import rule
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel
 
@@ -31,6 +33,25 @@ def _analysis(session: Session) -> AnalysisService:
     return service
 
 
+@functools.lru_cache(maxsize=16)
+def _rule(text: str) -> Any:
+    return rule(text)
+
+
+async def _per_user(session: Session, limit: str, scope: str) -> None:
+    """Count one ``scope`` command against the user's shared limit (every node, every socket):
+    ``rate_limited`` with ``retry_after`` past it."""
+    try:
+        await session.runtime.need_limiter().hit(
+            _rule(limit), scope, session.principal.user_id, message=f"too many {scope} commands"
+        )
+    except AppError as error:
+        metrics = session.runtime.metrics
+        if error.code is ErrorCode.RATE_LIMITED and metrics is not None:
+            metrics.rate_limited.labels(scope).inc()
+        raise
+
+
 async def ping(session: Session, cmd: p.Ping) -> dict[str, Any]:
     return {"ts": time.time()}
 
@@ -44,6 +65,7 @@ async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> dict[str, Any]:
 
 
 async def subscribe(session: Session, cmd: p.Subscribe) -> None:
+    await _per_user(session, session.settings.subscribe_limit, "subscribe")
     channel = await session.authorize(cmd.channel)
     since = Position(cmd.since.offset, cmd.since.epoch) if cmd.since else None
     await session.subscribe(channel, since, command_id=cmd.id)
@@ -76,6 +98,7 @@ async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> dict[str, 
 
 
 async def quiz_start(session: Session, cmd: p.QuizStart) -> None:
+    await _per_user(session, session.settings.quiz_start_limit, "quiz.start")
     reply = await _analysis(session).quiz_start(session.principal, cmd.locale)
     channel = analysis_channel(str(reply["quiz_id"]))
     await session.subscribe(channel, None, command_id=cmd.id, reply_fields=reply, from_start=True)

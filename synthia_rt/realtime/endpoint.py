@@ -1,13 +1,27 @@
-"""The ``/ws`` handshake (origin, token, subprotocol, connection cap), then the session.
+"""The ``/ws`` handshake (origin, subprotocol, token, connection cap), then the session.
 
-Every refusal happens before ``accept`` as a plain HTTP answer with a JSON error body:
-403 foreign ``Origin``, 401 missing/invalid token, 400 a subprotocol list without ``synthia.v1``,
-429 too many sockets for this user, 503 while the node drains. Tokens are read from the subprotocol list (``bearer.<token>``) or the
+Protocol section 1. A browser never sees the HTTP status of a refused upgrade (only 1006), so a
+client that offered ``synthia.v1`` is told in a close code instead: the upgrade is accepted
+(selecting ``synthia.v1``), no frame is sent, and the socket is closed at once with
+
+* 4001 ``token_expired``; 4003 token missing, malformed, forged or not an access token;
+  4010 token revoked (logout, password change, block, deleted user);
+* 1013 when the handshake cannot be served right now (Redis/database down, node draining) —
+  a dependency failure is never reported as an authentication failure;
+* 4029 when the user already holds ``MAX_CONNECTIONS_PER_USER`` sockets.
+
+The close reason is the error code. A client that offered no subprotocol gets HTTP statuses
+instead (401, 429, 503 with ``Retry-After``) and a JSON error body. Before any of that, and
+whatever was offered: 403 for a foreign ``Origin``, 400 for a subprotocol list without
+``synthia.v1``. Tokens are read from the subprotocol list (``bearer.<token>``) or the
 ``Authorization`` header — never from the URL, and a ``token`` query parameter is ignored.
+
+Refusals are expected traffic: logged at INFO, without a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -16,13 +30,17 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from synthia_rt.auth.principal import Principal
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, CloseCode, ErrorCode, TokenRevoked
 from synthia_rt.observability.logging import request_id
 from synthia_rt.realtime.protocol import BEARER_PREFIX, SUBPROTOCOL
 from synthia_rt.realtime.session import Session
+from synthia_rt.realtime.transport import quiet_uvicorn_refusals
 from synthia_rt.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+quiet_uvicorn_refusals()
+
 
 def _bearer(websocket: WebSocket) -> str | None:
     for entry in websocket.scope.get("subprotocols", []):
@@ -35,16 +53,43 @@ def _bearer(websocket: WebSocket) -> str | None:
     return None
 
 
-async def _deny(websocket: WebSocket, error: AppError, status: int | None = None) -> None:
+async def _deny(websocket: WebSocket, error: AppError) -> None:
+    """An HTTP answer instead of the upgrade (clients that can read it: not browsers)."""
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     body = orjson.dumps({"error": error.to_dict()})
-    response = Response(body, status_code=status or error.status, media_type="application/json", headers=headers)
+    response = Response(body, status_code=error.status, media_type="application/json", headers=headers)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:  # servers without the denial extension can only say 403
         await websocket.close(1008)
+
+
+def close_code_for(error: AppError) -> int:
+    """The close code a ``synthia.v1`` client gets for a refused handshake."""
+    if isinstance(error, TokenRevoked):
+        return CloseCode.SESSION_REVOKED
+    if error.code is ErrorCode.TOKEN_EXPIRED:
+        return CloseCode.TOKEN_EXPIRED
+    if error.code is ErrorCode.TOO_MANY_CONNECTIONS:
+        return CloseCode.TOO_MANY_CONNECTIONS
+    if error.status == 401:  # unauthorized, token_invalid (forged, malformed, refresh token)
+        return CloseCode.UNAUTHORIZED
+    return CloseCode.TRY_AGAIN_LATER  # unavailable, internal: nothing the client did wrong
+
+
+async def _refuse(websocket: WebSocket, subprotocol: str | None, error: AppError) -> None:
+    code = close_code_for(error) if subprotocol == SUBPROTOCOL else error.status
+    log.info("socket refused: %s", error.code, extra={"code": str(error.code), "close": code})
+    if subprotocol != SUBPROTOCOL:
+        await _deny(websocket, error)
+        return
+    try:
+        await websocket.accept(subprotocol=subprotocol)
+        await websocket.close(code, reason=str(error.code))
+    except Exception:  # noqa: BLE001 - the client left during the handshake
+        pass
 
 
 def origin_allowed(websocket: WebSocket, runtime: Runtime) -> bool:
@@ -71,8 +116,9 @@ def _subprotocol(websocket: WebSocket) -> str | None:
 
 
 async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
-    if not origin_allowed(websocket, runtime):
-        raise AppError(ErrorCode.FORBIDDEN, "origin not allowed")
+    """The token's principal; auth errors as 401 ``AppError``s (``TokenRevoked`` for revoked
+    tokens), and ``unavailable`` when the token could not be checked (never a 401: a good token
+    is not discarded because Redis or the database blinked)."""
     token = _bearer(websocket)
     if token is None:
         raise AppError(ErrorCode.UNAUTHORIZED, "missing bearer token")
@@ -81,7 +127,12 @@ async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
     except AppError as error:
         if error.status == 401:
             raise
-        raise AppError(ErrorCode.TOKEN_INVALID) from None
+        raise AppError(ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1) from None
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. the database is down on a cutoff cache miss
+        log.warning("token check failed: %s", type(exc).__name__)
+        raise AppError(ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1) from None
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -95,24 +146,31 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
 async def _serve_socket(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     metrics = runtime.metrics
+    try:
+        if not origin_allowed(websocket, runtime):
+            raise AppError(ErrorCode.FORBIDDEN, "origin not allowed")
+        subprotocol = _subprotocol(websocket)
+    except AppError as error:  # always plain HTTP, before accept
+        log.info("socket refused: %s", error.code, extra={"code": str(error.code), "close": error.status})
+        await _deny(websocket, error)
+        return
     if runtime.draining:
-        await _deny(websocket, AppError(ErrorCode.UNAVAILABLE, "node is shutting down", retry_after=1))
+        await _refuse(websocket, subprotocol, AppError(ErrorCode.UNAVAILABLE, "node is shutting down", retry_after=1))
         return
     try:
         principal = await authenticate(websocket, runtime)
-        subprotocol = _subprotocol(websocket)
     except AppError as error:
-        await _deny(websocket, error)
+        await _refuse(websocket, subprotocol, error)
         return
     presence = runtime.need_hub().presence
     connection_id = uuid.uuid4().hex
     try:
         admitted = await presence.try_add(principal.user_id, connection_id)
     except AppError as error:
-        await _deny(websocket, error)
+        await _refuse(websocket, subprotocol, error)
         return
     if not admitted:
-        await _deny(websocket, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
+        await _refuse(websocket, subprotocol, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
         return
 
     session = Session(websocket, runtime, principal)
@@ -124,5 +182,5 @@ async def _serve_socket(websocket: WebSocket) -> None:
     finally:
         if metrics is not None:
             metrics.sockets_open.dec()
-            metrics.disconnects.labels(str(session.close_code)).inc()
+            metrics.disconnects.labels(metrics.close_label(session.close_code)).inc()
         presence.remove(connection_id)

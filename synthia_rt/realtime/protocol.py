@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from synthia_rt.errors import AppError, ErrorCode
 
@@ -21,8 +21,20 @@ SUBPROTOCOL = "synthia.v1"
 BEARER_PREFIX = "bearer."
 CHUNK_HEADER = struct.Struct(">16sQ")  # analysis UUID bytes, durable offset (unsigned BE)
 
+
+
+def _canonical_uuid(value: str) -> str:
+    """A UUID in its canonical form; anything ``uuid.UUID`` would refuse is a ``bad_request``
+    here, never an exception in a handler."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("not a UUID") from None
+
+
 PositiveId = Annotated[int, Field(gt=0, strict=True)]
-UUIDStr = Annotated[str, Field(pattern=r"^[0-9a-fA-F-]{32,36}$")]
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+UUIDStr = Annotated[str, Field(pattern=_UUID_PATTERN, json_schema_extra={"format": "uuid"}), AfterValidator(_canonical_uuid)]
 
 
 class _Model(BaseModel):

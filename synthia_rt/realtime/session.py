@@ -24,6 +24,7 @@ from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import BROADCAST, analysis_id_of, authorize, user_channel
 from synthia_rt.realtime.dispatch import dispatch
 from synthia_rt.realtime.ratelimit import TokenBucket
+from synthia_rt.realtime.transport import abort_later, abort_now
 
 if TYPE_CHECKING:
     from synthia_rt.runtime import Runtime
@@ -51,13 +52,20 @@ class IllegalTransition(RuntimeError):
 
 
 class _Subscription:
-    """Where this socket is in one channel; ``pending`` buffers live events during a replay."""
+    """Where this socket is in one channel; ``pending`` buffers live events during a replay.
 
-    __slots__ = ("offset", "epoch", "pending")
+    ``offset`` is the newest offset the client has (sent on this socket, or its ``since``);
+    ``first`` is the oldest offset sent on this socket in ``epoch``. Within one socket nothing
+    is lost or reordered, so every offset in ``first..offset`` already reached the client: a
+    later ``subscribe`` with an older ``since`` replays only what is outside that range.
+    """
+
+    __slots__ = ("offset", "epoch", "first", "pending")
 
     def __init__(self, offset: int = 0, epoch: str | None = None) -> None:
         self.offset = offset
         self.epoch = epoch  # None: accept the next event whatever its position (auto channels)
+        self.first: int | None = None
         self.pending: list[tuple[int, str, str]] | None = None
 
 
@@ -75,6 +83,7 @@ class Session:
         self._subs: dict[str, _Subscription] = {}
         self._out: deque[str] = deque()
         self._bucket = TokenBucket(self.settings.command_rate, self.settings.command_burst)
+        self._upload_bucket: TokenBucket | None = None  # made at the first binary frame
         self._strikes = 0
         self._timers: list[asyncio.TimerHandle] = []
         self._writer: asyncio.Task[None] | None = None
@@ -103,10 +112,22 @@ class Session:
         self._ensure_writer()
 
     async def _send_close(self) -> None:
+        """Send the close frame within ``CLOSE_TIMEOUT``, else abort the TCP connection.
+
+        A client that stopped reading (zero TCP window) never lets the close frame out, and
+        uvicorn would keep its connection open as long as the send buffer is not drained; after
+        the close is written the peer gets the same time to complete the closing handshake.
+        """
+        deadline = self.settings.close_timeout
         try:
-            await self.ws.close(self.close_code)
+            async with asyncio.timeout(deadline):
+                await self.ws.close(self.close_code)
+        except TimeoutError:
+            abort_now(self.ws)
+            return
         except Exception:  # noqa: BLE001 - the peer may already be gone
             pass
+        abort_later(self.ws, deadline)
 
     # --- outbound ------------------------------------------------------------------------
     # A plain deque and a writer task that exists only while frames are pending: an idle
@@ -154,8 +175,13 @@ class Session:
         if sub.pending is not None:
             sub.pending.append((offset, epoch, text))
             return
-        if sub.epoch == epoch and offset <= sub.offset:
-            return
+        if sub.epoch == epoch:
+            if offset <= sub.offset:
+                return
+            if sub.first is None or offset < sub.first:
+                sub.first = offset
+        else:
+            sub.first = offset
         sub.offset, sub.epoch = offset, epoch
         self.send(text)
 
@@ -165,10 +191,19 @@ class Session:
         self._move(State.OPEN)
         self.hub.register(self)
         try:
-            for channel in (user_channel(self.principal.user_id), BROADCAST):
-                self._subs[channel] = _Subscription()
+            # session.ready is always the first frame: events that reach the auto channels
+            # while they are joined wait in ``pending`` until it is queued.
+            auto = [user_channel(self.principal.user_id), BROADCAST]
+            for channel in auto:
+                sub = self._subs[channel] = _Subscription()
+                sub.pending = []
                 await self.hub.join(channel, self)
             self.send(self._ready_frame())
+            for channel in auto:
+                sub = self._subs[channel]
+                pending, sub.pending = sub.pending or [], None
+                for offset, epoch, text in pending:
+                    self.deliver(channel, offset, epoch, text)
             self._schedule_expiry()
             await self._read_loop()
         except BrokerUnavailable:
@@ -251,16 +286,16 @@ class Session:
     # --- inbound -------------------------------------------------------------------------
     async def _on_text(self, text: str) -> None:
         metrics = self.runtime.metrics
-        if len(text) > self.settings.max_message_bytes and len(text.encode()) > self.settings.max_message_bytes:
+        cap = self.settings.max_message_bytes
+        # The cap is in bytes: up to 4 per character, so only long frames need encoding.
+        if len(text) * 4 > cap and (len(text) > cap or len(text.encode()) > cap):
             self.close(CloseCode.MESSAGE_TOO_BIG, "text frame too large")
             return
         wait = self._bucket.take()
         if wait > 0:
-            self._strikes += 1
             if metrics is not None:
                 metrics.rate_limited.labels("socket").inc()
-            if self._strikes >= self.settings.rate_limit_strikes:
-                self.close(CloseCode.RATE_LIMITED, "rate limited")
+            if self._strike():
                 return
             error = AppError(ErrorCode.RATE_LIMITED, "too many commands", retry_after=wait)
             self.send(p.error_reply(_id_or_none(text), error))
@@ -286,10 +321,29 @@ class Session:
             if fields is not None:
                 self.send(p.ok_reply(command.id, fields))
 
+    def _strike(self) -> bool:
+        """Count one refused command or junk chunk; True when that closed the socket (4009)."""
+        self._strikes += 1
+        if self._strikes >= self.settings.rate_limit_strikes:
+            self.close(CloseCode.RATE_LIMITED, "rate limited")
+            return True
+        return False
+
     async def _on_binary(self, data: bytes) -> None:
         metrics = self.runtime.metrics
         if metrics is not None:
             metrics.frames_in.labels("binary").inc()
+        bucket = self._upload_bucket
+        if bucket is None:
+            bucket = self._upload_bucket = TokenBucket(self.settings.upload_frame_rate, self.settings.upload_frame_burst)
+        wait = bucket.take()
+        if wait > 0:  # refused before anything is parsed or read from the store
+            if metrics is not None:
+                metrics.rate_limited.labels("socket").inc()
+            if not self._strike():
+                error = AppError(ErrorCode.RATE_LIMITED, "too many upload chunks", retry_after=wait)
+                self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict()}))
+            return
         analysis = self.runtime.analysis
         analysis_id: uuid.UUID | None = None
         try:
@@ -297,8 +351,11 @@ class Session:
             if analysis is None:
                 raise AppError(ErrorCode.BAD_CHUNK, "uploads are not available")
             progress = await analysis.upload_chunk(self.principal, analysis_id, offset, payload)
+            self._strikes = 0
             self.send(p.direct_event("upload.progress", progress))
         except AppError as error:
+            if not error.temporary and self._strike():  # junk chunks in a row: 4009
+                return
             self.send(
                 p.direct_event(
                     "analysis.error",
@@ -354,10 +411,16 @@ class Session:
             fields = {**reply_fields}
         self.send(p.ok_reply(command_id, fields))
         pending, sub.pending = sub.pending, None
+        # Offsets this socket already sent in the current epoch: never sent twice.
+        sent = (sub.first, sub.offset) if sub.epoch == position.epoch and sub.first is not None else (1, 0)
+        if sub.epoch != position.epoch:
+            sub.first = None
         if since is not None:
             # The client says what it has: replay from there, even on a channel this socket
-            # already follows (a client may have lost frames it was sent before it reconnected).
+            # already follows (a reconnecting client catches up on its auto channels this way).
             sub.offset, sub.epoch = (since.offset if recovered else 0), position.epoch
+            if sent[0] <= sub.offset + 1 <= sent[1] + 1:  # contiguous with what was sent
+                sub.offset = max(sub.offset, sent[1])
         elif joined or sub.epoch is None:
             sub.offset, sub.epoch = position.offset, position.epoch
         # (an existing subscription without ``since`` keeps its place; buffered events follow)
@@ -365,9 +428,14 @@ class Session:
         for event in events:
             if event.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')):
                 replayed_outcome = True
+            if event.epoch == sub.epoch and sent[0] <= event.offset <= sent[1]:
+                sub.offset = max(sub.offset, event.offset)  # already sent on this socket
+                continue
             self.deliver(channel, event.offset, event.epoch, event.frame.decode())
         for offset, epoch, text in pending:
             self.deliver(channel, offset, epoch, text)
+        if sub.epoch == position.epoch and sent[0] <= sent[1]:
+            sub.offset = max(sub.offset, sent[1])
         analysis_id = analysis_id_of(channel)
         caught_up = since is not None and recovered and not from_start
         if analysis_id and not replayed_outcome and not caught_up and self.runtime.analysis is not None:

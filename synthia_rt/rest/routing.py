@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -87,8 +87,8 @@ class ApiRoute(Route):
                 if op.body is not None:
                     kwargs["body"] = await read_body(request, op.body)
                 return render(await handler(request, **kwargs), op.status)
-            except AppError:
-                raise  # the app's exception handler renders it
+            except (AppError, ClientDisconnect):
+                raise  # rendered by the app's exception handler / logged as 499 by the middleware
             except Exception as exc:  # noqa: BLE001 - answered as `internal`, logged with the trace
                 return internal_error(exc)
 

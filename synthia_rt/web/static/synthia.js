@@ -8,11 +8,16 @@
 export const SUBPROTOCOL = "synthia.v1";
 export const STAGES = ["uploading", "validating", "queued", "analyzing", "persisting", "done"];
 
-// Close codes after which reconnecting cannot help (protocol §7): normal end, frame too big
-// (a client bug), session revoked (logout, block, deletion).
-const FINAL_CLOSE_CODES = new Set([1000, 1009, 4010]);
-const TOKEN_EXPIRED = 4001;
+// Close codes after which reconnecting cannot help (protocol §1, §7): normal end, invalid
+// UTF-8 or frame too big (client bugs), token refused at the handshake (4003: missing, forged,
+// wrong type) and session revoked (4010: logout, block, deletion).
+const FINAL_CLOSE_CODES = new Set([1000, 1007, 1009, 4003, 4010]);
+// After these the user must sign in again: the client emits "revoked".
+const SIGN_OUT_CODES = new Set([4003, 4010]);
+const TOKEN_EXPIRED = 4001; // get a fresh token, then reconnect at once
 const RATE_LIMITED = 4009;
+const TOO_MANY_CONNECTIONS = 4029; // like 1013 (try again later): reconnect after a backoff
+const SLOW_DOWN_CODES = new Set([RATE_LIMITED, TOO_MANY_CONNECTIONS]);
 const HEADER_BYTES = 24; // 16-byte analysis UUID + 8-byte big-endian offset
 
 /** A refusal by the server (REST or socket) or by this client, as data. */
@@ -524,12 +529,13 @@ export class SynthiaClient {
     const final = this.state === "closed" || FINAL_CLOSE_CODES.has(code);
     this._emit("close", { code, reason, willReconnect: !final });
     if (final) {
-      if (code === 4010) this._emit("revoked", { code, reason });
+      if (SIGN_OUT_CODES.has(code)) this._emit("revoked", { code, reason });
       this._finish({ code, reason });
       return;
     }
-    // 4001: the token expired; a handshake refusal (1006 before ready) may be one too.
-    if (code === TOKEN_EXPIRED || !wasReady) this._needFreshToken = true;
+    // 4001: the token expired (at the handshake or later): refresh, then reconnect. 1013 and
+    // 4029 (and a 1006 before ready: the network) keep the token and back off.
+    if (code === TOKEN_EXPIRED) this._needFreshToken = true;
     this._scheduleReconnect(code);
   }
 
@@ -541,7 +547,7 @@ export class SynthiaClient {
     this._attempt += 1;
     // "Equal jitter": half fixed, half random, so a fleet of clients does not reconnect in step.
     let delay = cap / 2 + Math.random() * (cap / 2);
-    if (code === RATE_LIMITED) delay = Math.max(delay, 5000);
+    if (SLOW_DOWN_CODES.has(code)) delay = Math.max(delay, 5000);
     if (code === TOKEN_EXPIRED) delay = Math.min(delay, 250);
     this._timer = setTimeout(() => this._open(), delay);
   }
@@ -557,7 +563,7 @@ export class SynthiaClient {
   _closedError() {
     const code = this.closeInfo?.code;
     return new SynthiaError({
-      code: code === 4010 ? "session_revoked" : "closed",
+      code: code === 4010 ? "session_revoked" : code === 4003 ? "unauthorized" : "closed",
       message: this.closeInfo?.reason || "connection closed",
     });
   }

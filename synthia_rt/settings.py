@@ -90,6 +90,8 @@ class Settings:
     gemini_concurrency: int = 8  # model calls in flight per process
     max_analyses_per_user: int = 2  # concurrent
     upload_ttl: int = 3600  # seconds an incomplete upload is kept
+    analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
+    db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600
 

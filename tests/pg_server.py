@@ -2,7 +2,8 @@
 
 Never the shared server: outage tests own this one, in a temporary directory, on a free port,
 TCP on 127.0.0.1 only (no Unix socket), trust authentication, and tuned to start fast
-(``fsync=off``, small buffers). :meth:`PgServer.stop` is an immediate shutdown (like a crash:
+(``fsync=off``, small buffers; commits are still written before they return, so an
+immediate stop loses nothing committed). :meth:`PgServer.stop` is an immediate shutdown (like a crash:
 every connection drops at once); :meth:`PgServer.start` brings it back on the same port with
 its data, the way a database restarted by its supervisor comes back.
 
@@ -33,7 +34,6 @@ listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 shared_buffers = 16MB
 max_connections = 40

@@ -49,8 +49,13 @@ def error_response(error: AppError, headers: Mapping[str, str] | None = None) ->
 
 
 def internal_error(exc: BaseException) -> Response:
-    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    """The answer to an exception that is not an :class:`AppError`: ``unavailable`` (503) for
+    a database outage, else ``internal`` (500) with the trace in the log. Every route's
+    unexpected exception ends here, so the mapping is the same everywhere."""
     rid = request_id.get()
+    if faults.is_unavailable(exc):
+        return error_response(faults.unavailable(exc, f"request {rid}" if rid else "request"))
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     message = (
         f"An unexpected error occurred (request {rid})." if rid else "An unexpected error occurred."
     )
@@ -82,8 +87,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 async def _backend_error(request: Request, exc: Exception) -> Response:
     """Exceptions that may be a database outage: 503 if they are, else ``internal``."""
-    if faults.is_unavailable(exc):
-        return error_response(faults.unavailable(exc, f"{request.method} {request.url.path}"))
     return internal_error(exc)
 
 

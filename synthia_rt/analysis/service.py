@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 SWEEP_INTERVAL = 2.0  # mean seconds between sweeps (jittered): orphans are taken over this fast
+LEASE_POLL = 0.25  # seconds between looks at a lease this node waits for
 FULL_SWEEP_EVERY = 30  # sweeps; the others only look at rows younger than an upload's lifetime
 
 
@@ -72,6 +73,8 @@ class AnalysisService:
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
         self._suspects: set[str] = set()  # open rows seen without a lease by the last sweep
+        self._awaiting: set[str] = set()  # uploads whose lease this node waits to lapse
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -94,6 +97,8 @@ class AnalysisService:
         self._stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for watcher in list(self._watchers):
+            watcher.cancel()
         if hasattr(self, "launch"):  # start() may have failed before building it
             await self.launch.stop()
         await self.analyzer.close()
@@ -188,9 +193,31 @@ class AnalysisService:
         if meta is None:
             raise AppError(ErrorCode.NOT_FOUND, "No upload with this id (it may have expired).", field="analysis_id")
         offset = meta.size if meta.complete else await self.uploads.offset(user.user_id, aid)
-        if offset == meta.size and not meta.complete and not self._stopping:
-            await self._take_over(user.user_id, aid, meta)
+        if offset == meta.size and not meta.complete and not self._stopping and aid not in self._awaiting:
+            if not await self._take_over(user.user_id, aid, meta):
+                self._await_lease(user.user_id, aid, meta)
         return {"offset": offset, "size": meta.size}
+
+    def _await_lease(self, user_id: str, aid: str, meta: UploadMeta) -> None:
+        """Its client is back and asking: take the analysis over the moment its lease lapses
+        (if its node is alive the lease is renewed and this gives up), not at the next sweep."""
+        async def watch() -> None:
+            try:
+                give_up = asyncio.get_running_loop().time() + 2 * self.settings.analysis_lease
+                while await self.leases.held(aid):
+                    if asyncio.get_running_loop().time() > give_up:
+                        return
+                    await asyncio.sleep(LEASE_POLL)
+                await self._take_over(user_id, aid, meta)
+            except Exception as exc:  # noqa: BLE001 - the sweeper is still there
+                log.warning("analysis %s: take-over failed (%s)", aid, faults.describe(exc))
+            finally:
+                self._awaiting.discard(aid)
+
+        self._awaiting.add(aid)
+        task = asyncio.create_task(watch(), name=f"analysis-await-{aid}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     async def _take_over(self, user_id: str, aid: str, meta: UploadMeta) -> bool:
         """Run a fully uploaded analysis whose node is gone (its lease lapsed); True if started here."""

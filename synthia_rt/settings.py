@@ -175,6 +175,8 @@ class Settings:
     upload_rate_limit: str = "10/minute"  # POST /files/upload per user (limits syntax)
     upload_user_bytes: int = 64 * 1024 * 1024  # upload bytes one user may hold in the KV store
     upload_process_bytes: int = 256 * 1024 * 1024  # upload bytes one process holds in flight
+    analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
+    db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600
 

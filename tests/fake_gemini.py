@@ -6,7 +6,8 @@ It implements ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` and
 
 * ``Stream(text, pieces)``  — 200, the text split into ``pieces`` SSE chunks, usage on the last;
 * ``Status(code)``          — an error status with Google's JSON error body;
-* ``Stall(text, after)``    — 200, ``after`` chunks of the text, then silence until released;
+* ``Stall(text, after)``    — 200, ``after`` chunks of the text, then silence until released
+  (with ``resume=event``: until that event is set, then the rest of the text, finished);
 * ``Safety(where)``         — a safety block: ``finishReason: SAFETY`` on a candidate
   (``where="candidate"``) or ``promptFeedback.blockReason`` with no candidates (``"prompt"``).
 
@@ -45,6 +46,7 @@ class Stall:
     text: str
     after: int = 1  # chunks sent before going silent
     pieces: int = 4
+    resume: asyncio.Event | None = None  # set it to send the rest and finish normally
 
 
 @dataclass
@@ -182,7 +184,19 @@ class FakeGemini:
         for text in texts[: b.after]:
             writer.write(f"data: {json.dumps(_chunk(text))}\r\n\r\n".encode())
             await writer.drain()
-        await self._release.wait()
+        if b.resume is None:
+            await self._release.wait()
+            return
+        waits = [asyncio.ensure_future(b.resume.wait()), asyncio.ensure_future(self._release.wait())]
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
+        rest = texts[b.after:]
+        for i, text in enumerate(rest):
+            last = i == len(rest) - 1
+            chunk = _chunk(text, finish="STOP", usage=Stream("").usage) if last else _chunk(text)
+            writer.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
+            await writer.drain()
 
     async def _send(self, writer: asyncio.StreamWriter, chunks: list[dict[str, Any]], streaming: bool) -> None:
         if not streaming:

@@ -350,5 +350,5 @@ async def test_runs_orphaned_by_a_dead_node_are_ended(settings_for: Any) -> None
         assert await store.mark_running(orphan)  # as the dead node did, before it died
         assert await svc.sweep_abandoned(older_than=0) >= 1
         row = await store.get(orphan)
-        assert row is not None and (row["status"], row["error_code"]) == ("failed", "model_unavailable")
+        assert row is not None and (row["status"], row["error_code"]) == ("failed", "unavailable")
         assert "analysis.error" in names(await events(runtime, f"analysis:{orphan}"))

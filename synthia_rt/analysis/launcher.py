@@ -2,9 +2,10 @@
 
 Every way into the pipeline (socket upload, REST file, quiz, REST direct) goes through here:
 answer from the cache if possible (a finished row, committed, then published), else take a
-slot of the user's concurrency limit, insert the ``queued`` row, record the owner, and run
-the :class:`~synthia_rt.analysis.pipeline.Pipeline` in a supervised task that ``stop()``
-cancels (the pipeline then records the shutdown on the row).
+slot of the user's concurrency limit, insert the ``queued`` row, record the owner, take the
+analysis' lease (:mod:`~synthia_rt.analysis.claims`) and run the
+:class:`~synthia_rt.analysis.pipeline.Pipeline` in a supervised task that ``stop()`` cancels
+(the pipeline then records the shutdown on the row).
 """
 
 from __future__ import annotations
@@ -102,7 +103,13 @@ class Launcher:
         self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], digest: str, **job: Any
     ) -> asyncio.Task[Any]:
         await self.open(user, aid, kind, inputs, digest if kind == "facial" else None)
-        return self.spawn(Job(aid, user.user_id, kind, self.key(user.user_id, kind, digest), **job))
+        task = await self.run_claimed(Job(aid, user.user_id, kind, self.key(user.user_id, kind, digest), **job))
+        assert task is not None, "a new analysis id has no lease yet"
+        return task
+
+    async def run_claimed(self, job: Job) -> asyncio.Task[Any] | None:
+        """Run ``job`` here if this node takes its lease; None when another node holds it."""
+        return self.spawn(job) if await self.pipeline.leases.claim(job.id) else None
 
     def spawn(self, job: Job) -> asyncio.Task[Any]:
         task = asyncio.create_task(self.pipeline.run(job), name=f"analysis-{job.id}")
@@ -139,6 +146,7 @@ class Launcher:
             _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE)
             if pending:
                 log.error("%d analyses did not finish their shutdown bookkeeping", len(pending))
+        await self.pipeline.stop()
 
 
 def report(task: asyncio.Task[Any]) -> None:

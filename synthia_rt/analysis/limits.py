@@ -1,8 +1,9 @@
 """Per-user limit on concurrent analyses, shared by every node (a sorted set in the store).
 
 Each running analysis is a member of ``active:<user>`` scored with the instant it stops
-counting (a bound on its lifetime), so a node that died mid-analysis cannot hold a slot
-forever: expired members are pruned when counting. Acquire is add-then-count, so two
+counting: a lease of ``ANALYSIS_LEASE`` seconds that the running node's heartbeat renews (an
+upload in progress: ``UPLOAD_IDLE`` seconds, renewed by each chunk). A node that died stops
+renewing, so its slots are free again seconds later: expired members are pruned when counting. Acquire is add-then-count, so two
 racing starts can at worst both be refused — never both admitted past the limit.
 """
 
@@ -29,10 +30,14 @@ class ActiveSlots:
     def _key(user_id: str) -> str:
         return f"active:{user_id}"
 
+    @property
+    def _key_ttl(self) -> float:
+        return max(self.lifetime, UPLOAD_IDLE)  # the longest any member can count
+
     async def acquire(self, user_id: str, analysis_id: str, lifetime: float | None = None) -> None:
         key = self._key(user_id)
         now = time.time()
-        await self.kv.zadd(key, analysis_id, now + (lifetime or self.lifetime), ttl=self.lifetime)
+        await self.kv.zadd(key, analysis_id, now + (lifetime or self.lifetime), ttl=self._key_ttl)
         if await self.kv.zcount_above(key, now) > self.limit:
             await self.kv.zrem(key, analysis_id)
             raise AppError(
@@ -42,8 +47,8 @@ class ActiveSlots:
             )
 
     async def renew(self, user_id: str, analysis_id: str, lifetime: float | None = None) -> None:
-        """Keep holding a slot for ``lifetime`` more seconds (the whole run when None)."""
-        await self.kv.zadd(self._key(user_id), analysis_id, time.time() + (lifetime or self.lifetime), ttl=self.lifetime)
+        """Keep holding a slot for ``lifetime`` more seconds (one lease period when None)."""
+        await self.kv.zadd(self._key(user_id), analysis_id, time.time() + (lifetime or self.lifetime), ttl=self._key_ttl)
 
     async def release(self, user_id: str, analysis_id: str) -> None:
         await self.kv.zrem(self._key(user_id), analysis_id)

@@ -5,29 +5,46 @@
 ``analysis.error``. Whatever happens — an error, a cancel, a shutdown — the row leaves
 ``running`` (``failed``/``cancelled``), the user's slot is released and the raw bytes are
 gone. Cancellation is re-raised after that bookkeeping.
+
+Exactly one terminal event: the row's terminal transition is a conditional UPDATE (only from
+an open status), and only the caller that won it publishes — after also claiming the
+analysis' ending (:class:`~synthia_rt.analysis.claims.Endings`). While the database is
+unreachable the pipeline retries its writes with backoff for up to ``DB_RETRY_WINDOW``
+seconds; past that it tells the client ``unavailable`` (temporary) and a background task
+records the failure once the database is back (or another node's sweeper does, with the
+same reason, without publishing again).
+
+The run holds the analysis' lease (``run:<id>``); its watcher renews the lease and the user's
+slot every third of ``ANALYSIS_LEASE`` seconds, and obeys the shared cancel flag.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from synthia_rt.analysis.analyzer import Analyzer, AnalyzerOutput
 from synthia_rt.analysis.cache import ResultCache
+from synthia_rt.analysis.claims import Endings, Leases
 from synthia_rt.analysis.events import AnalysisEvents
 from synthia_rt.analysis.limits import ActiveSlots
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
+from synthia_rt.store import faults
 from synthia_rt.uploads.store import UploadMeta, UploadStore
 from synthia_rt.uploads.validate import ValidatedImage, sha256_hex
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CANCEL_POLL = 0.5  # seconds between checks of the shared cancel flag while running
 
@@ -45,6 +62,7 @@ class Job:
     file_id: uuid.UUID | None = None  # the REST file the image came from, dropped afterwards
     answers: dict[str, str] = field(default_factory=dict)  # chromatic
     started: float = field(default_factory=time.monotonic)
+    db_deadline: float | None = None  # when database retries stop (set at the first failure)
 
     @property
     def id(self) -> str:
@@ -63,6 +81,8 @@ class Pipeline:
         cache: ResultCache,
         uploads: UploadStore,
         slots: ActiveSlots,
+        leases: Leases,
+        endings: Endings,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -71,6 +91,9 @@ class Pipeline:
         self.cache = cache
         self.uploads = uploads
         self.slots = slots
+        self.leases = leases
+        self.endings = endings
+        self.recorders: set[asyncio.Task[None]] = set()  # failures to record once the database is back
         # Why a run was cancelled, set by whoever cancels it: "cancelled" (the owner asked);
         # a run cancelled with no reason recorded is a shutdown.
         self.reasons: dict[str, str] = {}
@@ -80,7 +103,7 @@ class Pipeline:
         events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id)
         runner = asyncio.current_task()
         assert runner is not None
-        watcher = asyncio.create_task(self._watch_cancel(job.id, runner), name=f"cancel-watch-{job.id}")
+        watcher = asyncio.create_task(self._watch(job, runner), name=f"cancel-watch-{job.id}")
         in_flight = self.metrics.analyses_in_flight if self.metrics is not None else None
         if in_flight is not None:
             in_flight.inc()
@@ -94,9 +117,13 @@ class Pipeline:
                 ended = AppError(ErrorCode.CANCELLED)
             else:
                 ended = AppError(ErrorCode.UNAVAILABLE, "The server stopped during the analysis; start it again.")
-            await self._fail(job, events, ended)
+            await self._fail(job, events, ended, patient=False)
             raise
-        except Exception:
+        except Exception as exc:
+            if faults.is_unavailable(exc):  # a database call outside the retried ones
+                down = faults.unavailable(exc, f"analysis {job.id}")
+                await self._fail(job, events, down)
+                return down
             log.exception("analysis %s crashed", job.id)
             crashed = AppError(ErrorCode.INTERNAL)
             await self._fail(job, events, crashed)
@@ -115,7 +142,7 @@ class Pipeline:
         await events.progress("queued")
         if await self.kv.exists(cancel_key(job.id)):
             raise AppError(ErrorCode.CANCELLED)
-        if not await store.mark_running(job.analysis_id):
+        if not await self._db(job, lambda: store.mark_running(job.analysis_id), "start"):
             raise AppError(ErrorCode.CANCELLED)  # cancelled while queued
         await events.progress("analyzing")
         if job.kind == "facial":
@@ -129,7 +156,7 @@ class Pipeline:
 
     async def _validate(self, job: Job) -> ValidatedImage:
         if job.upload is not None:
-            data = await self.uploads.finish(job.upload)
+            data = await self.uploads.read(job.upload)  # kept until the run ends: another node may rerun it
             if data is None or len(data) != job.upload.size:
                 raise AppError(ErrorCode.INVALID_IMAGE, "The upload expired before it could be checked.")
             expected: str | None = job.upload.sha256
@@ -144,53 +171,106 @@ class Pipeline:
     async def _persist(self, job: Job, events: AnalysisEvents, output: AnalyzerOutput) -> dict[str, Any]:
         await events.progress("persisting")
         duration_ms = int((time.monotonic() - job.started) * 1000)
-        done = await store.mark_done(
+        done = await self._db(job, lambda: store.mark_done(
             job.analysis_id, result=output.result, usage=output.usage, duration_ms=duration_ms, model=output.model
-        )
+        ), "record the result")
         if not done:
-            raise AppError(ErrorCode.CANCELLED)  # a cancel won the race to the row
+            raise AppError(ErrorCode.CANCELLED)  # a cancel (or a sweeper) won the race to the row
         await self.cache.set("analysis", job.cache_key, {"result": output.result, "model": output.model, "usage": output.usage})
-        row = await store.get(job.analysis_id)
-        assert row is not None
-        payload = store.result_payload(row)
-        await events.result(payload)
+        payload = store.result_payload({
+            "id": job.analysis_id, "kind": job.kind, "result": output.result, "cached": False,
+            "model": output.model, "usage": output.usage, "duration_ms": duration_ms,
+        })
+        if await self.endings.claim(job.id, None):
+            await events.result(payload)
         self._count(job.kind, "done", output.usage)
         return payload
 
-    async def _fail(self, job: Job, events: AnalysisEvents, err: AppError) -> None:
+    async def _db(self, job: Job, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """A database write of this run, retried through an outage until the run's deadline."""
+        def give_up_at() -> float:
+            if job.db_deadline is None:
+                job.db_deadline = time.monotonic() + self.settings.db_retry_window
+            return job.db_deadline
+
+        return await faults.retrying(call, give_up_at, f"analysis {job.id}: {what}")
+
+    async def _fail(self, job: Job, events: AnalysisEvents, err: AppError, *, patient: bool = True) -> None:
+        """Record ``err`` on the row and, if this call ended the analysis, publish it.
+
+        ``patient=False`` (cancel, shutdown): one attempt, no retrying through an outage.
+        """
         status = "cancelled" if err.code == ErrorCode.CANCELLED else "failed"
+
+        def mark() -> Awaitable[bool]:
+            return store.mark_failed(job.analysis_id, status=status, code=str(err.code), message=err.message)
+
+        if not patient:
+            job.db_deadline = time.monotonic()
         try:
-            changed = await store.mark_failed(job.analysis_id, status=status, code=str(err.code), message=err.message)
-        except Exception:  # noqa: BLE001 - the database may be the reason we are failing
-            log.exception("could not record the failure of analysis %s", job.id)
-            changed = True  # still tell the client
-        if changed:
+            changed = await self._db(job, mark, f"record {err.code}")
+        except Exception as exc:  # noqa: BLE001 - AppError: still unreachable after the window
+            if not isinstance(exc, AppError):
+                log.exception("could not record the failure of analysis %s", job.id)
+            # Tell the client now, record the row when the database is back.
+            if await self.endings.claim(job.id, err):
+                await events.error(err)
+                self._count(job.kind, status, {})
+            self._record_later(job.id, mark)
+            return
+        if changed and await self.endings.claim(job.id, err):
             await events.error(err)
             self._count(job.kind, status, {})
 
+    def _record_later(self, analysis_id: str, mark: Callable[[], Awaitable[bool]]) -> None:
+        async def record() -> None:
+            try:
+                await faults.retrying(mark, lambda: math.inf, f"analysis {analysis_id}: record the failure later",
+                                      first_delay=1.0, max_delay=10.0)
+            except Exception:  # noqa: BLE001 - the sweeper ends it (with the told reason)
+                log.warning("analysis %s: could not record its failure", analysis_id, exc_info=True)
+
+        task = asyncio.create_task(record(), name=f"analysis-record-{analysis_id}")
+        self.recorders.add(task)
+        task.add_done_callback(self.recorders.discard)
+
+    async def stop(self) -> None:
+        """Stop recording failures in the background (another node's sweeper takes over)."""
+        for task in list(self.recorders):
+            task.cancel()
+        if self.recorders:
+            await asyncio.wait(list(self.recorders), timeout=1.0)
+
     async def _cleanup(self, job: Job) -> None:
-        """Release the slot and drop inputs; runs even when cancelled, errors only logged."""
+        """Release the slot and the lease, drop inputs; runs even when cancelled, errors only logged."""
         try:
             await self.slots.release(job.user_id, job.id)
             if job.upload is not None:
-                await self.uploads.discard_data(job.user_id, job.id)
+                await self.uploads.close(job.upload)  # before the lease goes: nobody reruns it
+            await self.leases.release(job.id)
             if job.file_id is not None:
                 await self.kv.delete(f"file:{job.user_id}:{job.file_id}")
                 await store.delete_image(job.file_id)
-        except Exception:  # noqa: BLE001 - TTLs bound what a failed cleanup leaves behind
-            log.warning("cleanup of analysis %s incomplete", job.id, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - TTLs bound what a failed cleanup leaves behind
+            log.warning("cleanup of analysis %s incomplete (%s)", job.id, faults.describe(exc))
 
-    async def _watch_cancel(self, analysis_id: str, runner: asyncio.Task[Any]) -> None:
-        """Cancel this node's run when the owner cancelled it from any node (a kv flag)."""
+    async def _watch(self, job: Job, runner: asyncio.Task[Any]) -> None:
+        """Renew the lease and the slot (heartbeat); cancel this node's run when the owner
+        cancelled it from any node (a kv flag)."""
+        beat_every = max(1, int(self.settings.analysis_lease / 3 / CANCEL_POLL))
+        ticks = 0
         while True:
             await asyncio.sleep(CANCEL_POLL)
+            ticks += 1
             try:
-                flagged = await self.kv.exists(cancel_key(analysis_id))
-            except Exception:  # noqa: BLE001 - keep watching through a blip
-                log.warning("cancel flag check failed", exc_info=True)
+                if ticks % beat_every == 0:
+                    await asyncio.gather(self.leases.renew(job.id), self.slots.renew(job.user_id, job.id))
+                flagged = await self.kv.exists(cancel_key(job.id))
+            except Exception as exc:  # noqa: BLE001 - keep watching through a blip
+                log.warning("analysis %s: heartbeat or cancel check failed (%s)", job.id, faults.describe(exc))
                 continue
             if flagged:
-                self.reasons[analysis_id] = "cancelled"
+                self.reasons[job.id] = "cancelled"
                 runner.cancel()
                 return
 

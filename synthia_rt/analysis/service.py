@@ -6,6 +6,14 @@ It checks each request, then hands over to the parts: the upload store (chunks),
 the :class:`~synthia_rt.analysis.quiz_flow.QuizFlow`. Every piece of state a second node
 might need — upload bytes, quiz answers, cancel flags, owners, slots, cache — is in the
 shared store; only the running tasks are local.
+
+Every public method maps a database outage to ``AppError(UNAVAILABLE)``
+(:func:`synthia_rt.store.faults.guard`): the socket session and REST both answer it as a
+temporary refusal, never as ``internal``.
+
+Any node can finish what another started: a fully uploaded analysis that no node runs (its
+node died after the last chunk) is claimed — through its lease — by ``upload.status`` on any
+node or by the sweeper, which runs every couple of seconds on every node.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +31,7 @@ from typing import Any
 from synthia_rt.analysis import quiz
 from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
 from synthia_rt.analysis.cache import ResultCache
+from synthia_rt.analysis.claims import Endings, Leases
 from synthia_rt.analysis.events import channel_of, error_payload
 from synthia_rt.analysis.launcher import Launcher, report
 from synthia_rt.analysis.limits import UPLOAD_IDLE, ActiveSlots
@@ -33,15 +43,18 @@ from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.limiter import rule
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
+from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import utcnow
-from synthia_rt.uploads.store import UploadStore, new_meta
+from synthia_rt.uploads.store import UploadMeta, UploadStore, new_meta
 from synthia_rt.uploads.validate import MIME, ValidatedImage, sha256_hex
 
 log = logging.getLogger(__name__)
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-SWEEP_INTERVAL = 60.0  # seconds between sweeps for abandoned uploads
+SWEEP_INTERVAL = 2.0  # mean seconds between sweeps (jittered): orphans are taken over this fast
+LEASE_POLL = 0.25  # seconds between looks at a lease this node waits for
+FULL_SWEEP_EVERY = 30  # sweeps; the others only look at rows younger than an upload's lifetime
 
 
 def _bad(field: str, message: str) -> AppError:
@@ -62,6 +75,9 @@ class AnalysisService:
         self.analyzer: Analyzer = create_analyzer(self.settings, runtime.metrics)
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
+        self._suspects: set[str] = set()  # open rows seen without a lease by the last sweep
+        self._awaiting: set[str] = set()  # uploads whose lease this node waits to lapse
+        self._watchers: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -70,9 +86,10 @@ class AnalysisService:
         self.cache = ResultCache(kv, s, self.runtime.metrics)
         self.uploads = UploadStore(kv, s.upload_ttl, s)
         self.upload_rule = rule(s.upload_rate_limit)
-        lifetime = s.upload_ttl + (s.gemini_retries + 1) * s.gemini_timeout * 4 + 60
-        self.slots = ActiveSlots(kv, s.max_analyses_per_user, lifetime)
-        self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots)
+        self.slots = ActiveSlots(kv, s.max_analyses_per_user, s.analysis_lease)
+        self.leases = Leases(kv, self.runtime.node_id, s.analysis_lease)
+        self.endings = Endings(kv, max(s.history_ttl, s.upload_ttl))
+        self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots, self.leases, self.endings)
         self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
         await self.analyzer.start()
@@ -84,6 +101,8 @@ class AnalysisService:
         self._stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        for watcher in list(self._watchers):
+            watcher.cancel()
         if hasattr(self, "launch"):  # start() may have failed before building it
             await self.launch.stop()
         await self.analyzer.close()
@@ -93,6 +112,7 @@ class AnalysisService:
             raise AppError(ErrorCode.UNAVAILABLE, "This node is shutting down; reconnect and retry.")
 
     # -- facial analysis over the socket -------------------------------------------------------
+    @faults.guard
     async def start_analysis(
         self,
         user: Principal,
@@ -148,6 +168,7 @@ class AnalysisService:
         await self.uploads.user_bytes.refund(user.user_id, len(data))  # the run deletes the file
         return {**reply, "cached": False}
 
+    @faults.guard
     async def upload_chunk(self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes) -> dict[str, Any]:
         """Store one chunk; returns the ``upload.progress`` fields for the uploading socket.
 
@@ -162,18 +183,61 @@ class AnalysisService:
         meta, length = await self.uploads.append(user.user_id, aid, offset, payload)
         complete = length == meta.size
         await self.slots.renew(user.user_id, aid, None if complete else UPLOAD_IDLE)
-        if complete:  # append_at is atomic: exactly one chunk completes an upload
-            self.launch.spawn(Job(analysis_id, user.user_id, "facial", self.launch.key(user.user_id, "facial", meta.sha256), upload=meta))
+        if complete:  # append_at is atomic: exactly one chunk completes an upload; the lease, one run
+            await self.launch.run_claimed(self._upload_job(user.user_id, aid, meta))
         return {"analysis_id": aid, "offset": length, "size": meta.size}
 
+    def _upload_job(self, user_id: str, aid: str, meta: UploadMeta) -> Job:
+        return Job(uuid.UUID(aid), user_id, "facial", self.launch.key(user_id, "facial", meta.sha256), upload=meta)
+
+    @faults.guard
     async def upload_status(self, user: Principal, analysis_id: uuid.UUID | str) -> dict[str, int]:
+        """Where the upload stands; a complete upload that no node runs is started here."""
         aid = str(_parse_id(analysis_id))
         meta = await self.uploads.meta(user.user_id, aid)
         if meta is None:
             raise AppError(ErrorCode.NOT_FOUND, "No upload with this id (it may have expired).", field="analysis_id")
         offset = meta.size if meta.complete else await self.uploads.offset(user.user_id, aid)
+        if offset == meta.size and not meta.complete and not self._stopping and aid not in self._awaiting:
+            if not await self._take_over(user.user_id, aid, meta):
+                self._await_lease(user.user_id, aid, meta)
         return {"offset": offset, "size": meta.size}
 
+    def _await_lease(self, user_id: str, aid: str, meta: UploadMeta) -> None:
+        """Its client is back and asking: take the analysis over the moment its lease lapses
+        (if its node is alive the lease is renewed and this gives up), not at the next sweep."""
+        async def watch() -> None:
+            try:
+                give_up = asyncio.get_running_loop().time() + 2 * self.settings.analysis_lease
+                while await self.leases.held(aid):
+                    if asyncio.get_running_loop().time() > give_up:
+                        return
+                    await asyncio.sleep(LEASE_POLL)
+                await self._take_over(user_id, aid, meta)
+            except Exception as exc:  # noqa: BLE001 - the sweeper is still there
+                log.warning("analysis %s: take-over failed (%s)", aid, faults.describe(exc))
+            finally:
+                self._awaiting.discard(aid)
+
+        self._awaiting.add(aid)
+        task = asyncio.create_task(watch(), name=f"analysis-await-{aid}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _take_over(self, user_id: str, aid: str, meta: UploadMeta) -> bool:
+        """Run a fully uploaded analysis whose node is gone (its lease lapsed); True if started here."""
+        if aid in self.launch.tasks or not await self.leases.claim(aid):
+            return False
+        row = await store.get(aid)
+        if row is None or row["status"] not in store.OPEN:  # it ended meanwhile
+            await self.leases.release(aid)
+            return False
+        await self.slots.renew(user_id, aid)  # its slot, held again by this node's heartbeat
+        log.info("analysis %s: taken over by this node (its node stopped)", aid)
+        self.launch.spawn(self._upload_job(user_id, aid, meta))
+        return True
+
+    @faults.guard
     async def cancel(self, user: Principal, analysis_id: uuid.UUID | str) -> None:
         aid = _parse_id(analysis_id)
         key = str(aid)
@@ -192,24 +256,33 @@ class AnalysisService:
             await self.uploads.discard(user.user_id, key)
             await self._end_unstarted(aid, user.user_id, AppError(ErrorCode.CANCELLED), "cancelled")
 
-    async def _end_unstarted(self, aid: uuid.UUID, user_id: str, err: AppError, status: str) -> None:
-        if await store.mark_failed(aid, status=status, code=str(err.code), message=err.message):
-            await self.slots.release(user_id, str(aid))
+    async def _end_unstarted(self, aid: uuid.UUID, user_id: str, err: AppError, status: str) -> bool:
+        """End an analysis no node runs; only the caller whose UPDATE ended it, and that is
+        first to claim its ending, publishes (one terminal event per analysis)."""
+        if not await store.mark_failed(aid, status=status, code=str(err.code), message=err.message):
+            return False
+        await self.slots.release(user_id, str(aid))
+        if await self.endings.claim(str(aid), err):
             await self.launch.events(str(aid), user_id).error(err)
+        return True
 
     # -- the colour quiz (state and scoring in quiz_flow) ----------------------------------------
+    @faults.guard
     async def quiz_start(self, user: Principal, locale: str | None = None) -> dict[str, Any]:
         self._refuse_when_stopping()
         return await self.quiz.start(user, locale)
 
+    @faults.guard
     async def quiz_answer(self, user: Principal, quiz_id: str, question: str, answer: str) -> dict[str, Any]:
         return await self.quiz.answer(user, quiz_id, question, answer)
 
+    @faults.guard
     async def quiz_submit(self, user: Principal, quiz_id: str) -> dict[str, Any]:
         self._refuse_when_stopping()
         return await self.quiz.submit(user, quiz_id)
 
     # -- REST compatibility: the same pipeline, awaited -------------------------------------------
+    @faults.guard
     async def analyze_image_now(self, user: Principal, data: bytes) -> dict[str, Any]:
         """Validate and analyse ``data``; returns the ``analysis.result`` payload or raises."""
         self._refuse_when_stopping()
@@ -224,6 +297,7 @@ class AnalysisService:
         task = await self.launch.start_job(user, aid, "facial", inputs, sha, raw=data, sha256=sha)
         return _outcome(await asyncio.shield(task))
 
+    @faults.guard
     async def analyze_answers_now(self, user: Principal, answers: dict[str, str]) -> dict[str, Any]:
         self._refuse_when_stopping()
         for question, answer in answers.items():
@@ -256,6 +330,7 @@ class AnalysisService:
         finally:
             await self.slots.release(user.user_id, str(file_id))
 
+    @faults.guard
     async def store_file(self, user: Principal, data: bytes, file_id: uuid.UUID | None = None) -> dict[str, Any]:
         """Validate an image uploaded over REST and keep it (cleaned) for a later analysis."""
         s = self.settings
@@ -274,12 +349,14 @@ class AnalysisService:
                 "expires_at": expires.isoformat()}
 
     # -- what the session and the rest of the house ask -------------------------------------------
+    @faults.guard
     async def owner_of(self, analysis_id: str) -> str | None:
         raw = await self.runtime.need_kv().get(f"owner:{analysis_id}")
         if raw is not None:
             return raw.decode()
         return await store.owner(analysis_id)
 
+    @faults.guard
     async def final_result(self, analysis_id: str) -> dict[str, Any] | None:
         """The outcome of a finished analysis, from the database, for re-delivery on subscribe:
         an ``analysis.result`` payload, an ``analysis.error`` payload for a failed or cancelled
@@ -310,40 +387,75 @@ class AnalysisService:
         await store.delete_user_images(user_id)
 
     # -- housekeeping ---------------------------------------------------------------------------
-    async def sweep_abandoned(self, older_than: float | None = None) -> int:
-        """End analyses nobody will finish: queued ones whose upload expired, and running ones
-        whose node died (older than the run budget and not running on this node)."""
-        age = self.settings.upload_ttl + 60 if older_than is None else older_than
+    async def sweep_abandoned(self, older_than: float | None = None, full: bool = True) -> int:
+        """End or take over open analyses that no node runs (no lease, not running here).
+
+        * fully uploaded, not running anywhere → run it here (``_take_over``);
+        * still uploading → left alone; its upload expired → ``cancelled``;
+        * its node died (running, or a queued REST/quiz run) → ``failed`` ``unavailable``, or
+          with the reason its client was already told (without publishing again).
+
+        A running row is acted on only when the previous sweep also saw it without a lease
+        (a Redis restart loses every lease for a moment; heartbeats restore them). A given
+        ``older_than`` (tests, operators) skips every grace period. ``full=False`` only looks
+        at rows younger than an upload's lifetime (the frequent sweep).
+        """
+        s = self.settings
+        forced = older_than is not None
+        now = utcnow()
+        expired_before = now - timedelta(seconds=s.upload_ttl + 60 if older_than is None else older_than)
+        created_before = now - timedelta(seconds=0 if forced else s.analysis_lease)
+        created_after = None if full else now - timedelta(seconds=s.upload_ttl + 600)
+        suspects, self._suspects = self._suspects, set()
         swept = 0
-        for aid, user_id in await store.stale_queued(utcnow() - timedelta(seconds=age)):
-            if str(aid) in self.launch.tasks or await self.uploads.meta(user_id, str(aid)) is not None:
-                continue  # still running here, or still uploading
-            err = AppError(ErrorCode.CANCELLED, "The upload expired before it completed.")
-            await self._end_unstarted(aid, user_id, err, "cancelled")
-            swept += 1
-        # A run longer than its whole retry budget has no live node behind it (a node that
-        # crashed cannot mark its rows): end it so no analysis stays `running` forever.
-        budget = self.run_budget() if older_than is None else older_than
-        for aid, user_id in await store.stale_running(utcnow() - timedelta(seconds=budget)):
-            if str(aid) in self.launch.tasks:
+        for row in await store.open_rows(created_before, created_after):
+            aid, user_id = str(row["id"]), str(row["user"])
+            if aid in self.launch.tasks or await self.leases.held(aid):
                 continue
-            err = AppError(ErrorCode.MODEL_UNAVAILABLE, "The node running this analysis stopped; start it again.")
-            await self._end_unstarted(aid, user_id, err, "failed")
-            swept += 1
+            meta = await self.uploads.meta(user_id, aid)
+            if meta is not None and not meta.complete:
+                if await self.uploads.offset(user_id, aid) != meta.size:
+                    continue  # still uploading (the client resumes on any node)
+                if row["status"] == "queued" or forced or aid in suspects:
+                    swept += await self._take_over(user_id, aid, meta)
+                else:
+                    self._suspects.add(aid)
+                continue
+            if row["status"] == "queued" and meta is None and _socket_upload(row):
+                if row["created_at"] < expired_before:
+                    err = AppError(ErrorCode.CANCELLED, "The upload expired before it completed.")
+                    swept += await self._end_unstarted(row["id"], user_id, err, "cancelled")
+                continue
+            if not forced and aid not in suspects:
+                self._suspects.add(aid)
+                continue
+            err = await self.endings.told(aid) or AppError(
+                ErrorCode.UNAVAILABLE, "The node running this analysis stopped; start it again."
+            )
+            swept += await self._end_unstarted(row["id"], user_id, err, "cancelled" if err.code == ErrorCode.CANCELLED else "failed")
         return swept
 
-    def run_budget(self) -> float:
-        """Longest a healthy run can take: every attempt idling to its timeout, plus slack."""
-        s = self.settings
-        return (s.gemini_retries + 1) * s.gemini_timeout * 4 + 60
-
     async def _sweep_loop(self) -> None:
+        rounds = 0
+        failing = False
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(SWEEP_INTERVAL * (0.5 + random.random()))  # noqa: S311 - jitter only
+            rounds += 1
             try:
-                await self.sweep_abandoned()
-            except Exception:  # noqa: BLE001 - try again next round
-                log.warning("sweep for abandoned analyses failed", exc_info=True)
+                await self.sweep_abandoned(full=rounds % FULL_SWEEP_EVERY == 0)
+            except Exception as exc:  # noqa: BLE001 - try again next round
+                if not failing:
+                    log.warning("sweep for abandoned analyses failed (%s); retrying every few seconds", faults.describe(exc))
+                failing = True
+            else:
+                if failing:
+                    log.warning("sweep for abandoned analyses works again")
+                failing = False
+
+
+def _socket_upload(row: dict[str, Any]) -> bool:
+    inputs = row["inputs"] if isinstance(row["inputs"], dict) else {}
+    return "size" in inputs and "via" not in inputs
 
 
 def _outcome(result: dict[str, Any] | AppError) -> dict[str, Any]:

@@ -400,6 +400,8 @@ class Session:
                 position, events, recovered = history.position, history.events, history.recovered
             else:
                 position, events, recovered = await broker.position(channel), [], False
+            # Read before replying, so a failure is this command's only reply (never ok, then error).
+            final = await self._final_outcome(channel, events, since is not None and recovered and not from_start)
         except BaseException:
             sub.pending = None
             if joined:
@@ -424,10 +426,7 @@ class Session:
         elif joined or sub.epoch is None:
             sub.offset, sub.epoch = position.offset, position.epoch
         # (an existing subscription without ``since`` keeps its place; buffered events follow)
-        replayed_outcome = False
         for event in events:
-            if event.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')):
-                replayed_outcome = True
             if event.epoch == sub.epoch and sent[0] <= event.offset <= sent[1]:
                 sub.offset = max(sub.offset, event.offset)  # already sent on this socket
                 continue
@@ -436,13 +435,18 @@ class Session:
             self.deliver(channel, offset, epoch, text)
         if sub.epoch == position.epoch and sent[0] <= sent[1]:
             sub.offset = max(sub.offset, sent[1])
+        if final is not None:
+            name = str(final.pop("event", "analysis.result"))
+            self.send(p.direct_event(name, {"channel": channel, **final}))
+
+    async def _final_outcome(self, channel: str, events: list[Any], caught_up: bool) -> dict[str, Any] | None:
+        """The finished analysis' outcome to re-deliver, unless the replayed history holds it."""
         analysis_id = analysis_id_of(channel)
-        caught_up = since is not None and recovered and not from_start
-        if analysis_id and not replayed_outcome and not caught_up and self.runtime.analysis is not None:
-            final = await self.runtime.analysis.final_result(analysis_id)
-            if final is not None:
-                name = str(final.pop("event", "analysis.result"))
-                self.send(p.direct_event(name, {"channel": channel, **final}))
+        if not analysis_id or caught_up or self.runtime.analysis is None:
+            return None
+        if any(e.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')) for e in events):
+            return None
+        return await self.runtime.analysis.final_result(analysis_id)
 
     async def unsubscribe(self, channel: str) -> None:
         if self._subs.pop(channel, None) is not None:

@@ -1,7 +1,9 @@
 """Turning refusals into ``{"error": {"code", "message"[, "field", "retry_after"]}}`` responses.
 
-Only :class:`AppError` content reaches a client. Anything else becomes ``internal`` with the
-request id (the details go to the log), never a stack trace or exception text.
+Only :class:`AppError` content reaches a client. A database outage (a lost or refused
+connection, see :mod:`synthia_rt.store.faults`) becomes ``unavailable`` — 503 with
+``Retry-After`` and one WARNING line — on every route alike. Anything else becomes ``internal``
+with the request id (the details go to the log), never a stack trace or exception text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.responses import Response
 
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.observability.logging import request_id
+from synthia_rt.store import faults
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,13 @@ def error_response(error: AppError, headers: Mapping[str, str] | None = None) ->
 
 
 def internal_error(exc: BaseException) -> Response:
-    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
+    """The answer to an exception that is not an :class:`AppError`: ``unavailable`` (503) for
+    a database outage, else ``internal`` (500) with the trace in the log. Every route's
+    unexpected exception ends here, so the mapping is the same everywhere."""
     rid = request_id.get()
+    if faults.is_unavailable(exc):
+        return error_response(faults.unavailable(exc, f"request {rid}" if rid else "request"))
+    log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     message = (
         f"An unexpected error occurred (request {rid})." if rid else "An unexpected error occurred."
     )
@@ -77,9 +85,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return internal_error(exc)
 
 
+async def _backend_error(request: Request, exc: Exception) -> Response:
+    """Exceptions that may be a database outage: 503 if they are, else ``internal``."""
+    return internal_error(exc)
+
+
 def exception_handlers() -> dict[Any, Callable[[Request, Exception], Any]]:
+    # The outage classes get their own handlers (not the catch-all ``Exception`` one, which
+    # Starlette runs in ServerErrorMiddleware and then re-raises for the server to log).
     return {
         AppError: _app_error,
         HTTPException: _http_error,
+        **{cls: _backend_error for cls in faults.CANDIDATES},
         Exception: _unexpected,
     }

@@ -73,7 +73,8 @@ async def _transition(analysis_id: uuid.UUID, allowed: tuple[str, ...], values: 
 
 
 async def mark_running(analysis_id: uuid.UUID) -> bool:
-    return await _transition(analysis_id, ("queued",), {Analysis.status: "running", Analysis.started_at: utcnow()})
+    """Also from ``running``: a node that took over a dead node's run (it holds the lease)."""
+    return await _transition(analysis_id, OPEN, {Analysis.status: "running", Analysis.started_at: utcnow()})
 
 
 async def mark_done(
@@ -117,6 +118,24 @@ async def owner(analysis_id: str | uuid.UUID) -> str | None:
         return None
     row = await Analysis.select(Analysis.user).where(Analysis.id == aid).first().run()
     return str(row["user"]) if row else None
+
+
+async def open_rows(created_before: datetime, created_after: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """Open (queued or running) rows created in (``created_after``, ``created_before``), oldest
+    first, for the sweeper: ``id``, ``user``, ``status``, ``created_at``, ``inputs``. The lower
+    bound keeps the frequent sweep a range scan of the ``created_at`` index."""
+    where = Analysis.status.is_in(list(OPEN)) & (Analysis.created_at < created_before)
+    if created_after is not None:
+        where = where & (Analysis.created_at > created_after)
+    rows: list[dict[str, Any]] = (
+        await Analysis.select(Analysis.id, Analysis.user, Analysis.status, Analysis.created_at, Analysis.inputs)
+        .where(where)
+        .order_by(Analysis.created_at)
+        .limit(limit)
+        .output(load_json=True)
+        .run()
+    )
+    return rows
 
 
 async def stale_queued(created_before: datetime) -> list[tuple[uuid.UUID, str]]:

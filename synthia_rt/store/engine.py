@@ -86,8 +86,11 @@ def is_postgres(engine: Engine[Any]) -> bool:
 
 
 async def open_pool(engine: Engine[Any], max_size: int = 10) -> None:
+    """One connection opened now; no floor kept afterwards (``min_size=0``): during an outage
+    asyncpg would otherwise reconnect in the background and log a traceback per attempt. A
+    query after the outage simply connects (:mod:`synthia_rt.store.faults` maps the outage)."""
     if isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=1, max_size=max_size)
+        await engine.start_connection_pool(min_size=0, init_size=1, max_size=max_size)
 
 
 async def close_pool(engine: Engine[Any]) -> None:

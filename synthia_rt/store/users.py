@@ -13,6 +13,7 @@ from piccolo.columns import ForeignKey
 from piccolo.table import Table
 
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import TABLES, AuditLog, User, utcnow
 
@@ -121,8 +122,12 @@ async def set_active(user_id: str, active: bool) -> bool:
     return bool(done)
 
 
+@faults.guard
 async def get_tokens_valid_after(user_id: str) -> datetime | None:
-    """The user's token cutoff; raises :class:`UserGone` when the user does not exist."""
+    """The user's token cutoff; raises :class:`UserGone` when the user does not exist.
+
+    Token checks (REST and the socket handshake) call this on a cache miss: a database
+    outage is ``AppError(UNAVAILABLE)`` here, a temporary refusal, never an auth failure."""
     uid = as_uuid(user_id)
     row = (
         None
@@ -135,6 +140,7 @@ async def get_tokens_valid_after(user_id: str) -> datetime | None:
     return value
 
 
+@faults.guard
 async def set_tokens_valid_after(user_id: str, at: datetime) -> None:
     uid = as_uuid(user_id)
     if uid is not None:

@@ -104,6 +104,19 @@ class UploadStore:
         await self.kv.expire(self._key(user_id, analysis_id, "meta"), self.ttl)
         return meta, length
 
+    async def read(self, meta: UploadMeta) -> bytes | None:
+        """The uploaded bytes, left in place (None if expired): until the run is over, another
+        node can run the analysis again from them if this one dies."""
+        return await self.kv.get(self._key(meta.user_id, meta.analysis_id, "data"))
+
+    async def close(self, meta: UploadMeta) -> None:
+        """The run is over: mark the upload complete (status keeps answering offset == size)
+        and drop its bytes. An upload already forgotten (cancelled, erased) stays forgotten."""
+        if await self.meta(meta.user_id, meta.analysis_id) is not None:
+            meta.complete = True
+            await self.create(meta)
+        await self.kv.delete(self._key(meta.user_id, meta.analysis_id, "data"))
+
     async def finish(self, meta: UploadMeta) -> bytes | None:
         """Mark the upload complete and take its bytes out of the store (None if expired)."""
         data = await self.kv.get(self._key(meta.user_id, meta.analysis_id, "data"))

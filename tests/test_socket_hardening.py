@@ -291,3 +291,38 @@ async def test_client_leaving_mid_body_is_not_a_500(live: Live, caplog: pytest.L
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:  # the node is fine
         assert (await http.get("/healthz")).status_code == 200
+
+
+# --- a revocation that crosses the handshake -------------------------------------------------
+async def test_revocation_during_the_token_check_closes_the_new_socket_4010(live: Live, user: dict[str, Any]) -> None:
+    """Password change lands after the socket's token passed its check but before the socket
+    was registered to hear revocations: the socket must still be closed with 4010."""
+    tokens = live.runtime.need_tokens()
+    real_verify = tokens.verify_access
+    checked, release = asyncio.Event(), asyncio.Event()
+
+    async def verify_then_wait(token: object) -> Any:
+        principal = await real_verify(token)  # the real check passes: nothing is revoked yet
+        checked.set()
+        await release.wait()
+        return principal
+
+    tokens.verify_access = verify_then_wait
+    url, token = f"ws://{live}/ws", user["access_token"]
+    opening = asyncio.ensure_future(connect(url, subprotocols=["synthia.v1", f"bearer.{token}"]))  # type: ignore[list-item]
+    await asyncio.wait_for(checked.wait(), DEADLINE)
+    tokens.verify_access = real_verify
+    async with httpx.AsyncClient(base_url=f"http://{live}") as http:
+        r = await http.patch(
+            "/api/v1/users/profile",
+            json={"current_password": "correct horse battery", "password": "another horse battery"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == 200, r.text
+    release.set()
+    async with await asyncio.wait_for(opening, DEADLINE) as conn:
+        with pytest.raises(ConnectionClosed):
+            frame = await asyncio.wait_for(conn.recv(), DEADLINE)
+            pytest.fail(f"a revoked socket got a frame: {frame!r}")
+        assert conn.protocol.close_rcvd is not None
+        assert conn.protocol.close_rcvd.code == 4010

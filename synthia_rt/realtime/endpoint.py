@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 
 import orjson
@@ -157,6 +158,7 @@ async def _serve_socket(websocket: WebSocket) -> None:
     if runtime.draining:
         await _refuse(websocket, subprotocol, AppError(ErrorCode.UNAVAILABLE, "node is shutting down", retry_after=1))
         return
+    checked_at = time.monotonic()
     try:
         principal = await authenticate(websocket, runtime)
     except AppError as error:
@@ -173,7 +175,7 @@ async def _serve_socket(websocket: WebSocket) -> None:
         await _refuse(websocket, subprotocol, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
         return
 
-    session = Session(websocket, runtime, principal)
+    session = Session(websocket, runtime, principal, checked_at)
     if metrics is not None:
         metrics.connects.inc()
         metrics.sockets_open.inc()

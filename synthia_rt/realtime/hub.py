@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,7 @@ LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()  # drained by the server bef
 
 # Node-to-node control messages (revocation). Not a client channel: ``authorize`` refuses it.
 CONTROL = "node:control"
+REVOKE_MEMORY = 30.0  # seconds; far longer than a handshake's token check takes
 CATCH_UP_CONCURRENCY = 16  # history reads at once after a reconnect (the pool has 64)
 CATCH_UP_BACKOFF_CAP = 5.0  # seconds between attempts at most while Redis cannot answer
 
@@ -72,6 +74,10 @@ class Hub:
         self._channels: dict[str, _Channel] = {}
         self._by_user: dict[str, dict[str, Session]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # user id → monotonic instant of the last revocation seen here, kept REVOKE_MEMORY
+        # seconds: a socket whose token was checked before a revocation but registered after
+        # it would otherwise miss the signal (see ``revoked_since``).
+        self._revoked: dict[str, float] = {}
         self._catch_up_slots = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         self._history_size = max(1, runtime.settings.history_size)
         self.presence = Presence(runtime.need_kv(), runtime.settings.max_connections_per_user)
@@ -200,8 +206,23 @@ class Hub:
 
     def _on_signal(self, signal: Signal) -> None:
         if signal.data.get("type") == "revoke":
-            user_id = str(signal.data.get("user_id", ""))
-            self._close_user(user_id, CloseCode.SESSION_REVOKED, "session revoked")
+            self._revoke_here(str(signal.data.get("user_id", "")))
+
+    def _revoke_here(self, user_id: str) -> None:
+        now = time.monotonic()
+        self._revoked.pop(user_id, None)
+        self._revoked[user_id] = now  # insertion order = age order: prune from the front
+        for old, at in list(self._revoked.items()):
+            if now - at <= REVOKE_MEMORY:
+                break
+            del self._revoked[old]
+        self._close_user(user_id, CloseCode.SESSION_REVOKED, "session revoked")
+
+    def revoked_since(self, user_id: str, instant: float) -> bool:
+        """Whether a revocation of ``user_id`` reached this node at or after ``instant``
+        (``time.monotonic()``, taken before the socket's token was checked)."""
+        at = self._revoked.get(user_id)
+        return at is not None and at >= instant
 
     def _on_resubscribed(self, channels: list[str]) -> None:
         for channel in channels:
@@ -293,7 +314,7 @@ class Hub:
 
     async def revoke_user(self, user_id: str) -> None:
         """Close ``user_id``'s sockets on every node with 4010 (locally at once, elsewhere by signal)."""
-        self._close_user(user_id, CloseCode.SESSION_REVOKED, "session revoked")
+        self._revoke_here(user_id)
         signal = {"type": "revoke", "user_id": user_id}
         await self.broker.signal(CONTROL, signal)
         # Also where nodes older than CONTROL listen, while a rolling deploy mixes versions.

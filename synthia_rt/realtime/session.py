@@ -70,8 +70,12 @@ class _Subscription:
 
 
 class Session:
-    def __init__(self, websocket: WebSocket, runtime: Runtime, principal: Principal) -> None:
+    def __init__(
+        self, websocket: WebSocket, runtime: Runtime, principal: Principal, checked_at: float | None = None
+    ) -> None:
         self.ws = websocket
+        # monotonic instant before the token was checked: a revocation after it closes us
+        self.checked_at = time.monotonic() if checked_at is None else checked_at
         self.runtime = runtime
         self.settings = runtime.settings
         self.hub = runtime.need_hub()
@@ -191,6 +195,12 @@ class Session:
         self._move(State.OPEN)
         self.hub.register(self)
         try:
+            if self.hub.revoked_since(self.principal.user_id, self.checked_at):
+                # The revocation crossed the handshake (signalled after the token check, before
+                # this socket was registered to receive it): no frame, close 4010.
+                self.close(CloseCode.SESSION_REVOKED, "session revoked")
+                await self._read_loop()
+                return
             # session.ready is always the first frame: events that reach the auto channels
             # while they are joined wait in ``pending`` until it is queued.
             auto = [user_channel(self.principal.user_id), BROADCAST]

@@ -76,6 +76,8 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INTERNAL: (500, "An unexpected error; it was logged with the request id."),
 }
 
+UNAVAILABLE_RETRY_AFTER = 1.0  # seconds; a backing service blinked (Redis reconnects within it)
+
 TEMPORARY = {
     ErrorCode.RATE_LIMITED,
     ErrorCode.TOO_MANY_CONNECTIONS,
@@ -98,6 +100,8 @@ class AppError(Exception):
             self.message = ERROR_DOCS[self.code][1]
         if self.temporary is None:
             self.temporary = self.code in TEMPORARY
+        if self.retry_after is None and self.code is ErrorCode.UNAVAILABLE:
+            self.retry_after = UNAVAILABLE_RETRY_AFTER  # waiting is the remedy: say how long
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

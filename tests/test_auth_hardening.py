@@ -3,6 +3,7 @@ that strangers cannot turn into lockouts, rate limits, deletion re-authenticatio
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import stat
 import time
@@ -13,9 +14,10 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from synthia_rt.clientaddr import client_address
 from synthia_rt.settings import Settings, SettingsError
@@ -32,9 +34,16 @@ Pair = tuple[Any, httpx.AsyncClient]
 
 
 async def _socket_status(live: Live, token: str) -> int:
-    """101 when the handshake is accepted, else the refusal's HTTP status."""
+    """101 when the socket is served (``session.ready`` arrives), else the close code of the
+    refusal (a ``synthia.v1`` client is accepted, then closed: 4001/4003/4010/1013/4029)."""
     try:
-        async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]):  # type: ignore[list-item]
+        async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]) as conn:  # type: ignore[list-item]
+            try:
+                first = orjson.loads(await asyncio.wait_for(conn.recv(), 10))
+            except ConnectionClosed:
+                assert conn.protocol.close_rcvd is not None
+                return int(conn.protocol.close_rcvd.code)
+            assert first["event"] == "session.ready", first
             return 101
     except InvalidStatus as exc:
         return int(exc.response.status_code)
@@ -66,7 +75,7 @@ async def test_logout_refuses_every_access_token_of_the_login(live: Live) -> Non
         for token in (first["access_token"], second):
             r = await http.get(f"{API}/users/profile", headers=bearer(token))
             assert r.status_code == 401 and r.json()["error"]["code"] == "token_invalid"
-            assert await _socket_status(live, token) == 401
+            assert await _socket_status(live, token) == 4010
         # Another login of the same user is another session: it goes on.
         assert (await http.get(f"{API}/users/profile", headers=bearer(other["access_token"]))).status_code == 200
         assert await _socket_status(live, other["access_token"]) == 101
@@ -90,7 +99,7 @@ async def test_refresh_reuse_refuses_every_access_token_of_the_login(live: Live)
         assert reused.status_code == 401 and reused.json()["error"]["code"] == "token_reused"
         for token in (first["access_token"], second):
             assert (await http.get(f"{API}/users/profile", headers=bearer(token))).status_code == 401
-            assert await _socket_status(live, token) == 401
+            assert await _socket_status(live, token) == 4010
 
 
 # -- 9.4: the admin role is the database's, not the token's -----------------------------------

@@ -84,6 +84,7 @@ class Session:
         self.state = State.CONNECTING
         self.closed = asyncio.Event()
         self.close_code: int = CloseCode.NORMAL
+        self.close_reason = ""  # sent with the close frame: a short explanation, for logs
         self._subs: dict[str, _Subscription] = {}
         self._out: deque[str] = deque()
         self._bucket = TokenBucket(self.settings.command_rate, self.settings.command_burst)
@@ -108,6 +109,7 @@ class Session:
             return
         self._move(State.CLOSING)
         self.close_code = code
+        self.close_reason = reason
         if code == CloseCode.SLOW_CONSUMER:
             self._out.clear()
             if self._writer is not None:
@@ -125,7 +127,7 @@ class Session:
         deadline = self.settings.close_timeout
         try:
             async with asyncio.timeout(deadline):
-                await self.ws.close(self.close_code)
+                await self.ws.close(self.close_code, self.close_reason)
         except TimeoutError:
             abort_now(self.ws)
             return
@@ -305,10 +307,11 @@ class Session:
         if wait > 0:
             if metrics is not None:
                 metrics.rate_limited.labels("socket").inc()
-            if self._strike():
-                return
+            # The refusal is replied to even when it is the strike that closes the socket
+            # (queued frames are flushed before the 4009 close).
             error = AppError(ErrorCode.RATE_LIMITED, "too many commands", retry_after=wait)
             self.send(p.error_reply(_id_or_none(text), error))
+            self._strike()
             return
         self._strikes = 0
         try:
@@ -331,13 +334,11 @@ class Session:
             if fields is not None:
                 self.send(p.ok_reply(command.id, fields))
 
-    def _strike(self) -> bool:
-        """Count one refused command or junk chunk; True when that closed the socket (4009)."""
+    def _strike(self) -> None:
+        """Count one refused command or junk chunk; ``RATE_LIMIT_STRIKES`` in a row close 4009."""
         self._strikes += 1
         if self._strikes >= self.settings.rate_limit_strikes:
             self.close(CloseCode.RATE_LIMITED, "rate limited")
-            return True
-        return False
 
     async def _on_binary(self, data: bytes) -> None:
         metrics = self.runtime.metrics
@@ -350,9 +351,9 @@ class Session:
         if wait > 0:  # refused before anything is parsed or read from the store
             if metrics is not None:
                 metrics.rate_limited.labels("socket").inc()
-            if not self._strike():
-                error = AppError(ErrorCode.RATE_LIMITED, "too many upload chunks", retry_after=wait)
-                self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict()}))
+            error = AppError(ErrorCode.RATE_LIMITED, "too many upload chunks", retry_after=wait)
+            self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict()}))
+            self._strike()
             return
         analysis = self.runtime.analysis
         analysis_id: uuid.UUID | None = None
@@ -364,14 +365,14 @@ class Session:
             self._strikes = 0
             self.send(p.direct_event("upload.progress", progress))
         except AppError as error:
-            if not error.temporary and self._strike():  # junk chunks in a row: 4009
-                return
             self.send(
                 p.direct_event(
                     "analysis.error",
                     {"analysis_id": str(analysis_id) if analysis_id else None, **error.to_dict()},
                 )
             )
+            if not error.temporary:
+                self._strike()  # junk chunks in a row: 4009
         except Exception:
             log.exception("chunk failed")
             internal = AppError(ErrorCode.INTERNAL)

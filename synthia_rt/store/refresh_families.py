@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import RefreshFamily, utcnow
 
@@ -39,6 +40,7 @@ async def create(family_id: str, user_id: str, jti: str, expires_at: float) -> N
     await RefreshFamily.insert(row).run()
 
 
+@faults.guard
 async def get(family_id: str) -> FamilyRecord | None:
     fid = as_uuid(family_id)
     if fid is None:

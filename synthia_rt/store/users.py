@@ -51,6 +51,7 @@ def _record(row: dict[str, Any]) -> UserRecord:
     )
 
 
+@faults.guard
 async def by_id(user_id: str) -> UserRecord | None:
     uid = as_uuid(user_id)
     if uid is None:

@@ -1,4 +1,4 @@
-"""``python -m bench`` / ``synthia-rt bench``: run the load scenarios and write the results.
+"""``python -m bench`` (from a source checkout): run the load scenarios and write the results.
 
 Self-contained by default: it creates the ``synthia_bench`` database, starts synthia_rt nodes
 (fresh ones per scenario), the peer servers and a fake Gemini, runs the scenarios, then writes

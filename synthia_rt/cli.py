@@ -1,4 +1,4 @@
-"""``synthia-rt serve | migrate | create-admin | bench``."""
+"""``synthia-rt serve | migrate | create-admin | asyncapi``."""
 
 from __future__ import annotations
 
@@ -104,13 +104,17 @@ def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+BENCH_MOVED = (
+    "synthia-rt: the load bench is not part of the installed package; run it from a source "
+    "checkout with `python -m bench` (see docs/performance.md)"
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:  # forwarded whole: argparse's REMAINDER rejects leading options
-        sys.path.insert(0, os.getcwd())  # bench/ lives beside the package, run from the checkout
-        from bench.__main__ import main as bench_main
-
-        return int(bench_main(argv[1:]) or 0)
+    if argv[:1] == ["bench"]:  # the bench is not part of the installed package
+        print(BENCH_MOVED, file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="synthia-rt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP + WebSocket server")
@@ -121,8 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     admin = sub.add_parser("create-admin", help="create or promote an admin (password from prompt or stdin)")
     admin.add_argument("email")
     sub.add_parser("asyncapi", help="print the AsyncAPI 3 document of the socket protocol")
-    bench = sub.add_parser("bench", help="run load scenarios against running nodes (see bench/)")
-    bench.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
 
     if args.command == "asyncapi":

@@ -1,4 +1,4 @@
-"""The command line: serve refuses workers on the embedded default; create-admin; migrate."""
+"""The command line: serve refuses workers on the embedded default; create-admin; migrate; bench is not installed."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def test_workers_refused_on_the_embedded_default(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--workers > 1 needs shared backends" in done.stderr
     assert "DATABASE_URL" in done.stderr
+
+
+def test_bench_points_to_the_source_checkout() -> None:
+    done = _run(["bench", "--smoke"], {})
+    assert done.returncode == 2
+    assert "python -m bench" in done.stderr and "source checkout" in done.stderr
 
 
 def test_weak_secret_is_a_startup_error(node_env: dict[str, str]) -> None:

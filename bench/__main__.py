@@ -2,12 +2,14 @@
 
 Self-contained by default: it creates the ``synthia_bench`` database, starts synthia_rt nodes
 (fresh ones per scenario), the peer servers and a fake Gemini, runs the scenarios, then writes
-``bench/results/<name>.json`` and (``--report``) docs/performance.md with its plots.
+the raw results to ``bench/results/raw/<name>.json`` (git-ignored), their summary to
+``bench/results/<name>.json`` (committed: the numbers docs/performance.md quotes) and
+(``--report``) docs/performance.md with its plots, drawn from the summary.
 ``--node URL`` (repeatable) measures running synthia_rt nodes instead; see docs/performance.md.
 
     python -m bench                       # the full run (about 10 minutes on 2 cores)
     python -m bench --smoke               # seconds: tiny numbers, no report
-    python -m bench report bench/results/full.json   # redraw docs from saved results
+    python -m bench report bench/results/full.json   # redraw docs from a committed summary
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def _csv(kind: Callable[[str], Any], allowed: tuple[str, ...] | None = None) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name", default="full", help="results file name (bench/results/<name>.json)")
+    p.add_argument("--name", default="full", help="results name: bench/results/<name>.json (summary), bench/results/raw/<name>.json (raw)")
     p.add_argument("--scenarios", type=_csv(str, SCENARIOS), default=list(SCENARIOS))
     p.add_argument("--targets", type=_csv(str, ALL_TARGETS), default=list(ALL_TARGETS),
                    help="synthia and the peers (peers run in idle and fanout only)")
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write docs/performance.md and docs/perf-*.png (default: on unless --smoke)")
     p.add_argument("--profile", type=Path, metavar="DIR",
                    help="py-spy every server the bench starts, GC/loop-lag probes in synthia_rt nodes; raw stacks in DIR")
-    p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
+    p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results",
+                   help="summaries go here, raw results in its raw/ subdirectory")
     p.add_argument("--docs-dir", type=Path, default=REPO / "docs")
     g = p.add_argument_group("deployment")
     g.add_argument("--node", action="append", help="a running synthia_rt node (http://host:port); repeat per node")

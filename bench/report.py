@@ -1,4 +1,4 @@
-"""docs/performance.md and docs/perf-*.png from a results JSON (matplotlib, Agg backend).
+"""docs/performance.md and docs/perf-*.png from a run's summary JSON (matplotlib, Agg backend).
 
 The document is generated whole — tables, plots, ratios, machine, versions, settings and the
 command that reproduces it — except the analysis of missed targets, which is written by hand in

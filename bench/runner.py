@@ -14,7 +14,7 @@ from bench import deploy, machine
 from bench.context import Context
 from bench.limits import raise_nofile
 from bench.pool import Pool
-from bench.summary import summary_table
+from bench.summary import dumps, summarize, summary_table
 from bench.targets import SYNTHIA
 
 # Settings of the bench's own synthia_rt nodes beyond the defaults, and why (see
@@ -43,10 +43,11 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         "server_env": {},
         "scenarios": {},
     }
-    options.results_dir.mkdir(parents=True, exist_ok=True)
+    raw_dir = options.results_dir / "raw"  # git-ignored; the summary beside it is what gets committed
+    raw_dir.mkdir(parents=True, exist_ok=True)
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
-    path = options.results_dir / f"{options.name}.json"
+    path = raw_dir / f"{options.name}.json"
     started = time.monotonic()
     async with AsyncExitStack() as stack:
         stack.callback(ctx.pool.close)
@@ -93,11 +94,14 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
     if ctx.profiles:
         results["profiles"] = ctx.profiles
     path.write_text(json.dumps(results, indent=1, default=str))
-    print(summary_table(results))
-    print(f"results: {path}")
+    summary = summarize(results)
+    summary_path = options.results_dir / f"{options.name}.json"
+    summary_path.write_text(dumps(summary))
+    print(summary_table(summary))
+    print(f"raw results: {path}\nsummary: {summary_path}")
     if options.report:
         from bench.report import write_report
 
-        doc = write_report(results, options.docs_dir)
+        doc = write_report(summary, options.docs_dir)
         print(f"report: {doc}")
     return 0

@@ -1,7 +1,15 @@
-"""The end-of-run summary: one table of headline figures, with targets and ratios."""
+"""What a run leaves in git: the summary JSON (``bench/results/<name>.json``) and the headline table.
+
+A run writes its raw results to ``bench/results/raw/<name>.json`` (git-ignored: error samples,
+per-node counts, every CDF and per-event series, profile paths, log paths). :func:`summarize`
+keeps what docs/performance.md quotes or plots — percentiles, rates, ratios, counts, the
+down-sampled delivery CDFs of the steady and load phases and the load phase's per-event series —
+so ``python -m bench report bench/results/<name>.json`` redraws the document and its plots from it.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bench.targets import SYNTHIA
@@ -93,3 +101,40 @@ def summary_table(results: dict[str, Any]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+_DROP = {"error_samples", "per_node", "profiles", "log"}  # raw detail docs/performance.md never shows
+_PLOTTED = {"delivery_cdf": ("steady", "load"), "per_event_last_ms": ("load",)}  # series the plots draw
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """The numbers the report uses, without raw samples (see the module docstring)."""
+
+    def keep(value: Any, phase: str | None = None) -> Any:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if key in _DROP or (key in _PLOTTED and phase not in _PLOTTED[key]):
+                    continue
+                out[key] = keep(item, key if key in ("steady", "load", "burst") else phase)
+            return out
+        if isinstance(value, list):
+            return [keep(item, phase) for item in value]
+        return value
+
+    return dict(keep(results))
+
+
+def dumps(summary: dict[str, Any]) -> str:
+    """JSON with one key per line, but every list of numbers on one line (a CDF is one line, not 400)."""
+
+    def dump(value: Any, indent: int) -> str:
+        pad = " " * (indent + 1)
+        if isinstance(value, dict) and value:
+            body = ",\n".join(f"{pad}{json.dumps(k)}: {dump(v, indent + 1)}" for k, v in value.items())
+            return "{\n" + body + "\n" + " " * indent + "}"
+        if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+            return "[\n" + ",\n".join(pad + dump(v, indent + 1) for v in value) + "\n" + " " * indent + "]"
+        return json.dumps(value, ensure_ascii=False, default=str)
+
+    return dump(summary, 0) + "\n"

@@ -47,8 +47,13 @@ async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str,
     finally:
         await a.stop()
 
-    results = json.loads((tmp_path / "smoke.json").read_text())
+    results = json.loads((tmp_path / "raw" / "smoke.json").read_text())
     scenarios = results["scenarios"]
+    summary = json.loads((tmp_path / "smoke.json").read_text())  # what a run commits: no raw samples
+    assert set(summary["scenarios"]) == set(scenarios)
+    assert summary["scenarios"]["fanout"]["synthia"]["load"]["delivery_cdf"]  # the plots' series stay
+    assert "delivery_cdf" not in summary["scenarios"]["fanout"]["synthia"]["burst"]
+    assert "error_samples" not in summary["scenarios"]["idle"]["synthia"]
     assert set(scenarios) == {"idle", "fanout", "upload", "analysis", "churn"}
 
     for target in ("synthia", "socketio", "broadcaster", "websockets"):

@@ -66,8 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--database", default="synthia_bench")
     g.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the bench's own synthia_rt nodes")
-    g.add_argument("--server-gc", metavar="T0,T1,T2[,freeze]",
-                   help="experiment: gc.set_threshold (and gc.freeze after start-up) in the bench's synthia_rt nodes")
     g.add_argument("--procs", type=int, default=2, help="client worker processes")
     g.add_argument("--sockets-per-user", type=int, default=2)
     g.add_argument("--connect-concurrency", type=int, default=100, help="handshakes in flight per client process")

@@ -12,10 +12,6 @@ after its shutdown and atexit handlers never run on the normal way out.
 * **heap census** — on request (the bench creates ``$BENCH_PROFILE_OUT.census``, e.g. once all
   sockets are open), how many objects the collector tracks and the commonest types: the heap a
   full collection has to walk.
-
-Experiment knobs (``python -m bench --server-gc``): ``BENCH_GC_THRESHOLD="t0,t1,t2"`` sets
-``gc.set_threshold`` and ``BENCH_GC_FREEZE=1`` calls ``gc.freeze()`` once the server is up —
-what a fix in synthia_rt would do, measured before anyone writes it.
 """
 
 from __future__ import annotations
@@ -98,17 +94,9 @@ def _reporter() -> None:
         dump()
 
 
-def apply_gc_knobs() -> None:
-    raw = os.environ.get("BENCH_GC_THRESHOLD")
-    if raw:
-        t0, t1, t2 = (int(x) for x in raw.split(","))
-        gc.set_threshold(t0, t1, t2)
-    census["gc_threshold"] = list(gc.get_threshold())
-
-
 def install() -> None:
     gc.callbacks.append(_on_gc)
-    apply_gc_knobs()
+    census["gc_threshold"] = list(gc.get_threshold())
     threading.Thread(target=_reporter, name="bench-probe", daemon=True).start()
 
 

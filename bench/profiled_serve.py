@@ -4,16 +4,12 @@ The GC-pause and heap-census probes of :mod:`bench.probe`, plus an **event-loop 
 a task that sleeps 20 ms and records how late it wakes up — how long any one callback (a
 fan-out loop, a synchronous hash, a GC pause) held the loop. It is started from the app's
 lifespan by wrapping ``synthia_rt.app.app_factory`` (uvicorn builds the app from that factory).
-Experiments: ``BENCH_WS_BYPASS=1`` routes ``/ws`` around the middleware stack (see ``_ws_bypass``);
-the GC knobs are in :mod:`bench.probe`.
 ``py-spy record`` is attached from outside by the bench (see ``bench/profiling.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import os
 import sys
 import time
 from typing import Any
@@ -53,25 +49,6 @@ class _Wrapped:
         return getattr(self._app, name)
 
 
-def _ws_bypass(app: Any) -> Any:
-    """Experiment ``BENCH_WS_BYPASS=1``: ``/ws`` straight to its endpoint, outside the middleware
-    stack and the router (what mounting the socket route outside Starlette's stack would do)."""
-    from starlette.routing import websocket_session
-
-    from synthia_rt.realtime.endpoint import websocket_endpoint
-
-    socket_app = websocket_session(websocket_endpoint)
-
-    async def dispatch(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "websocket" and scope.get("path") == "/ws":
-            scope["app"] = app
-            await socket_app(scope, receive, send)
-        else:
-            await app(scope, receive, send)
-
-    return dispatch
-
-
 def _patch_factory() -> None:
     import synthia_rt.app as app_module
 
@@ -79,16 +56,12 @@ def _patch_factory() -> None:
 
     def factory() -> Any:
         app = original()
-        inner = _ws_bypass(app) if os.environ.get("BENCH_WS_BYPASS") == "1" else app
         started: list[asyncio.Task[None]] = []
 
         async def with_watcher(scope: Any, receive: Any, send: Any) -> None:
             if scope["type"] == "lifespan" and not started:
                 started.append(asyncio.ensure_future(_watch_lag()))
-                if os.environ.get("BENCH_GC_FREEZE") == "1":
-                    # after start-up: what a gc.freeze() at the end of the lifespan startup would do
-                    asyncio.get_running_loop().call_later(2.0, gc.freeze)
-            await inner(scope, receive, send)
+            await app(scope, receive, send)
 
         return _Wrapped(app, with_watcher)
 

@@ -65,14 +65,6 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             for item in options.server_env:
                 key, _, value = item.partition("=")
                 extra[key] = value
-            if options.server_gc:
-                *thresholds, last = options.server_gc.split(",")
-                if last == "freeze":
-                    extra["BENCH_GC_FREEZE"] = "1"
-                else:
-                    thresholds.append(last)
-                if thresholds:
-                    extra["BENCH_GC_THRESHOLD"] = ",".join(thresholds)
             ctx.synthia = deploy.SynthiaConfig(database, options.redis, gemini_url=ctx.gemini_url, extra=extra)
             stack.push_async_callback(deploy.clear_namespace, options.redis, ctx.synthia.namespace)
             results["server_env"] = {k: v for k, v in ctx.synthia.env().items() if k not in {"JWT_SECRET_KEY", "DATABASE_URL"}}

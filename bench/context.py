@@ -56,7 +56,7 @@ class Context:
     synthia: deploy.SynthiaConfig | None = None  # None when --node points at running nodes
     accounts: list[Account] = field(default_factory=list)
     gemini_url: str = ""
-    fake_model: Any = None  # bench.fake_model.TimedFakeGemini when the analysis scenario can run
+    fake_model: Any = None  # bench.deploy.TimedFakeGemini when the analysis scenario can run
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="synthia-bench-logs-")))
     server_logs: list[dict[str, Any]] = field(default_factory=list)  # per server: log path and counts
     scenario: str = ""  # the scenario running now (names profiles)

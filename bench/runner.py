@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import platform
 import shlex
+import subprocess
 import time
 from contextlib import AsyncExitStack
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from bench import deploy, machine
+from bench import deploy
 from bench.context import Context
 from bench.limits import raise_nofile
 from bench.pool import Pool
@@ -38,7 +43,7 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         "name": options.name,
         "command": "python -m bench " + shlex.join(argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {**machine.describe(options.redis), "client_nofile": nofile},
+        "machine": {**describe_machine(options.redis), "client_nofile": nofile},
         "settings": _settings(options),
         "server_env": {},
         "scenarios": {},
@@ -53,9 +58,7 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         stack.callback(ctx.pool.close)
         wants_model = SYNTHIA in options.targets and {"upload", "analysis"} & set(options.scenarios)
         if wants_model and (not options.node or options.model_port):
-            from bench.fake_model import start_fake_model
-
-            fake = await start_fake_model(options.model_latency_ms / 1000, options.model_port or 0)
+            fake = await deploy.start_fake_model(options.model_latency_ms / 1000, options.model_port or 0)
             stack.push_async_callback(fake.stop)
             ctx.gemini_url = fake.base_url
             ctx.fake_model = fake
@@ -97,3 +100,57 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         doc = write_report(summary, options.docs_dir)
         print(f"report: {doc}")
     return 0
+
+
+# What the numbers were measured on: CPU, RAM, kernel, versions, git commit.
+
+PACKAGES = ("uvicorn", "starlette", "websockets", "uvloop", "httptools", "redis", "asyncpg", "orjson",
+            "python-socketio", "python-engineio", "broadcaster", "synthia-rt")
+
+
+def _run(*cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _run("lscpu").splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def _mem_total_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024 / 1024, 1)
+    return 0.0
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def describe_machine(redis_url: str) -> dict[str, Any]:
+    redis_version = ""
+    for line in _run("redis-cli", "-u", redis_url, "info", "server").splitlines():
+        if line.startswith("redis_version:"):
+            redis_version = line.split(":", 1)[1].strip()
+    repo = Path(__file__).resolve().parent.parent
+    return {
+        "cpu": _cpu_model(),
+        "nproc": os.cpu_count(),
+        "ram_gib": _mem_total_gib(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "redis": redis_version,
+        "postgres": _run("psql", "--version").replace("psql (PostgreSQL) ", ""),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "git_commit": _run("git", "-C", str(repo), "rev-parse", "--short", "HEAD"),
+        "git_dirty": bool(_run("git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no")),
+    }

@@ -112,6 +112,11 @@ class Metrics:
             f"{PREFIX}_backend_errors", "Failed calls to a backing service (redis|postgres)",
             ["backend"], registry=r,
         )
+        self.backend_up = Gauge(
+            f"{PREFIX}_backend_up", "1 when a backing service (redis|postgres) answered the last "
+            "probe (embedded counts as up), else 0", ["backend"], registry=r,
+            multiprocess_mode="livemin",
+        )
         self.analyses_in_flight = Gauge(
             f"{PREFIX}_analyses_in_flight", "Analyses running now", registry=r,
             multiprocess_mode="livesum",

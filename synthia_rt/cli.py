@@ -1,4 +1,7 @@
-"""``synthia-rt serve | migrate | create-admin | asyncapi``."""
+"""synthia-rt: run the service (serve), prepare its database (migrate), create an admin.
+
+Exit codes: 0 done, 1 failed, 2 configuration error, 3 a backing service is unreachable.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,91 @@ import os
 import shutil
 import sys
 import tempfile
+from urllib.parse import urlparse
 
 from synthia_rt.settings import Settings, SettingsError
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+CONNECT_TIMEOUT = 5.0  # seconds the start-up check waits for PostgreSQL or Redis
+
+DESCRIPTION = "Real-time backend of Synthia Style: authenticated WebSockets, streaming analyses."
+EPILOG = (
+    "Settings come from the environment (every variable is listed in .env.example). "
+    "Exit codes: 0 done, 1 failed, 2 configuration error, 3 PostgreSQL or Redis unreachable."
+)
+
+
+class Unreachable(Exception):
+    """A backing service did not answer; ``str()`` is the one line an operator reads."""
+
+
+def _where(url: str, default_port: int) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme == "unix":
+        return parsed.path or "?"
+    try:
+        port = parsed.port or default_port
+    except ValueError:
+        port = default_port
+    return f"{parsed.hostname or 'localhost'}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:  # client libraries wrap the socket error that says it best
+        if isinstance(cause, TimeoutError):
+            return f"no answer within {CONNECT_TIMEOUT:g} s"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+async def _check_postgres(url: str) -> None:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(dsn=url, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise Unreachable(
+            f"cannot reach PostgreSQL at {_where(url, 5432)} (DATABASE_URL): {_reason(exc)}"
+        ) from exc
+    await conn.close()
+
+
+async def _check_redis(url: str) -> None:
+    from redis import asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return  # memory:// needs nothing; other schemes are checked by their own client
+    client = aioredis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+    )
+    try:
+        await client.ping()
+    except (OSError, TimeoutError, RedisError) as exc:
+        raise Unreachable(
+            f"cannot reach Redis at {_where(url, 6379)} (REDIS_URL): {_reason(exc)}"
+        ) from exc
+    finally:
+        await client.aclose()
+
+
+def _preflight(settings: Settings, *, redis: bool) -> None:
+    """Fail fast, with one line, when a backing service of ``settings`` does not answer."""
+
+    async def check() -> None:
+        db_url = settings.effective_database_url
+        if db_url.startswith(("postgres://", "postgresql://")):
+            await _check_postgres(db_url)
+        if redis:
+            await _check_redis(settings.effective_redis_url)
+
+    asyncio.run(check())
 
 
 def _raise_fd_limit() -> None:
@@ -38,6 +124,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    _preflight(settings, redis=True)
     _raise_fd_limit()
     # Thousands of long-lived sockets keep ~200 tracked objects each; CPython's default GC
     # thresholds then run full collections that stall the loop 0.3–0.5 s (measured in bench/).
@@ -82,13 +169,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(settings: Settings) -> int:
     from synthia_rt.store.engine import migrate
 
+    _preflight(settings, redis=False)
     asyncio.run(migrate(settings.effective_database_url))
     return 0
 
 
 def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from synthia_rt.rest.schemas import Email
     from synthia_rt.store.admin import create_admin
 
+    try:  # the same rule as POST /auth/register
+        email: str = TypeAdapter(Email).validate_python(args.email)
+    except ValidationError:
+        print(f"synthia-rt: {args.email!r} is not a valid email address", file=sys.stderr)
+        return EXIT_CONFIG
+    _preflight(settings, redis=False)
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Repeat: "):
@@ -99,8 +196,8 @@ def _create_admin(args: argparse.Namespace, settings: Settings) -> int:
     if len(password) < 8:
         print("password must have at least 8 characters", file=sys.stderr)
         return 1
-    user_id = asyncio.run(create_admin(settings, args.email, password))
-    print(f"admin {args.email} ready (id {user_id})")
+    user_id = asyncio.run(create_admin(settings, email, password))
+    print(f"admin {email} ready (id {user_id})")
     return 0
 
 
@@ -115,18 +212,63 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:  # the bench is not part of the installed package
         print(BENCH_MOVED, file=sys.stderr)
         return 2
-    parser = argparse.ArgumentParser(prog="synthia-rt", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the HTTP + WebSocket server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    sub.add_parser("migrate", help="apply database migrations (safe to run concurrently)")
-    admin = sub.add_parser("create-admin", help="create or promote an admin (password from prompt or stdin)")
-    admin.add_argument("email")
-    sub.add_parser("asyncapi", help="print the AsyncAPI 3 document of the socket protocol")
-    args = parser.parse_args(argv)
+    from synthia_rt import __version__
 
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS,
+        help="show the full traceback of a failure",
+    )
+    parser = argparse.ArgumentParser(
+        prog="synthia-rt", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"synthia-rt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=text, description=text, epilog=EPILOG, formatter_class=formatter,
+            parents=[common],
+        )
+
+    serve = command("serve", "run the HTTP and WebSocket server")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    serve.add_argument(
+        "--workers", type=int, default=1,
+        help="processes sharing the port (more than 1 needs DATABASE_URL and REDIS_URL)",
+    )
+    command("migrate", "apply pending database migrations (safe to run concurrently)")
+    admin = command(
+        "create-admin", "create an admin or promote a user (password from a prompt or stdin)"
+    )
+    admin.add_argument("email", help="the admin's email address")
+    command("asyncapi", "print the AsyncAPI 3 document of the socket protocol")
+    args = parser.parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    try:
+        return _run(args)
+    except Unreachable as exc:
+        if debug:
+            raise
+        print(f"synthia-rt: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - an operator gets one line; --debug the traceback
+        if debug:
+            raise
+        print(
+            f"synthia-rt: {args.command} failed: {type(exc).__name__}: {_reason(exc)} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "asyncapi":
         import orjson
 
@@ -138,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"synthia-rt: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     if args.command == "serve":
         return _serve(args, settings)
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "create-admin":
         return _create_admin(args, settings)
-    return 1
+    return EXIT_FAILED
 
 
 if __name__ == "__main__":

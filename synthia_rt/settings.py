@@ -34,6 +34,28 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; raised at start-up, never later."""
 
 
+# URL schemes each backend variable accepts (a DATABASE_URL without "://" is a SQLite path).
+# ``redis+cluster://`` names a Redis Cluster (its seed nodes); it is accepted here so that a
+# deployment configured for it fails in the backend factory that knows, never as a typo.
+DATABASE_SCHEMES = ("postgresql", "postgres", "sqlite")
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "unix", "memory")
+
+
+def url_scheme_error(variable: str, url: str, accepted: tuple[str, ...]) -> str | None:
+    """One line naming ``variable`` and the accepted schemes if ``url``'s scheme is unknown.
+
+    The URL itself is never echoed: it may carry a password.
+    """
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        return None if variable == "DATABASE_URL" else f"{variable} must be a URL (scheme://…)"
+    if scheme.lower() in accepted:
+        return None
+    shown = repr(scheme) if scheme.isascii() and len(scheme) <= 20 else "this"
+    names = ", ".join(f"{name}://" for name in accepted)
+    return f"{variable} has an unknown scheme {shown}; accepted: {names}"
+
+
 def _bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
@@ -101,8 +123,8 @@ def private_file(path: Path) -> None:
 @dataclass(frozen=True)
 class Settings:
     # Backends -----------------------------------------------------------------------------
-    database_url: str = ""  # postgresql://… or sqlite:///path; "" = embedded SQLite file
-    redis_url: str = ""  # redis://… or memory://; "" = memory:// (embedded)
+    database_url: str = ""  # postgresql://…, sqlite:///path or a bare path; "" = embedded SQLite file
+    redis_url: str = ""  # redis://, rediss://, redis+cluster://, unix:// or memory://; "" = memory://
     redis_namespace: str = "synthia"  # prefix of every Redis key this service owns
     data_dir: str = ".synthia"  # embedded default: SQLite file and generated JWT key live here
     environment: str = ""  # "production" | "development"; "" = production iff a URL is set
@@ -207,7 +229,7 @@ class Settings:
     def effective_database_url(self) -> str:
         if self.database_url:
             url = self.database_url
-            if not url.startswith(("postgres://", "postgresql://", "sqlite://")):
+            if "://" not in url:
                 url = "sqlite:///" + url  # a bare path is a SQLite file
             return url
         return "sqlite:///" + str(Path(self.data_dir) / "synthia.sqlite3")
@@ -263,8 +285,13 @@ class Settings:
             raise SettingsError("ANALYZER must be auto, gemini or local")
         if self.effective_analyzer == "gemini" and not self.gemini_api_key:
             raise SettingsError("ANALYZER=gemini needs GEMINI_API_KEY")
-        if not self.effective_redis_url.startswith(("redis://", "rediss://", "unix://", "memory://")):
-            raise SettingsError("REDIS_URL must be redis://…, rediss://… or memory://")
+        for variable, url, accepted in (
+            ("DATABASE_URL", self.database_url, DATABASE_SCHEMES),
+            ("REDIS_URL", self.effective_redis_url, REDIS_SCHEMES),
+        ):
+            problem = url_scheme_error(variable, url, accepted) if url else None
+            if problem is not None:
+                raise SettingsError(problem)
         if self.production and not self.jwt_secret_key:
             raise SettingsError("JWT_SECRET_KEY is required in production")
         from synthia_rt.auth.throttle import rules  # here: auth imports settings

@@ -290,3 +290,21 @@ async def test_blocked_user_is_signed_out_and_does_not_reconnect(
     await page.wait_for_timeout(1500)  # longer than the first backoff: no reconnect happened
     await expect(page.locator("#conn-state")).to_have_attribute("data-state", "closed")
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_api_explorer_authorizes_and_tries_a_request(web_node: Node, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=web_node.http, timeout=10) as client:
+        user = await register(client)
+    page = await new_page(browser)
+    await page.goto(f"{web_node.http}/docs")
+    await page.locator(".btn.authorize").first.click()
+    await page.locator(".modal-ux input").first.fill(user["access_token"])
+    await page.locator(".modal-ux .auth-btn-wrapper .authorize").click()
+    await page.locator(".modal-ux .btn-done").click()
+    profile = page.locator(".opblock", has=page.locator('[data-path="/api/v1/users/profile"]')).first
+    await profile.locator(".opblock-summary").click()
+    await profile.locator(".try-out__btn").click()
+    await profile.locator(".execute").click()
+    await expect(profile.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200", timeout=10_000)
+    await expect(profile.locator(".live-responses-table")).to_contain_text(user["email"])
+    assert page.errors == []  # type: ignore[attr-defined]

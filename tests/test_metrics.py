@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from synthia_rt.broker import create_broker
 from synthia_rt.observability.metrics import Metrics
@@ -221,3 +222,33 @@ async def test_workers_share_one_exposition_in_multiprocess_mode(
         assert metric_value(text, "synthia_sockets_open") == 4
         assert metric_value(text, "synthia_connects_total") == 4
     assert any(prom_dir.iterdir())  # values really lived in the shared directory
+
+
+# -- HTTP metrics by route template -----------------------------------------------------------------
+async def test_http_requests_are_counted_by_route_template_never_raw_path(settings_for: Any) -> None:
+    async with running_app(settings_for("memory")) as (app, client):
+        user = await register(client)
+        for analysis_id in ("0190a1b2-0000-7000-8000-000000000001", "0190a1b2-0000-7000-8000-000000000002"):
+            r = await client.get(f"/api/v1/analyses/{analysis_id}", headers=bearer(user["access_token"]))
+            assert r.status_code == 404
+        for junk in ("/wp-admin/one", "/etc/passwd", "/x/y/z"):
+            assert (await client.get(junk)).status_code == 404
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/static/app.js")).status_code == 200
+        runtime: Runtime = app.state.runtime
+        assert runtime.metrics is not None
+        text = runtime.metrics.render()[0].decode()
+    name = "synthia_http_requests_total"
+    assert metric_value(text, name, {"route": "/api/v1/analyses/{analysis_id}", "method": "GET", "status": "404"}) == 2
+    assert metric_value(text, name, {"route": "unmatched", "status": "404"}) == 3
+    assert metric_value(text, name, {"route": "/healthz", "status": "200"}) == 1
+    assert metric_value(text, name, {"route": "/static/{path}", "status": "200"}) == 1
+    assert metric_value(text, name, {"route": "/api/v1/auth/register", "method": "POST"}) == 1
+    assert metric_value(text, "synthia_http_request_duration_seconds_count", {"route": "/healthz", "method": "GET"}) == 1
+    routes = {
+        sample.labels["route"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+    assert not any("0190a1b2" in route or "passwd" in route for route in routes), routes

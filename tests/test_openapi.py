@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -119,3 +120,29 @@ async def test_docs_page_works_offline(pg_app: Pair) -> None:
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert (await client.get("/docs/../settings.py")).status_code == 404
     assert (await client.get("/docs/other.js")).status_code == 404
+
+
+async def test_asyncapi_json_is_served_beside_openapi(pg_app: Pair) -> None:
+    from pathlib import Path
+
+    from synthia_rt.realtime.asyncapi import build
+
+    _, client = pg_app
+    r = await client.get("/asyncapi.json")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    committed = orjson.loads((Path(__file__).parents[1] / "docs/asyncapi.json").read_bytes())
+    assert r.json() == build() == committed
+
+
+async def test_docs_is_swagger_ui_vendored_with_its_license(pg_app: Pair) -> None:
+    from pathlib import Path
+
+    _, client = pg_app
+    page = (await client.get("/docs")).text
+    vendor = Path(__file__).parents[1] / "synthia_rt/web/static/vendor/swagger-ui"
+    assert "Apache License" in (vendor / "LICENSE").read_text()
+    for asset in ("/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/vendor/swagger-ui/swagger-ui.css"):
+        assert asset in page
+        served = await client.get(asset)
+        assert served.status_code == 200 and len(served.content) > 10_000
+    assert "SwaggerUIBundle" in (await client.get("/docs/docs.js")).text

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 PREFIX = "synthia"
 # Model calls take seconds; the first streamed partial should arrive well under one.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0)
+# HTTP answers: most are milliseconds; uploads and logins (Argon2) take longer.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FIRST_PARTIAL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 # ``disconnects{code}`` values: the protocol's close codes plus the standard ones a peer or
 # uvicorn reports (1005 no status, 1006 abnormal, 1012 restart). A client chooses the code of
@@ -110,6 +112,11 @@ class Metrics:
             f"{PREFIX}_backend_errors", "Failed calls to a backing service (redis|postgres)",
             ["backend"], registry=r,
         )
+        self.backend_up = Gauge(
+            f"{PREFIX}_backend_up", "1 when a backing service (redis|postgres) answered the last "
+            "probe (embedded counts as up), else 0", ["backend"], registry=r,
+            multiprocess_mode="livemin",
+        )
         self.analyses_in_flight = Gauge(
             f"{PREFIX}_analyses_in_flight", "Analyses running now", registry=r,
             multiprocess_mode="livesum",
@@ -117,6 +124,17 @@ class Metrics:
         self.snapshot_failures = Counter(
             f"{PREFIX}_snapshot_failures", "admin:metrics snapshots that could not be published",
             registry=r,
+        )
+        # HTTP, by route *template* (``/api/v1/users/{user_id}``): a raw path would mint a
+        # series per id; paths no route matches share one label (see observability/middleware).
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests", "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"], registry=r,
+        )
+        self.http_latency = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "HTTP request start to last response byte, by route template and method",
+            ["route", "method"], buckets=HTTP_BUCKETS, registry=r,
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids and access log, security headers, CORS, gzip.
+"""Pure-ASGI middleware: request ids and access log, HTTP metrics, security headers, CORS, gzip.
 
 Pure ASGI (no ``BaseHTTPMiddleware``) so WebSocket scopes pass through untouched and
 streaming responses are not buffered.
@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from synthia_rt.observability.logging import request_id
@@ -84,6 +85,63 @@ class RequestIdMiddleware:
             request_id.reset(token)
 
 
+UNMATCHED_ROUTE = "unmatched"  # the one label of every path no route matches (404 scans)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that answered (``/api/v1/users/{user_id}``), never the raw
+    path; :data:`UNMATCHED_ROUTE` when none did. Read after the router has run: it leaves the
+    innermost matched route in ``scope["route"]`` and the mount prefixes in ``root_path``."""
+    route: BaseRoute | None = scope.get("route")
+    root: str = scope.get("root_path", "")
+    prefix = root[len(str(scope.get("app_root_path", ""))) :]
+    if isinstance(route, Mount):  # a mounted app (static files): its path stays one label
+        return prefix + "/{path}"
+    if isinstance(route, Route):
+        return prefix + str(route.path)
+    return UNMATCHED_ROUTE
+
+
+class HttpMetricsMiddleware:
+    """Count and time every HTTP request by route template, method and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+        started = time.perf_counter()
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        except ClientDisconnect:
+            status = status or CLIENT_CLOSED
+            raise
+        except BaseException:
+            status = status or 500
+            raise
+        finally:
+            app = scope.get("app")
+            runtime = getattr(getattr(app, "state", None), "runtime", None)
+            metrics = getattr(runtime, "metrics", None)
+            if metrics is not None:
+                route = route_template(scope)
+                method = scope.get("method", "")
+                method = method if method in _METHODS else "other"
+                metrics.http_requests.labels(route, method, str(status or 500)).inc()
+                metrics.http_latency.labels(route, method).observe(time.perf_counter() - started)
+
+
 _SAFE_HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
@@ -148,6 +206,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first: the request id wraps everything so every log line carries it."""
     return [
         Middleware(RequestIdMiddleware),
+        Middleware(HttpMetricsMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.production, origins=settings.origins),
         Middleware(
             CORSMiddleware,

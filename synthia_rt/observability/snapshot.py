@@ -218,6 +218,8 @@ class SnapshotLoop:
             "postgres": "embedded" if settings.effective_database_url.startswith("sqlite")
             else await self._probe("postgres", self._ping_postgres),
         }
+        for name, state in status.items():  # the same probe, for Prometheus alerts
+            self.metrics.backend_up.labels(name).set(0 if state == "down" else 1)
         return status
 
     async def _probe(self, name: str, ping: Any) -> str:

@@ -163,6 +163,17 @@ async def openapi_json(request: Request) -> Response:
     return Response(cached, media_type="application/json")
 
 
+async def asyncapi_json(request: Request) -> Response:
+    """The socket protocol's AsyncAPI document: the generator behind docs/asyncapi.json."""
+    cached = getattr(request.app.state, "asyncapi_json", None)
+    if cached is None:
+        from synthia_rt.realtime.asyncapi import build
+
+        cached = orjson.dumps(build())
+        request.app.state.asyncapi_json = cached
+    return Response(cached, media_type="application/json")
+
+
 async def docs_page(request: Request) -> Response:
     return FileResponse(WEB / "docs.html", media_type="text/html; charset=utf-8")
 
@@ -179,6 +190,7 @@ async def docs_asset(request: Request) -> Response:
 
 routes: list[BaseRoute] = [
     Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+    Route("/asyncapi.json", asyncapi_json, methods=["GET"], include_in_schema=False),
     Route("/docs", docs_page, methods=["GET"], include_in_schema=False),
     Route("/docs/{asset}", docs_asset, methods=["GET"], include_in_schema=False),
 ]

@@ -217,7 +217,8 @@ class SynthiaConfig:
             "DATA_DIR": self.data_dir or f"/tmp/synthia-bench-{self.namespace}",
         }
         if self.gemini_url:
-            env.update({"ANALYZER": "gemini", "GEMINI_API_KEY": "bench-fake-key", "GEMINI_BASE_URL": self.gemini_url})
+            env.update({"ANALYZER": "gemini", "GEMINI_API_KEY": "bench-fake-key", "GEMINI_BASE_URL": self.gemini_url,
+                        "FREE_ANALYSES_PER_MONTH": "1000000"})  # bench users measure load, not the quota
         env.update(self.extra)
         return env
 

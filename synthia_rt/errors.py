@@ -41,6 +41,9 @@ class ErrorCode(enum.StrEnum):
     MODEL_UNAVAILABLE = "model_unavailable"
     MODEL_ERROR = "model_error"
     CANCELLED = "cancelled"
+    # plans and billing
+    QUOTA_EXCEEDED = "quota_exceeded"
+    BILLING_DISABLED = "billing_disabled"
     # infrastructure
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
@@ -72,6 +75,8 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.MODEL_UNAVAILABLE: (503, "The model could not be reached after retries; try again later."),
     ErrorCode.MODEL_ERROR: (502, "The model answered with something that is not a valid result."),
     ErrorCode.CANCELLED: (409, "The analysis was cancelled by its owner."),
+    ErrorCode.QUOTA_EXCEEDED: (402, "The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more."),
+    ErrorCode.BILLING_DISABLED: (503, "Billing is not configured on this server (no Stripe key)."),
     ErrorCode.UNAVAILABLE: (503, "A backing service (database, Redis) is unreachable; temporary."),
     ErrorCode.INTERNAL: (500, "An unexpected error; it was logged with the request id."),
 }

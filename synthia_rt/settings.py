@@ -193,6 +193,8 @@ class Settings:
     gemini_backoff: float = 0.5  # first retry delay in seconds; doubles per retry, with jitter
     gemini_concurrency: int = 8  # model calls in flight per process
     max_analyses_per_user: int = 2  # concurrent
+    # model-backed analyses a free-plan user may start per calendar month (UTC); premium: no cap
+    free_analyses_per_month: int = 5
     upload_ttl: int = 3600  # seconds an incomplete upload is kept
     upload_rate_limit: str = "10/minute"  # POST /files/upload per user (limits syntax)
     upload_user_bytes: int = 64 * 1024 * 1024  # upload bytes one user may hold in the KV store
@@ -201,6 +203,22 @@ class Settings:
     db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600
+
+    # Billing (Stripe; docs/billing.md) ------------------------------------------------------
+    stripe_secret_key: str = ""  # sk_…; "" = billing disabled (checkout answers 503)
+    stripe_webhook_secret: str = ""  # whsec_… of the webhook endpoint; "" = webhooks refused
+    stripe_price_id: str = ""  # price_… of the premium subscription
+    stripe_api_base: str = ""  # "" = Stripe's own API; tests point it at a local fake
+    stripe_webhook_tolerance: int = 300  # seconds a signed webhook timestamp may be old
+    billing_success_url: str = "http://localhost:8000/?billing=success"  # after checkout
+    billing_cancel_url: str = "http://localhost:8000/?billing=cancel"  # checkout abandoned
+
+    # Web Push (docs/billing.md) ---------------------------------------------------------------
+    vapid_private_key: str = ""  # base64url raw P-256 private key or PEM; "" = push disabled
+    vapid_subject: str = "mailto:admin@example.com"  # contact the push services see in the JWT
+    push_ttl: int = 24 * 3600  # seconds a push service keeps an undelivered notification
+    push_retries: int = 3  # further attempts after a failed delivery (5xx, 429, network)
+    push_backoff: float = 0.5  # first retry delay in seconds; doubles per retry
 
     # Operations -------------------------------------------------------------------------
     metrics_interval: float = 2.0

@@ -29,6 +29,7 @@ async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str,
         "GEMINI_BASE_URL": f"http://127.0.0.1:{model_port}",
         "ARGON2_MEMORY_KIB": "1024",  # registering bench users is setup, not what is tested
         "ARGON2_TIME_COST": "1",
+        "FREE_ANALYSES_PER_MONTH": "1000000",  # bench users measure load, not the plan's quota
     }
     a = await start_node(env)
     try:

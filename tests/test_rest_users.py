@@ -8,7 +8,18 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from synthia_rt.store.tables import TABLES, Analysis, AuditLog, StoredImage, User, utcnow
+from synthia_rt.store import plans
+from synthia_rt.store.tables import (
+    TABLES,
+    Analysis,
+    AuditLog,
+    PushSubscription,
+    StoredImage,
+    StripeEvent,
+    Subscription,
+    User,
+    utcnow,
+)
 from tests.conftest_helpers import unique_email
 from tests.rest_helpers import (
     API,
@@ -124,6 +135,17 @@ async def _populate(app: Any, client: httpx.AsyncClient, email: str) -> dict[str
             created_at=now,
             expires_at=now,
         )
+    ).run()
+    await plans.charge(user_id, 5)  # usage_months
+    uid = uuid.UUID(user_id)
+    await Subscription.insert(
+        Subscription(user=uid, customer_id="cus_x", subscription_id="sub_x", status="active", updated_at=now)
+    ).run()
+    await StripeEvent.insert(
+        StripeEvent(event_id=f"evt_{uuid.uuid4().hex}", type="checkout.session.completed", user=uid, created_at=now)
+    ).run()
+    await PushSubscription.insert(
+        PushSubscription(user=uid, endpoint=f"https://push.example/{uuid.uuid4().hex}", p256dh="k", auth="a", created_at=now)
     ).run()
     await runtime.kv.set(f"presence:{{{user_id}}}:node", b"1", 60)
     await runtime.kv.set(f"upload:{user_id}:chunk", b"bytes", 60)

@@ -24,6 +24,7 @@ from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
+from synthia_rt.store import plans
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,16 @@ class Launcher:
         self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], sha: str | None,
         lifetime: float | None = None,
     ) -> None:
-        """Take a slot and insert the queued row (the slot is given back if the insert fails)."""
+        """Take a slot, charge the quota and insert the queued row (both given back if it fails)."""
         await self.acquire(user, str(aid), lifetime)
         try:
-            await store.create(
-                aid, user.user_id, kind, inputs=inputs, image_sha256=sha,
-                model=self.analyzer.model, prompt_version=self.analyzer.prompt_version,
-            )
-            await self.set_owner(str(aid), user.user_id)
+            # The plan's monthly quota (store/plans.py): charged here, refunded if the row fails.
+            async with plans.charged(user.user_id, self.analyzer.model, self.runtime.settings.free_analyses_per_month):
+                await store.create(
+                    aid, user.user_id, kind, inputs=inputs, image_sha256=sha,
+                    model=self.analyzer.model, prompt_version=self.analyzer.prompt_version,
+                )
+                await self.set_owner(str(aid), user.user_id)
         except BaseException:
             await self.slots.release(user.user_id, str(aid))
             raise

@@ -21,6 +21,7 @@ MODULES: tuple[str, ...] = (
     "cache",
     "files",
     "analyze",
+    "billing",
 )
 
 

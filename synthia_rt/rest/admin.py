@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from synthia_rt.observability.audit import audit
 from synthia_rt.rest.deps import authenticate, client_ip, runtime_of
 from synthia_rt.rest.routing import api
 from synthia_rt.rest.schemas import Body, Cursor, Out, Query
+from synthia_rt.store import plans
 from synthia_rt.store import users as user_store
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.pagination import Cursor as PageCursor
@@ -252,3 +253,38 @@ async def list_audit(request: Request, principal: Principal, query: AuditQuery) 
 
 
 routes: list[BaseRoute] = [send_notification, block_user, unblock_user, list_audit]
+
+
+# -- plans (billing) -------------------------------------------------------------------------------
+class PlanIn(Body):
+    plan: Literal["free", "premium"] = Field(description="The plan to grant (or `free` to revoke).")
+
+
+class PlanOut(Out):
+    user_id: str
+    plan: Literal["free", "premium"]
+
+
+@api(
+    "POST",
+    "/admin/users/{user_id}/plan",
+    "Grant or revoke premium by hand",
+    body=PlanIn,
+    response=PlanOut,
+    admin=True,
+    errors=[ErrorCode.NOT_FOUND],
+    tags=TAGS,
+    description="Sets the user's plan now (audited as `admin.user.plan`). A later Stripe webhook "
+    "for the user's subscription sets it again from the subscription's status.",
+)
+async def set_user_plan(request: Request, principal: Principal, body: PlanIn) -> PlanOut:
+    user_id = _user_id_param(request)
+    if not await plans.set_plan(user_id, body.plan):
+        raise AppError(ErrorCode.NOT_FOUND, "No such user.")
+    await audit(
+        "admin.user.plan", actor_id=principal.user_id, subject_id=user_id, ip=client_ip(request), plan=body.plan
+    )
+    return PlanOut(user_id=user_id, plan=body.plan)
+
+
+routes.append(set_user_plan)

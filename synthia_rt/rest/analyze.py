@@ -25,6 +25,7 @@ from synthia_rt.rest.schemas import Body, Out
 TAGS = ("analysis",)
 MODEL_ERRORS = (
     ErrorCode.RATE_LIMITED,
+    ErrorCode.QUOTA_EXCEEDED,
     ErrorCode.BLOCKED,
     ErrorCode.MODEL_UNAVAILABLE,
     ErrorCode.MODEL_ERROR,

@@ -85,6 +85,7 @@ class UserOut(Out):
     email: str
     display_name: str
     role: Literal["user", "admin"]
+    plan: Literal["free", "premium"] = "free"
     created_at: datetime
 
 

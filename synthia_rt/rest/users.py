@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
+
 from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import BaseRoute
@@ -12,8 +15,8 @@ from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.rest.auth import session_out, user_out
 from synthia_rt.rest.deps import client_ip, runtime_of
 from synthia_rt.rest.routing import api
-from synthia_rt.rest.schemas import AnyPassword, Body, ProfileOut, ProfilePatch, UserOut
-from synthia_rt.store import users
+from synthia_rt.rest.schemas import AnyPassword, Body, Out, ProfileOut, ProfilePatch, UserOut
+from synthia_rt.store import plans, users
 
 TAGS = ("users",)
 
@@ -89,4 +92,28 @@ async def delete_profile(request: Request, principal: Principal, body: DeletePro
     await accounts.erase(runtime, principal.user_id)
 
 
-routes: list[BaseRoute] = [get_profile, patch_profile, delete_profile]
+class UsageOut(Out):
+    plan: Literal["free", "premium"]
+    used: int = Field(description="Model-backed analyses started this calendar month (UTC).")
+    limit: int | None = Field(description="The plan's monthly cap; null = unlimited (premium).")
+    resets_at: datetime = Field(description="When `used` starts again from 0 (UTC).")
+
+
+@api(
+    "GET",
+    "/users/usage",
+    "Where the caller stands against the plan's monthly quota",
+    response=UsageOut,
+    errors=[ErrorCode.NOT_FOUND, ErrorCode.UNAVAILABLE],
+    tags=TAGS,
+    description="Cached answers and the local analyzer never count; see docs/billing.md.",
+)
+async def get_usage(request: Request, principal: Principal) -> UsageOut:
+    limit = runtime_of(request).settings.free_analyses_per_month
+    usage = await plans.usage(principal.user_id, limit)
+    if usage is None:
+        raise AppError(ErrorCode.NOT_FOUND)
+    return UsageOut.model_validate(usage, from_attributes=True)
+
+
+routes: list[BaseRoute] = [get_profile, patch_profile, delete_profile, get_usage]

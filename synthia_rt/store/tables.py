@@ -38,6 +38,8 @@ class User(Table, tablename="users"):
     tokens_valid_after = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    # free | premium: the effective plan (Stripe webhooks and admins set it; see store/plans.py)
+    plan = Varchar(length=16, default="free")
 
 
 class RefreshFamily(Table, tablename="refresh_families"):
@@ -115,6 +117,54 @@ class StoredImage(Table, tablename="stored_images"):
     expires_at = Timestamptz()
 
 
+class UsageMonth(Table, tablename="usage_months"):
+    """Model-backed analyses one user started in one calendar month (UTC): the quota's truth.
+
+    ``key`` is ``<user id>:<YYYY-MM>``, unique, so that a conditional ``UPDATE … WHERE used <
+    limit`` on that one row is the race-free charge across nodes (store/plans.py)."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    key = Varchar(length=64, unique=True)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    month = Varchar(length=7)  # YYYY-MM
+    used = Integer(default=0)
+
+
+class Subscription(Table, tablename="subscriptions"):
+    """A user's Stripe subscription as the webhooks last told it (one row per user)."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, unique=True)
+    customer_id = Varchar(length=255, null=True, default=None, index=True)
+    subscription_id = Varchar(length=255, null=True, default=None, index=True)
+    status = Varchar(length=32, default="")  # Stripe's: active, trialing, past_due, canceled, …
+    # ``created`` of the newest event applied: older events arriving late never regress state
+    event_at = Timestamptz(null=True, default=None)
+    updated_at = Timestamptz()
+
+
+class StripeEvent(Table, tablename="stripe_events"):
+    """Webhook event ids already processed: Stripe retries and replays are applied once."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    event_id = Varchar(length=255, unique=True)
+    type = Varchar(length=80, default="")
+    # whose subscription it moved; emptied (not deleted: the id stays processed) on erasure
+    user = ForeignKey(references=User, on_delete=OnDelete.set_null, null=True, default=None)
+    created_at = Timestamptz()
+
+
+class PushSubscription(Table, tablename="push_subscriptions"):
+    """A browser's Web Push subscription (RFC 8030 endpoint + RFC 8291 keys) for one user."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    endpoint = Varchar(length=2048, unique=True)
+    p256dh = Varchar(length=200)
+    auth = Varchar(length=100)
+    created_at = Timestamptz()
+
+
 TABLES: tuple[type[Table], ...] = (
     User,
     RefreshFamily,
@@ -123,4 +173,8 @@ TABLES: tuple[type[Table], ...] = (
     Notification,
     AuditLog,
     StoredImage,
+    UsageMonth,
+    Subscription,
+    StripeEvent,
+    PushSubscription,
 )

@@ -32,6 +32,7 @@ class UserRecord:
     password_hash: str
     created_at: datetime
     updated_at: datetime
+    plan: str = "free"  # free | premium (store/plans.py)
 
 
 def normalize_email(email: str) -> str:
@@ -48,6 +49,7 @@ def _record(row: dict[str, Any]) -> UserRecord:
         password_hash=row["password_hash"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        plan=row.get("plan") or "free",
     )
 
 

@@ -37,6 +37,8 @@ class ErrorCode(enum.StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     INVALID_IMAGE = "invalid_image"
     NO_FACE_DETECTED = "no_face_detected"
+    MULTIPLE_FACES = "multiple_faces"
+    POOR_QUALITY = "poor_quality"
     BLOCKED = "blocked"
     MODEL_UNAVAILABLE = "model_unavailable"
     MODEL_ERROR = "model_error"
@@ -68,6 +70,8 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.HASH_MISMATCH: (400, "The received bytes do not hash to the declared `sha256`."),
     ErrorCode.INVALID_IMAGE: (400, "Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb)."),
     ErrorCode.NO_FACE_DETECTED: (422, "No face was found in the image."),
+    ErrorCode.MULTIPLE_FACES: (422, "More than one face is in the image; send a photo of one person."),
+    ErrorCode.POOR_QUALITY: (422, "The face is too small, too dark or too blurred to judge; the message says how to retake the photo."),
     ErrorCode.BLOCKED: (422, "The model refused the input on safety grounds."),
     ErrorCode.MODEL_UNAVAILABLE: (503, "The model could not be reached after retries; try again later."),
     ErrorCode.MODEL_ERROR: (502, "The model answered with something that is not a valid result."),

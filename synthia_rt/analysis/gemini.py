@@ -211,7 +211,11 @@ class GeminiAnalyzer:
 
     def _final(self, kind: str, text: str) -> dict[str, Any]:
         try:
-            return validate_result(kind, pydantic_core.from_json(text))
+            data = pydantic_core.from_json(text)
+            if kind == "facial" and isinstance(data, dict) and data.get("face_found") is False:
+                log.info("the model found no face")
+                raise AppError(ErrorCode.NO_FACE_DETECTED)
+            return validate_result(kind, data)
         except ValueError:  # pydantic's ValidationError is a ValueError too
             log.warning("model answer is not a valid %s result (%d chars)", kind, len(text))
             raise AppError(ErrorCode.MODEL_ERROR) from None

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-PROMPT_VERSION = "2026-11-28.1"
+PROMPT_VERSION = "2026-12-01.1"  # .1: face_found in the facial schema
 
 SYSTEM_INSTRUCTION = (
     "You are a professional image consultant. You analyse one person at a time and answer "
     "ONLY with JSON that matches the given response schema. Never identify the person, guess "
     "their name, age, ethnicity, health or any other sensitive attribute; describe only face "
     "geometry and colouring. Recommendations are practical and kind. If there is no human face "
-    "in the image, still answer with the schema but say so in 'summary'."
+    "in the image, answer with face_found false and nothing else; otherwise face_found is true."
 )
 
 FACIAL_PROMPT = (

@@ -16,7 +16,8 @@ How it works (facial):
    Lab, cleaned morphologically, the component under the face centre) gives the widths of
    forehead, cheekbones and jaw at fixed fractions of the face box; the face length is the
    box height scaled to hairline-to-chin (×1.3). Ratios map to the seven shapes by rules.
-4. **Recommendations** come from :mod:`synthia_rt.analysis.rules` by shape and undertone.
+4. **Recommendations** come from :mod:`synthia_rt.analysis.rules` by shape and undertone,
+   in the run's locale (:mod:`synthia_rt.i18n`), as are the summary and colour names.
 
 Partials stream stage by stage (skin, then shape, then recommendations).
 
@@ -44,15 +45,18 @@ import orjson
 from numpy.typing import NDArray
 from PIL import Image
 
+from synthia_rt import i18n
 from synthia_rt.analysis import quiz, rules
 from synthia_rt.analysis.analyzer import AnalyzerOutput, PartialSink
 from synthia_rt.analysis.models import validate_result
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_, ngettext
+from synthia_rt.i18n import gettext as _
 from synthia_rt.settings import Settings
 from synthia_rt.uploads.validate import FORMATS, ValidatedImage
 
 MODEL = "local-opencv-1"
-RULES_VERSION = "rules-2026-11-28.1"  # bump when rules.py or a threshold here changes
+RULES_VERSION = "rules-2026-12-01.1"  # bump when rules.py, a threshold or a text here changes
 MAX_SIDE = 1024
 _CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -120,9 +124,9 @@ MIN_FACE_BRIGHTNESS = 45.0  # mean grey level (0–255) of the face box before e
 MIN_FACE_SHARPNESS = 25.0  # variance of the Laplacian of the face resized to 128×128
 SECOND_FACE_SHARE = 0.4  # a second detection at least this fraction of the largest's side counts
 
-POOR_SMALL = "The face is too small to judge; move closer so that your face fills most of the photo."
-POOR_DARK = "The face is too dark to judge; take the photo facing a window or in daylight."
-POOR_BLURRED = "The face is too blurred to judge; hold the camera still and make sure it is in focus."
+POOR_SMALL = N_("The face is too small to judge; move closer so that your face fills most of the photo.")
+POOR_DARK = N_("The face is too dark to judge; take the photo facing a window or in daylight.")
+POOR_BLURRED = N_("The face is too blurred to judge; hold the camera still and make sure it is in focus.")
 
 
 def load_rgb(data: bytes) -> RGB:
@@ -246,11 +250,12 @@ class LocalAnalyzer:
         async with self._cpu:
             shape = await asyncio.to_thread(face.measure_shape)
         await _emit(on_partial, partial, {"face_shape": shape})
-        recs = [*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]]]
-        summary = (
-            f"{'An' if shape[0] in 'aeiou' else 'A'} {shape} face with {skin['tone'].replace('_', ' ')} skin and a {skin['undertone']} "
-            f"undertone (ITA {face.skin.ita:.0f}°, hue {face.skin.hue:.0f}°), measured locally."
+        recs = [_translated(r) for r in (*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]])]
+        summary = _("{shape} face, {tone} skin, {undertone} undertone (ITA {ita}°, hue {hue}°), measured locally.").format(
+            shape=i18n.label("face_shape", shape).lower(), tone=i18n.label("tone", skin["tone"]).lower(),
+            undertone=i18n.label("undertone", skin["undertone"]).lower(), ita=f"{face.skin.ita:.0f}", hue=f"{face.skin.hue:.0f}",
         )
+        summary = summary[:1].upper() + summary[1:]
         await _emit(on_partial, partial, {"recommendations": recs, "summary": summary})
         return AnalyzerOutput(validate_result("facial", partial), self.model, {"measurements": _numbers(face)})
 
@@ -259,11 +264,23 @@ class LocalAnalyzer:
         partial: dict[str, Any] = {}
         head = {"season": est.season, "subseason": est.subseason, "undertone": est.undertone, "contrast": est.contrast}
         await _emit(on_partial, partial, head)
-        palette, avoid = rules.PALETTES[est.subseason]
+        palette, avoid = (_named(p) for p in rules.PALETTES[est.subseason])
         await _emit(on_partial, partial, {"palette": palette})
-        summary = f"{est.subseason.replace('_', ' ').title()} from {est.answered} answers (confidence {est.confidence:.0%})."
+        summary = ngettext(
+            "{subseason} from {count} answer (confidence {confidence}%).",
+            "{subseason} from {count} answers (confidence {confidence}%).",
+            est.answered,
+        ).format(subseason=i18n.label("subseason", est.subseason), count=est.answered, confidence=round(est.confidence * 100))
         await _emit(on_partial, partial, {"avoid": avoid, "summary": summary})
         return AnalyzerOutput(validate_result("chromatic", partial), self.model, {"confidence": est.confidence})
+
+
+def _translated(rec: rules.Rec) -> rules.Rec:
+    return {**rec, "title": _(rec["title"]), "detail": _(rec["detail"])}
+
+
+def _named(swatches: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{**s, "name": _(s["name"])} for s in swatches]
 
 
 async def _emit(on_partial: PartialSink, partial: dict[str, Any], update: dict[str, Any]) -> None:

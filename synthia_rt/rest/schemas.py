@@ -86,6 +86,9 @@ class UserOut(Out):
     display_name: str
     role: Literal["user", "admin"]
     created_at: datetime
+    locale: Literal["es", "en"] | None = Field(
+        default=None, description="The saved language; null = Accept-Language, else the server default."
+    )
 
 
 class SessionOut(Out):
@@ -103,6 +106,9 @@ class ProfilePatch(Body):
         default=None, description="The new password; needs `current_password`."
     )
     current_password: AnyPassword | None = None
+    locale: Literal["es", "en"] | None = Field(
+        default=None, description="Save the language of texts and errors; null clears it."
+    )
 
 
 class ProfileOut(Out):

@@ -33,6 +33,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from synthia_rt import i18n
 from synthia_rt.analysis import quiz
 from synthia_rt.analysis.analyzer import AnalyzerOutput, PartialSink
 from synthia_rt.analysis.models import RESULT_MODELS, validate_result
@@ -42,6 +43,7 @@ from synthia_rt.analysis.prompts import (
     PROMPT_VERSION,
     SYSTEM_INSTRUCTION,
     chromatic_prompt,
+    language_instruction,
 )
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.settings import Settings
@@ -120,7 +122,7 @@ class GeminiAnalyzer:
     # -- machinery ---------------------------------------------------------------------------
     async def _generate(self, kind: str, contents: list[Any], on_partial: PartialSink) -> AnalyzerOutput:
         config = types.GenerateContentConfig(
-            system_instruction=SYSTEM_INSTRUCTION,
+            system_instruction=f"{SYSTEM_INSTRUCTION} {language_instruction(i18n.current())}",
             response_mime_type="application/json",
             response_schema=RESULT_MODELS[kind],
             temperature=0.2,

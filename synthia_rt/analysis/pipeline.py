@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from synthia_rt import i18n
 from synthia_rt.analysis import local
 from synthia_rt.analysis.analyzer import Analyzer, AnalyzerOutput
 from synthia_rt.analysis.cache import ResultCache
@@ -64,6 +65,7 @@ class Job:
     answers: dict[str, str] = field(default_factory=dict)  # chromatic
     started: float = field(default_factory=time.monotonic)
     db_deadline: float | None = None  # when database retries stop (set at the first failure)
+    locale: str = field(default_factory=i18n.current)  # the language of the texts it produces
 
     @property
     def id(self) -> str:
@@ -101,6 +103,7 @@ class Pipeline:
         self.metrics = runtime.metrics
 
     async def run(self, job: Job) -> dict[str, Any] | AppError:
+        i18n.use(job.locale)  # this task's context: analyzers write in the job's language
         events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id)
         runner = asyncio.current_task()
         assert runner is not None

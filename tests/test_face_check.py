@@ -92,3 +92,23 @@ async def test_model_face_found_false_is_no_face_and_not_cached(settings_for: An
         row = await wait_terminal(again["analysis_id"])
         assert row["status"] == "done" and row["result"] == FACIAL_RESULT and "face_found" not in row["result"]
         assert fake.calls == 2
+
+
+async def test_locale_is_part_of_the_cache_key_and_the_prompt(settings_for: Any, fake: FakeGemini) -> None:
+    from synthia_rt import i18n
+
+    fake.default = Stream(json.dumps(FACIAL_RESULT))
+    async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
+        svc = service(runtime)
+        user = await new_user()
+        data = astronaut_jpeg()
+        for locale in ("es", "en", "es"):
+            with i18n.using(locale):
+                reply = await start(svc, user, data)
+                if "upload" in reply:
+                    await send(svc, user, reply["analysis_id"], data)
+                row = await wait_terminal(reply["analysis_id"])
+            assert row["status"] == "done" and row["prompt_version"].endswith(f"+{locale}")
+        assert fake.calls == 2  # es, en; the second es is a cache hit
+        instructions = [r["systemInstruction"]["parts"][0]["text"] for r in fake.requests]
+        assert "in Spanish" in instructions[0] and "in English" in instructions[1]

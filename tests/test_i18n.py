@@ -72,7 +72,7 @@ def test_spanish_texts_and_plural_forms() -> None:
 
 @pytest.mark.parametrize("backend", ["memory"])
 async def test_spanish_over_rest_and_the_socket(settings_for: Any, backend: str) -> None:
-    async with serving(settings_for(backend)) as live, httpx.AsyncClient(base_url=f"http://{live}") as http:
+    async with serving(settings_for(backend, default_locale="es")) as live, httpx.AsyncClient(base_url=f"http://{live}") as http:
         # anonymous: the header, else DEFAULT_LOCALE (es)
         r = await http.get(f"{API}/users/profile", headers={"Accept-Language": "en-GB,en;q=0.9"})
         assert r.status_code == 401 and r.json()["error"]["message"] == "No valid access token was presented."

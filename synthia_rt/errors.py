@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from synthia_rt.i18n import N_, gettext
+
 
 class ErrorCode(enum.StrEnum):
     # protocol
@@ -37,6 +39,8 @@ class ErrorCode(enum.StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     INVALID_IMAGE = "invalid_image"
     NO_FACE_DETECTED = "no_face_detected"
+    MULTIPLE_FACES = "multiple_faces"
+    POOR_QUALITY = "poor_quality"
     BLOCKED = "blocked"
     MODEL_UNAVAILABLE = "model_unavailable"
     MODEL_ERROR = "model_error"
@@ -51,34 +55,36 @@ class ErrorCode(enum.StrEnum):
 
 # Meaning and HTTP status of each code; docs/protocol.md is checked against this table.
 ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
-    ErrorCode.BAD_REQUEST: (400, "The frame or body is malformed: not JSON, not an object, or a field has the wrong type."),
-    ErrorCode.UNKNOWN_OP: (400, "The command's `op` is not one this protocol version knows."),
-    ErrorCode.UNAUTHORIZED: (401, "No valid access token was presented."),
-    ErrorCode.INVALID_CREDENTIALS: (401, "Email or password is wrong (the two are never told apart)."),
-    ErrorCode.TOKEN_EXPIRED: (401, "The token's `exp` has passed; refresh it."),
-    ErrorCode.TOKEN_INVALID: (401, "The token is forged, revoked, of the wrong type, or for another user."),
-    ErrorCode.TOKEN_REUSED: (401, "A rotated refresh token was presented again; its whole family is revoked."),
-    ErrorCode.FORBIDDEN: (403, "The caller may not read this channel or resource."),
-    ErrorCode.ACCOUNT_BLOCKED: (403, "The account is blocked by an administrator."),
-    ErrorCode.NOT_FOUND: (404, "No such resource visible to the caller."),
-    ErrorCode.METHOD_NOT_ALLOWED: (405, "The path exists but does not accept this HTTP method."),
-    ErrorCode.CONFLICT: (409, "The resource already exists (e.g. the email is registered)."),
-    ErrorCode.VALIDATION_ERROR: (422, "A field is missing or invalid; `field` names it."),
-    ErrorCode.RATE_LIMITED: (429, "Too many requests; wait `retry_after` seconds."),
-    ErrorCode.TOO_MANY_CONNECTIONS: (429, "The user already holds the maximum number of sockets."),
-    ErrorCode.BAD_CHUNK: (400, "An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded."),
-    ErrorCode.TOO_LARGE: (413, "The declared or actual size exceeds `max_image_bytes`, or decoding the image would need more than `max_decode_bytes`."),
-    ErrorCode.HASH_MISMATCH: (400, "The received bytes do not hash to the declared `sha256`."),
-    ErrorCode.INVALID_IMAGE: (400, "Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb)."),
-    ErrorCode.NO_FACE_DETECTED: (422, "No face was found in the image."),
-    ErrorCode.BLOCKED: (422, "The model refused the input on safety grounds."),
-    ErrorCode.MODEL_UNAVAILABLE: (503, "The model could not be reached after retries; try again later."),
-    ErrorCode.MODEL_ERROR: (502, "The model answered with something that is not a valid result."),
-    ErrorCode.CANCELLED: (409, "The analysis was cancelled by its owner."),
-    ErrorCode.QUOTA_EXCEEDED: (402, "The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more."),
-    ErrorCode.BILLING_DISABLED: (503, "Billing is not configured on this server (no Stripe key)."),
-    ErrorCode.UNAVAILABLE: (503, "A backing service (database, Redis) is unreachable; temporary."),
-    ErrorCode.INTERNAL: (500, "An unexpected error; it was logged with the request id."),
+    ErrorCode.BAD_REQUEST: (400, N_("The frame or body is malformed: not JSON, not an object, or a field has the wrong type.")),
+    ErrorCode.UNKNOWN_OP: (400, N_("The command's `op` is not one this protocol version knows.")),
+    ErrorCode.UNAUTHORIZED: (401, N_("No valid access token was presented.")),
+    ErrorCode.INVALID_CREDENTIALS: (401, N_("Email or password is wrong (the two are never told apart).")),
+    ErrorCode.TOKEN_EXPIRED: (401, N_("The token's `exp` has passed; refresh it.")),
+    ErrorCode.TOKEN_INVALID: (401, N_("The token is forged, revoked, of the wrong type, or for another user.")),
+    ErrorCode.TOKEN_REUSED: (401, N_("A rotated refresh token was presented again; its whole family is revoked.")),
+    ErrorCode.FORBIDDEN: (403, N_("The caller may not read this channel or resource.")),
+    ErrorCode.ACCOUNT_BLOCKED: (403, N_("The account is blocked by an administrator.")),
+    ErrorCode.NOT_FOUND: (404, N_("No such resource visible to the caller.")),
+    ErrorCode.METHOD_NOT_ALLOWED: (405, N_("The path exists but does not accept this HTTP method.")),
+    ErrorCode.CONFLICT: (409, N_("The resource already exists (e.g. the email is registered).")),
+    ErrorCode.VALIDATION_ERROR: (422, N_("A field is missing or invalid; `field` names it.")),
+    ErrorCode.RATE_LIMITED: (429, N_("Too many requests; wait `retry_after` seconds.")),
+    ErrorCode.TOO_MANY_CONNECTIONS: (429, N_("The user already holds the maximum number of sockets.")),
+    ErrorCode.BAD_CHUNK: (400, N_("An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded.")),
+    ErrorCode.TOO_LARGE: (413, N_("The declared or actual size exceeds `max_image_bytes`, or decoding the image would need more than `max_decode_bytes`.")),
+    ErrorCode.HASH_MISMATCH: (400, N_("The received bytes do not hash to the declared `sha256`.")),
+    ErrorCode.INVALID_IMAGE: (400, N_("Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb).")),
+    ErrorCode.NO_FACE_DETECTED: (422, N_("No face was found in the image.")),
+    ErrorCode.MULTIPLE_FACES: (422, N_("More than one face is in the image; send a photo of one person.")),
+    ErrorCode.POOR_QUALITY: (422, N_("The face is too small, too dark or too blurred to judge; the message says how to retake the photo.")),
+    ErrorCode.BLOCKED: (422, N_("The model refused the input on safety grounds.")),
+    ErrorCode.MODEL_UNAVAILABLE: (503, N_("The model could not be reached after retries; try again later.")),
+    ErrorCode.MODEL_ERROR: (502, N_("The model answered with something that is not a valid result.")),
+    ErrorCode.CANCELLED: (409, N_("The analysis was cancelled by its owner.")),
+    ErrorCode.QUOTA_EXCEEDED: (402, N_("The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more.")),
+    ErrorCode.BILLING_DISABLED: (503, N_("Billing is not configured on this server (no Stripe key).")),
+    ErrorCode.UNAVAILABLE: (503, N_("A backing service (database, Redis) is unreachable; temporary.")),
+    ErrorCode.INTERNAL: (500, N_("An unexpected error; it was logged with the request id.")),
 }
 
 UNAVAILABLE_RETRY_AFTER = 1.0  # seconds; a backing service blinked (Redis reconnects within it)
@@ -115,10 +121,12 @@ class AppError(Exception):
     def status(self) -> int:
         return ERROR_DOCS[self.code][0]
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self, locale: str | None = None) -> dict[str, object]:
+        """The client's view; with ``locale`` the message is translated (the English message
+        is the msgid; one without a catalog entry, e.g. formatted, stays English)."""
         body: dict[str, object] = {
             "code": str(self.code),
-            "message": self.message,
+            "message": gettext(self.message, locale) if locale else self.message,
             "temporary": bool(self.temporary),
         }
         if self.retry_after is not None:

@@ -197,6 +197,8 @@ class Settings:
     free_analyses_per_month: int = 5
     upload_ttl: int = 3600  # seconds an incomplete upload is kept
     upload_rate_limit: str = "10/minute"  # POST /files/upload per user (limits syntax)
+    # es | en: the language of a user with no saved locale and no usable Accept-Language
+    default_locale: str = "es"
     upload_user_bytes: int = 64 * 1024 * 1024  # upload bytes one user may hold in the KV store
     upload_process_bytes: int = 256 * 1024 * 1024  # upload bytes one process holds in flight
     analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
@@ -327,6 +329,10 @@ class Settings:
             raise SettingsError(f"FORWARDED_ALLOW_IPS: {exc}") from None
         if self.jwt_secret_key:  # in every mode: a weak key is a forgeable token
             _check_secret(self.jwt_secret_key)
+        from synthia_rt.i18n import SUPPORTED  # here: i18n is imported late by design
+
+        if self.default_locale not in SUPPORTED:
+            raise SettingsError(f"DEFAULT_LOCALE must be one of {', '.join(SUPPORTED)}")
         if self.max_chunk_bytes > self.max_image_bytes:
             raise SettingsError("MAX_CHUNK_BYTES cannot exceed MAX_IMAGE_BYTES")
 

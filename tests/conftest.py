@@ -109,7 +109,9 @@ def settings_for(pg_url: str, namespace: str, tmp_path: Path) -> Any:
             )
         else:
             raise ValueError(backend)
-        fast = {"argon2_memory_kib": 19 * 1024}
+        # English messages unless a test asks for another language (the product default is es;
+        # tests/test_i18n.py covers it)
+        fast = {"argon2_memory_kib": 19 * 1024, "default_locale": "en"}
         return base.with_(**{**fast, **overrides})
 
     return make
@@ -156,6 +158,7 @@ def node_env(pg_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
         "JWT_SECRET_KEY": JWT_SECRET,
         "DATA_DIR": str(tmp_path / "data"),
         "LOG_LEVEL": "WARNING",
+        "DEFAULT_LOCALE": "en",  # English messages, as in settings_for
     }
 
 

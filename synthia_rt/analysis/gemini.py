@@ -33,6 +33,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from synthia_rt import i18n
 from synthia_rt.analysis import quiz
 from synthia_rt.analysis.analyzer import AnalyzerOutput, PartialSink
 from synthia_rt.analysis.models import RESULT_MODELS, validate_result
@@ -42,6 +43,7 @@ from synthia_rt.analysis.prompts import (
     PROMPT_VERSION,
     SYSTEM_INSTRUCTION,
     chromatic_prompt,
+    language_instruction,
 )
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.settings import Settings
@@ -120,7 +122,7 @@ class GeminiAnalyzer:
     # -- machinery ---------------------------------------------------------------------------
     async def _generate(self, kind: str, contents: list[Any], on_partial: PartialSink) -> AnalyzerOutput:
         config = types.GenerateContentConfig(
-            system_instruction=SYSTEM_INSTRUCTION,
+            system_instruction=f"{SYSTEM_INSTRUCTION} {language_instruction(i18n.current())}",
             response_mime_type="application/json",
             response_schema=RESULT_MODELS[kind],
             temperature=0.2,
@@ -211,7 +213,11 @@ class GeminiAnalyzer:
 
     def _final(self, kind: str, text: str) -> dict[str, Any]:
         try:
-            return validate_result(kind, pydantic_core.from_json(text))
+            data = pydantic_core.from_json(text)
+            if kind == "facial" and isinstance(data, dict) and data.get("face_found") is False:
+                log.info("the model found no face")
+                raise AppError(ErrorCode.NO_FACE_DETECTED)
+            return validate_result(kind, data)
         except ValueError:  # pydantic's ValidationError is a ValueError too
             log.warning("model answer is not a valid %s result (%d chars)", kind, len(text))
             raise AppError(ErrorCode.MODEL_ERROR) from None

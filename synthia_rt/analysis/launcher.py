@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any
 
+from synthia_rt import i18n
 from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache, analysis_key
 from synthia_rt.analysis.events import AnalysisEvents
@@ -41,8 +42,13 @@ class Launcher:
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.jobs: dict[str, Job] = {}
 
+    def version(self) -> str:
+        """The prompt version with the current locale: results in one language are never
+        served in another (part of the cache key and stored on the row)."""
+        return f"{self.analyzer.prompt_version}+{i18n.current()}"
+
     def key(self, user_id: str, kind: str, digest: str) -> str:
-        return analysis_key(user_id, kind, digest, self.analyzer.model, self.analyzer.prompt_version)
+        return analysis_key(user_id, kind, digest, self.analyzer.model, self.version())
 
     def events(self, analysis_id: str, user_id: str) -> AnalysisEvents:
         return AnalysisEvents(self.runtime.need_broker(), analysis_id, user_id)
@@ -65,7 +71,7 @@ class Launcher:
         await asyncio.gather(
             store.create_cached(
                 analysis_id, user.user_id, kind, inputs=inputs, image_sha256=digest if kind == "facial" else None,
-                model=hit["model"], prompt_version=self.analyzer.prompt_version, result=hit["result"], usage={},
+                model=hit["model"], prompt_version=self.version(), result=hit["result"], usage={},
             ),
             self.set_owner(str(analysis_id), user.user_id),
         )
@@ -95,7 +101,7 @@ class Launcher:
             async with plans.charged(user.user_id, self.analyzer.model, self.runtime.settings.free_analyses_per_month):
                 await store.create(
                     aid, user.user_id, kind, inputs=inputs, image_sha256=sha,
-                    model=self.analyzer.model, prompt_version=self.analyzer.prompt_version,
+                    model=self.analyzer.model, prompt_version=self.version(),
                 )
                 await self.set_owner(str(aid), user.user_id)
         except BaseException:

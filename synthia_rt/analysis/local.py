@@ -16,7 +16,8 @@ How it works (facial):
    Lab, cleaned morphologically, the component under the face centre) gives the widths of
    forehead, cheekbones and jaw at fixed fractions of the face box; the face length is the
    box height scaled to hairline-to-chin (×1.3). Ratios map to the seven shapes by rules.
-4. **Recommendations** come from :mod:`synthia_rt.analysis.rules` by shape and undertone.
+4. **Recommendations** come from :mod:`synthia_rt.analysis.rules` by shape and undertone,
+   in the run's locale (:mod:`synthia_rt.i18n`), as are the summary and colour names.
 
 Partials stream stage by stage (skin, then shape, then recommendations).
 
@@ -44,15 +45,18 @@ import orjson
 from numpy.typing import NDArray
 from PIL import Image
 
+from synthia_rt import i18n
 from synthia_rt.analysis import quiz, rules
 from synthia_rt.analysis.analyzer import AnalyzerOutput, PartialSink
 from synthia_rt.analysis.models import validate_result
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_, ngettext
+from synthia_rt.i18n import gettext as _
 from synthia_rt.settings import Settings
 from synthia_rt.uploads.validate import FORMATS, ValidatedImage
 
 MODEL = "local-opencv-1"
-RULES_VERSION = "rules-2026-11-28.1"  # bump when rules.py or a threshold here changes
+RULES_VERSION = "rules-2026-12-01.1"  # bump when rules.py, a threshold or a text here changes
 MAX_SIDE = 1024
 _CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -114,27 +118,69 @@ def _hex(rgb: NDArray[np.float32]) -> str:
     return f"#{r:02X}{g:02X}{b:02X}"
 
 
+# The face check (before any model call): thresholds on the ≤1024 px working image.
+MIN_FACE_SIDE = 64  # px: below this the cheeks and jaw are a handful of pixels
+MIN_FACE_BRIGHTNESS = 45.0  # mean grey level (0–255) of the face box before equalisation
+MIN_FACE_SHARPNESS = 25.0  # variance of the Laplacian of the face resized to 128×128
+SECOND_FACE_SHARE = 0.4  # a second detection at least this fraction of the largest's side counts
+
+POOR_SMALL = N_("The face is too small to judge; move closer so that your face fills most of the photo.")
+POOR_DARK = N_("The face is too dark to judge; take the photo facing a window or in daylight.")
+POOR_BLURRED = N_("The face is too blurred to judge; hold the camera still and make sure it is in focus.")
+
+
+def load_rgb(data: bytes) -> RGB:
+    with Image.open(io.BytesIO(data), formats=list(FORMATS)) as img:
+        img.thumbnail((MAX_SIDE, MAX_SIDE))
+        rgb: RGB = np.asarray(img.convert("RGB"))
+    return rgb
+
+
+def check_face(rgb: RGB) -> tuple[int, int, int, int]:
+    """The one face in ``rgb`` as (x, y, w, h), or the refusal: ``no_face_detected``,
+    ``multiple_faces`` or ``poor_quality`` (with a hint how to retake the photo).
+
+    Runs before every facial analysis, whatever the analyzer: a photo that cannot be judged
+    never reaches the model (see :meth:`Pipeline._run`)."""
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _CASCADE_FILE)  # type: ignore[attr-defined]
+    raw = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    grey = cv2.equalizeHist(raw)
+    side = max(24, int(min(grey.shape) * 0.08))
+    faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
+    if len(faces) == 0:
+        raise AppError(ErrorCode.NO_FACE_DETECTED)
+    ranked = sorted(((int(x), int(y), int(w), int(h)) for x, y, w, h in faces), key=lambda f: f[2] * f[3], reverse=True)
+    x, y, w, h = ranked[0]
+    if any(other[2] >= SECOND_FACE_SHARE * w for other in ranked[1:]):
+        raise AppError(ErrorCode.MULTIPLE_FACES)
+    if min(w, h) < MIN_FACE_SIDE:
+        raise AppError(ErrorCode.POOR_QUALITY, POOR_SMALL)
+    face = raw[y: y + h, x: x + w]
+    if float(face.mean()) < MIN_FACE_BRIGHTNESS:
+        raise AppError(ErrorCode.POOR_QUALITY, POOR_DARK)
+    sharpness = float(cv2.Laplacian(cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
+    if sharpness < MIN_FACE_SHARPNESS:
+        raise AppError(ErrorCode.POOR_QUALITY, POOR_BLURRED)
+    return x, y, w, h
+
+
+def check_image(data: bytes) -> None:
+    """:func:`check_face` on encoded image bytes (CPU-bound: run it in a thread)."""
+    check_face(load_rgb(data))
+
+
 class _Face:
     """One photo's measurements; each stage is CPU-bound and runs in a worker thread."""
 
     def __init__(self, data: bytes) -> None:
-        with Image.open(io.BytesIO(data), formats=list(FORMATS)) as img:
-            img.thumbnail((MAX_SIDE, MAX_SIDE))
-            self.rgb: RGB = np.asarray(img.convert("RGB"))
+        self.rgb: RGB = load_rgb(data)
         self.lab = cv2.cvtColor(self.rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
         self.box: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.skin = SkinColour(0, 0, 0)
         self.skin_rgb = np.zeros(3, np.float32)
 
     def detect(self) -> None:
-        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _CASCADE_FILE)  # type: ignore[attr-defined]
-        grey = cv2.equalizeHist(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY))
-        side = max(24, int(min(grey.shape) * 0.08))
-        faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-        if len(faces) == 0:
-            raise AppError(ErrorCode.NO_FACE_DETECTED)
-        x, y, w, h = max(faces, key=lambda f: int(f[2]) * int(f[3]))
-        self.box = (int(x), int(y), int(w), int(h))
+        self.box = check_face(self.rgb)
 
     def _patch(self, image: NDArray[Any], fx0: float, fy0: float, fx1: float, fy1: float) -> NDArray[Any]:
         x, y, w, h = self.box
@@ -204,11 +250,12 @@ class LocalAnalyzer:
         async with self._cpu:
             shape = await asyncio.to_thread(face.measure_shape)
         await _emit(on_partial, partial, {"face_shape": shape})
-        recs = [*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]]]
-        summary = (
-            f"{'An' if shape[0] in 'aeiou' else 'A'} {shape} face with {skin['tone'].replace('_', ' ')} skin and a {skin['undertone']} "
-            f"undertone (ITA {face.skin.ita:.0f}°, hue {face.skin.hue:.0f}°), measured locally."
+        recs = [_translated(r) for r in (*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]])]
+        summary = _("{shape} face, {tone} skin, {undertone} undertone (ITA {ita}°, hue {hue}°), measured locally.").format(
+            shape=i18n.label("face_shape", shape).lower(), tone=i18n.label("tone", skin["tone"]).lower(),
+            undertone=i18n.label("undertone", skin["undertone"]).lower(), ita=f"{face.skin.ita:.0f}", hue=f"{face.skin.hue:.0f}",
         )
+        summary = summary[:1].upper() + summary[1:]
         await _emit(on_partial, partial, {"recommendations": recs, "summary": summary})
         return AnalyzerOutput(validate_result("facial", partial), self.model, {"measurements": _numbers(face)})
 
@@ -217,11 +264,23 @@ class LocalAnalyzer:
         partial: dict[str, Any] = {}
         head = {"season": est.season, "subseason": est.subseason, "undertone": est.undertone, "contrast": est.contrast}
         await _emit(on_partial, partial, head)
-        palette, avoid = rules.PALETTES[est.subseason]
+        palette, avoid = (_named(p) for p in rules.PALETTES[est.subseason])
         await _emit(on_partial, partial, {"palette": palette})
-        summary = f"{est.subseason.replace('_', ' ').title()} from {est.answered} answers (confidence {est.confidence:.0%})."
+        summary = ngettext(
+            "{subseason} from {count} answer (confidence {confidence}%).",
+            "{subseason} from {count} answers (confidence {confidence}%).",
+            est.answered,
+        ).format(subseason=i18n.label("subseason", est.subseason), count=est.answered, confidence=round(est.confidence * 100))
         await _emit(on_partial, partial, {"avoid": avoid, "summary": summary})
         return AnalyzerOutput(validate_result("chromatic", partial), self.model, {"confidence": est.confidence})
+
+
+def _translated(rec: rules.Rec) -> rules.Rec:
+    return {**rec, "title": _(rec["title"]), "detail": _(rec["detail"])}
+
+
+def _named(swatches: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{**s, "name": _(s["name"])} for s in swatches]
 
 
 async def _emit(on_partial: PartialSink, partial: dict[str, Any], update: dict[str, Any]) -> None:

@@ -68,6 +68,10 @@ class Recommendation(_Model):
 
 
 class FacialResult(_Model):
+    # Asked of the model: false (no human face in the photo) ends the analysis with
+    # ``no_face_detected`` — never a result, never cached. Results cached before the field
+    # existed read as true.
+    face_found: bool = Field(default=True, exclude=True, description="Whether the photo shows a human face")
     face_shape: FaceShape
     skin: Skin
     recommendations: list[Recommendation] = Field(min_length=1)

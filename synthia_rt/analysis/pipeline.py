@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from synthia_rt import i18n
+from synthia_rt.analysis import local
 from synthia_rt.analysis.analyzer import Analyzer, AnalyzerOutput
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
@@ -63,6 +65,7 @@ class Job:
     answers: dict[str, str] = field(default_factory=dict)  # chromatic
     started: float = field(default_factory=time.monotonic)
     db_deadline: float | None = None  # when database retries stop (set at the first failure)
+    locale: str = field(default_factory=i18n.current)  # the language of the texts it produces
 
     @property
     def id(self) -> str:
@@ -100,6 +103,7 @@ class Pipeline:
         self.metrics = runtime.metrics
 
     async def run(self, job: Job) -> dict[str, Any] | AppError:
+        i18n.use(job.locale)  # this task's context: analyzers write in the job's language
         events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id)
         runner = asyncio.current_task()
         assert runner is not None
@@ -147,12 +151,23 @@ class Pipeline:
         await events.progress("analyzing")
         if job.kind == "facial":
             assert image is not None
+            await self._check_face(image)
             output = await self.analyzer.facial(image, events.partial)
             if self.settings.image_retention > 0:
                 await self.kv.set(f"image:{job.user_id}:{job.id}", image.data, self.settings.image_retention)
         else:
             output = await self.analyzer.chromatic(job.answers, events.partial)
         return await self._persist(job, events, output)
+
+    async def _check_face(self, image: ValidatedImage) -> None:
+        """The local face check before any model call: no face, several faces or a face that
+        cannot be judged ends the run here (counted in ``model_calls_saved``)."""
+        try:
+            await asyncio.to_thread(local.check_image, image.data)
+        except AppError as err:
+            if self.metrics is not None and self.analyzer.model != local.MODEL:
+                self.metrics.model_calls_saved.labels(str(err.code)).inc()
+            raise
 
     async def _validate(self, job: Job) -> ValidatedImage:
         if job.upload is not None:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-PROMPT_VERSION = "2026-11-28.1"
+PROMPT_VERSION = "2026-12-01.2"  # face_found in the facial schema; answers in the user's language
 
 SYSTEM_INSTRUCTION = (
     "You are a professional image consultant. You analyse one person at a time and answer "
     "ONLY with JSON that matches the given response schema. Never identify the person, guess "
     "their name, age, ethnicity, health or any other sensitive attribute; describe only face "
     "geometry and colouring. Recommendations are practical and kind. If there is no human face "
-    "in the image, still answer with the schema but say so in 'summary'."
+    "in the image, answer with face_found false and nothing else; otherwise face_found is true."
 )
 
 FACIAL_PROMPT = (
@@ -34,6 +34,21 @@ CHROMATIC_PROMPT = (
     "two-sentence summary.\n\nAnswers:\n{answers}\n\nA rule-based pre-estimate, which you may "
     "overrule: {estimate}."
 )
+
+
+LANGUAGES = {
+    "es": "Spanish (neutral, understood in Spain and Latin America)",
+    "en": "English",
+}
+LANGUAGE_INSTRUCTION = (
+    "Write every free-text field (summary, recommendation titles and details, colour names) in "
+    "{language}. Enum values (face_shape, tone, undertone, season, subseason, contrast, category) "
+    "stay exactly as the schema spells them."
+)
+
+
+def language_instruction(locale: str) -> str:
+    return LANGUAGE_INSTRUCTION.format(language=LANGUAGES.get(locale, LANGUAGES["es"]))
 
 
 def chromatic_prompt(answers: Mapping[str, str], estimate: str) -> str:

@@ -16,65 +16,66 @@ from dataclasses import dataclass
 
 from synthia_rt.analysis.models import SEASON_OF
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_, gettext
 
 # question id → (text, [(option id, label, (warmth, value, chroma))])
 Effect = tuple[float, float, float]
 QUESTIONS: dict[str, tuple[str, list[tuple[str, str, Effect]]]] = {
-    "veins": ("What colour do the veins on your inner wrist look in daylight?", [
-        ("blue_purple", "Blue or purple", (-2, 0, 0)),
-        ("green", "Green or olive", (2, 0, 0)),
-        ("mixed", "A mix / hard to tell", (0, 0, -0.5)),
+    "veins": (N_("What colour do the veins on your inner wrist look in daylight?"), [
+        ("blue_purple", N_("Blue or purple"), (-2, 0, 0)),
+        ("green", N_("Green or olive"), (2, 0, 0)),
+        ("mixed", N_("A mix / hard to tell"), (0, 0, -0.5)),
     ]),
-    "jewellery": ("Which metal flatters your skin more?", [
-        ("silver", "Silver, platinum, white gold", (-2, 0, 0)),
-        ("gold", "Yellow gold, brass, copper", (2, 0, 0)),
-        ("both", "Both look fine", (0, 0, -0.5)),
+    "jewellery": (N_("Which metal flatters your skin more?"), [
+        ("silver", N_("Silver, platinum, white gold"), (-2, 0, 0)),
+        ("gold", N_("Yellow gold, brass, copper"), (2, 0, 0)),
+        ("both", N_("Both look fine"), (0, 0, -0.5)),
     ]),
-    "sun": ("How does your skin react to the sun?", [
-        ("burns", "Burns easily, rarely tans", (-1, 2, 0)),
-        ("burns_then_tans", "Burns first, then tans", (0, 1, 0)),
-        ("tans_easily", "Tans easily, rarely burns", (1, -1, 0)),
-        ("deep_tan", "Almost never burns, tans deeply", (0.5, -2, 0.5)),
+    "sun": (N_("How does your skin react to the sun?"), [
+        ("burns", N_("Burns easily, rarely tans"), (-1, 2, 0)),
+        ("burns_then_tans", N_("Burns first, then tans"), (0, 1, 0)),
+        ("tans_easily", N_("Tans easily, rarely burns"), (1, -1, 0)),
+        ("deep_tan", N_("Almost never burns, tans deeply"), (0.5, -2, 0.5)),
     ]),
-    "hair": ("What is your natural hair colour?", [
-        ("platinum_ash", "Platinum or ash blonde", (-1, 2, -0.5)),
-        ("golden_blonde", "Golden or strawberry blonde", (1.5, 2, 0.5)),
-        ("light_ash_brown", "Light to medium ash brown", (-0.5, 0, -1.5)),
-        ("red_auburn", "Red, copper or auburn", (2, -0.5, 0)),
-        ("golden_brown", "Golden or chestnut brown", (1, -1, -0.5)),
-        ("dark_brown", "Dark brown", (0, -2, 0.5)),
-        ("black", "Black", (-0.5, -2.5, 1.5)),
+    "hair": (N_("What is your natural hair colour?"), [
+        ("platinum_ash", N_("Platinum or ash blonde"), (-1, 2, -0.5)),
+        ("golden_blonde", N_("Golden or strawberry blonde"), (1.5, 2, 0.5)),
+        ("light_ash_brown", N_("Light to medium ash brown"), (-0.5, 0, -1.5)),
+        ("red_auburn", N_("Red, copper or auburn"), (2, -0.5, 0)),
+        ("golden_brown", N_("Golden or chestnut brown"), (1, -1, -0.5)),
+        ("dark_brown", N_("Dark brown"), (0, -2, 0.5)),
+        ("black", N_("Black"), (-0.5, -2.5, 1.5)),
     ]),
-    "eyes": ("What colour are your eyes?", [
-        ("icy_blue_grey", "Icy blue or grey", (-1, 1, 0.5)),
-        ("bright_blue_green", "Bright blue, turquoise or emerald", (0, 0.5, 2)),
-        ("soft_blue_grey_green", "Soft blue-grey or grey-green", (-0.5, 0.5, -1.5)),
-        ("hazel", "Hazel or light green-brown", (1, 0, -1)),
-        ("warm_brown", "Warm brown or amber", (1.5, -1, 0)),
-        ("dark_brown", "Dark brown or black", (0, -2, 1)),
+    "eyes": (N_("What colour are your eyes?"), [
+        ("icy_blue_grey", N_("Icy blue or grey"), (-1, 1, 0.5)),
+        ("bright_blue_green", N_("Bright blue, turquoise or emerald"), (0, 0.5, 2)),
+        ("soft_blue_grey_green", N_("Soft blue-grey or grey-green"), (-0.5, 0.5, -1.5)),
+        ("hazel", N_("Hazel or light green-brown"), (1, 0, -1)),
+        ("warm_brown", N_("Warm brown or amber"), (1.5, -1, 0)),
+        ("dark_brown", N_("Dark brown or black"), (0, -2, 1)),
     ]),
-    "white": ("Which looks better next to your face?", [
-        ("pure_white", "Pure, bright white", (-1, 0, 1.5)),
-        ("cream", "Cream or ivory", (1, 0, -1)),
-        ("both", "No difference", (0, 0, 0)),
+    "white": (N_("Which looks better next to your face?"), [
+        ("pure_white", N_("Pure, bright white"), (-1, 0, 1.5)),
+        ("cream", N_("Cream or ivory"), (1, 0, -1)),
+        ("both", N_("No difference"), (0, 0, 0)),
     ]),
-    "contrast": ("How much contrast is there between your hair, skin and eyes?", [
-        ("high", "High (e.g. dark hair, fair skin)", (0, 0, 2)),
-        ("medium", "Medium", (0, 0, 0)),
-        ("low", "Low, everything blends", (0, 0, -2)),
+    "contrast": (N_("How much contrast is there between your hair, skin and eyes?"), [
+        ("high", N_("High (e.g. dark hair, fair skin)"), (0, 0, 2)),
+        ("medium", N_("Medium"), (0, 0, 0)),
+        ("low", N_("Low, everything blends"), (0, 0, -2)),
     ]),
-    "skin": ("How would you describe your skin?", [
-        ("porcelain", "Fair, porcelain", (0, 2, 0)),
-        ("light", "Light", (0, 1, 0)),
-        ("medium", "Medium", (0, 0, 0)),
-        ("olive", "Olive", (0.5, -0.5, -0.5)),
-        ("deep", "Deep", (0, -2, 0.5)),
+    "skin": (N_("How would you describe your skin?"), [
+        ("porcelain", N_("Fair, porcelain"), (0, 2, 0)),
+        ("light", N_("Light"), (0, 1, 0)),
+        ("medium", N_("Medium"), (0, 0, 0)),
+        ("olive", N_("Olive"), (0.5, -0.5, -0.5)),
+        ("deep", N_("Deep"), (0, -2, 0.5)),
     ]),
-    "colours": ("Which colours get you the most compliments?", [
-        ("bright", "Bright, saturated colours", (0, 0, 2)),
-        ("muted", "Muted, dusty colours", (0, 0, -2)),
-        ("earthy", "Warm earthy tones", (1.5, -0.5, -0.5)),
-        ("icy", "Icy pastels and jewel tones", (-1.5, 0, 1)),
+    "colours": (N_("Which colours get you the most compliments?"), [
+        ("bright", N_("Bright, saturated colours"), (0, 0, 2)),
+        ("muted", N_("Muted, dusty colours"), (0, 0, -2)),
+        ("earthy", N_("Warm earthy tones"), (1.5, -0.5, -0.5)),
+        ("icy", N_("Icy pastels and jewel tones"), (-1.5, 0, 1)),
     ]),
 }
 MIN_ANSWERS = 4  # quiz.submit refuses fewer
@@ -90,9 +91,14 @@ class Estimate:
     answered: int
 
 
-def public_questions() -> list[dict[str, object]]:
+def public_questions(locale: str | None = None) -> list[dict[str, object]]:
+    """The questions in ``locale`` (default: the current one); ids stay English identifiers."""
     return [
-        {"id": qid, "text": text, "options": [{"id": oid, "label": label} for oid, label, _ in options]}
+        {
+            "id": qid,
+            "text": gettext(text, locale),
+            "options": [{"id": oid, "label": gettext(label, locale)} for oid, label, _ in options],
+        }
         for qid, (text, options) in QUESTIONS.items()
     ]
 

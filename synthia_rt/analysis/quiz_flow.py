@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from synthia_rt import i18n
 from synthia_rt.analysis import quiz
 from synthia_rt.analysis.cache import answers_digest
 from synthia_rt.analysis.events import channel_of
@@ -43,8 +44,8 @@ class QuizFlow:
         quiz_id = str(uuid.uuid4())
         await self.store.create(user.user_id, quiz_id, locale)
         await self.launch.set_owner(quiz_id, user.user_id)
-        # Only English texts exist so far; the locale is kept for when translations land.
-        return {"quiz_id": quiz_id, "questions": quiz.public_questions()}
+        # An explicit locale of the command wins; else the connection's (saved or negotiated).
+        return {"quiz_id": quiz_id, "questions": quiz.public_questions(i18n.normalise(locale) or i18n.current())}
 
     async def answer(self, user: Principal, quiz_id: str, question: str, answer: str) -> dict[str, Any]:
         qid = _quiz_id(quiz_id)

@@ -93,6 +93,12 @@ class Metrics:
             f"{PREFIX}_analyses", "Finished analyses by kind and status", ["kind", "status"],
             registry=r,
         )
+        self.model_calls_saved = Counter(
+            f"{PREFIX}_model_calls_saved",
+            "Facial analyses refused by the local face check before any model call, by reason "
+            "(no_face_detected|multiple_faces|poor_quality)",
+            ["reason"], registry=r,
+        )
         self.gemini_latency = Histogram(
             f"{PREFIX}_gemini_latency_seconds", "Model call duration, request to final chunk",
             buckets=LATENCY_BUCKETS, registry=r,

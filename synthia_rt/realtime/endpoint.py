@@ -30,6 +30,7 @@ import orjson
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, CloseCode, ErrorCode, TokenRevoked
 from synthia_rt.observability.logging import request_id
@@ -37,6 +38,7 @@ from synthia_rt.realtime.protocol import BEARER_PREFIX, SUBPROTOCOL
 from synthia_rt.realtime.session import Session
 from synthia_rt.realtime.transport import quiet_uvicorn_refusals
 from synthia_rt.runtime import Runtime
+from synthia_rt.store import users
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ async def _deny(websocket: WebSocket, error: AppError) -> None:
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
-    body = orjson.dumps({"error": error.to_dict()})
+    body = orjson.dumps({"error": error.to_dict(i18n.current())})
     response = Response(body, status_code=error.status, media_type="application/json", headers=headers)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
@@ -144,9 +146,25 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         request_id.reset(token)
 
 
+async def handshake_locale(websocket: WebSocket, runtime: Runtime, principal: Principal | None) -> str:
+    """The connection's language: the user's saved locale wins over the handshake's
+    ``Accept-Language``, else ``DEFAULT_LOCALE``. Set as this task's current locale (the
+    session and the work it starts inherit it)."""
+    saved = None
+    if principal is not None:
+        try:
+            saved = await users.saved_locale(principal.user_id)
+        except AppError:  # the database blinked: the header still tells the language
+            saved = None
+    locale = i18n.negotiate(saved, websocket.headers.get("accept-language"), runtime.settings.default_locale)
+    i18n.use(locale)
+    return locale
+
+
 async def _serve_socket(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
     metrics = runtime.metrics
+    await handshake_locale(websocket, runtime, None)  # refusals before the token is known
     try:
         if not origin_allowed(websocket, runtime):
             raise AppError(ErrorCode.FORBIDDEN, "origin not allowed")
@@ -176,6 +194,7 @@ async def _serve_socket(websocket: WebSocket) -> None:
         return
 
     session = Session(websocket, runtime, principal, checked_at)
+    session.locale = await handshake_locale(websocket, runtime, principal)
     if metrics is not None:
         metrics.connects.inc()
         metrics.sockets_open.inc()

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from synthia_rt import i18n
 from synthia_rt.errors import AppError, ErrorCode
 
 SUBPROTOCOL = "synthia.v1"
@@ -183,8 +184,10 @@ def ok_reply(command_id: int, fields: dict[str, Any] | None = None) -> bytes:
     return orjson.dumps({"id": command_id, "ok": True, **(fields or {})})
 
 
-def error_reply(command_id: int | None, error: AppError) -> bytes:
-    return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict()})
+def error_reply(command_id: int | None, error: AppError, locale: str | None = None) -> bytes:
+    """The error reply; its message in ``locale`` (default: the connection's, set at the
+    handshake as the current locale)."""
+    return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict(locale or i18n.current())})
 
 
 def direct_event(name: str, payload: dict[str, Any]) -> bytes:

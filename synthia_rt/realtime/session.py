@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
+from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
 from synthia_rt.broker.base import BrokerUnavailable, Position
 from synthia_rt.errors import AppError, CloseCode, ErrorCode
@@ -80,6 +81,7 @@ class Session:
         self.settings = runtime.settings
         self.hub = runtime.need_hub()
         self.principal = principal
+        self.locale = i18n.current()  # decided at the handshake (endpoint.handshake_locale)
         self.session_id = uuid.uuid4().hex
         self.state = State.CONNECTING
         self.closed = asyncio.Event()
@@ -352,7 +354,7 @@ class Session:
             if metrics is not None:
                 metrics.rate_limited.labels("socket").inc()
             error = AppError(ErrorCode.RATE_LIMITED, "too many upload chunks", retry_after=wait)
-            self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict()}))
+            self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict(self.locale)}))
             self._strike()
             return
         analysis = self.runtime.analysis
@@ -368,7 +370,7 @@ class Session:
             self.send(
                 p.direct_event(
                     "analysis.error",
-                    {"analysis_id": str(analysis_id) if analysis_id else None, **error.to_dict()},
+                    {"analysis_id": str(analysis_id) if analysis_id else None, **error.to_dict(self.locale)},
                 )
             )
             if not error.temporary:
@@ -376,7 +378,7 @@ class Session:
         except Exception:
             log.exception("chunk failed")
             internal = AppError(ErrorCode.INTERNAL)
-            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **internal.to_dict()}))
+            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **internal.to_dict(self.locale)}))
 
     # --- channels ------------------------------------------------------------------------
     async def subscribe(

@@ -7,10 +7,12 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
 from synthia_rt.clientaddr import client_address
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.runtime import Runtime
+from synthia_rt.store import users
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,7 +43,34 @@ async def authenticate(request: Request) -> Principal:
         raise AppError(ErrorCode.UNAUTHORIZED)
     principal = await runtime_of(request).need_tokens().verify_access(token)
     request.state.principal = principal
+    await request_locale(request)
     return principal
+
+
+def header_locale(request: Request) -> str:
+    """``Accept-Language``, else ``DEFAULT_LOCALE`` (what an anonymous caller is answered in)."""
+    settings = runtime_of(request).settings
+    return i18n.negotiate(None, request.headers.get("accept-language"), settings.default_locale)
+
+
+async def request_locale(request: Request) -> str:
+    """The caller's language: their saved locale, else ``Accept-Language``, else
+    ``DEFAULT_LOCALE``. Kept on ``request.state.locale`` (the error handler reads it) and set
+    as the current locale of the work this request starts."""
+    known: str | None = getattr(request.state, "locale", None)
+    if known is not None:
+        return known
+    saved = None
+    principal = getattr(request.state, "principal", None)
+    if principal is not None:
+        try:
+            saved = await users.saved_locale(principal.user_id)
+        except AppError:  # the database is down: the header still tells the language
+            saved = None
+    locale = i18n.normalise(saved) or header_locale(request)
+    request.state.locale = locale
+    i18n.use(locale)
+    return locale
 
 
 def validation_error(exc: ValidationError) -> AppError:

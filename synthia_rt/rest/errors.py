@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from synthia_rt import i18n
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.observability.logging import request_id
 from synthia_rt.store import faults
@@ -38,13 +39,16 @@ _HTTP_CODES = {
 }
 
 
-def error_response(error: AppError, headers: Mapping[str, str] | None = None) -> Response:
+def error_response(
+    error: AppError, headers: Mapping[str, str] | None = None, locale: str | None = None
+) -> Response:
+    """The error as JSON; with ``locale`` its message is translated (codes stay English)."""
     out = dict(headers or {})
     if error.retry_after is not None:
         out["retry-after"] = str(max(1, math.ceil(error.retry_after)))
     if error.status == 401:
         out["www-authenticate"] = "Bearer"
-    body = orjson.dumps({"error": error.to_dict()})
+    body = orjson.dumps({"error": error.to_dict(locale)})
     return Response(body, status_code=error.status, media_type="application/json", headers=out)
 
 
@@ -62,11 +66,20 @@ def internal_error(exc: BaseException) -> Response:
     return error_response(AppError(ErrorCode.INTERNAL, message))
 
 
+def _locale(request: Request) -> str:
+    """Saved locale (set on the request by authentication) or the request's own headers."""
+    known: str | None = getattr(request.state, "locale", None)
+    if known is not None:
+        return known
+    settings = request.app.state.runtime.settings
+    return i18n.negotiate(None, request.headers.get("accept-language"), settings.default_locale)
+
+
 async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if exc.code is ErrorCode.INTERNAL:
         log.error("internal error: %s", exc.message)
-    return error_response(exc)
+    return error_response(exc, locale=_locale(request))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -76,9 +89,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return (
             internal_error(exc)
             if exc.status_code >= 500
-            else error_response(AppError(ErrorCode.BAD_REQUEST))
+            else error_response(AppError(ErrorCode.BAD_REQUEST), locale=_locale(request))
         )
-    return error_response(AppError(code), headers=exc.headers)
+    return error_response(AppError(code), headers=exc.headers, locale=_locale(request))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -87,6 +87,9 @@ class UserOut(Out):
     role: Literal["user", "admin"]
     plan: Literal["free", "premium"] = "free"
     created_at: datetime
+    locale: Literal["es", "en"] | None = Field(
+        default=None, description="The saved language; null = Accept-Language, else the server default."
+    )
 
 
 class SessionOut(Out):
@@ -104,6 +107,9 @@ class ProfilePatch(Body):
         default=None, description="The new password; needs `current_password`."
     )
     current_password: AnyPassword | None = None
+    locale: Literal["es", "en"] | None = Field(
+        default=None, description="Save the language of texts and errors; null clears it."
+    )
 
 
 class ProfileOut(Out):

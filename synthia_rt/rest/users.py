@@ -1,4 +1,4 @@
-"""``/users/profile``: read, update (display name, password) and erase one's own account."""
+"""``/users/profile``: read, update (display name, locale, password) and erase one's own account."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ async def get_profile(request: Request, principal: Principal) -> UserOut:
 @api(
     "PATCH",
     "/users/profile",
-    "Change the display name and/or the password",
+    "Change the display name, the language and/or the password",
     body=ProfilePatch,
     response=ProfileOut,
     errors=[ErrorCode.NOT_FOUND, ErrorCode.RATE_LIMITED],
@@ -61,6 +61,11 @@ async def patch_profile(request: Request, principal: Principal, body: ProfilePat
             runtime, principal, body.current_password, body.password, client_ip(request)
         )
     user = await accounts.update_profile(principal, body.display_name)
+    if "locale" in body.model_fields_set:
+        changed = await users.set_locale(principal.user_id, body.locale)
+        if changed is None:
+            raise AppError(ErrorCode.NOT_FOUND)
+        user = changed
     return ProfileOut(
         user=user_out(user), session=None if session is None else session_out(session)
     )

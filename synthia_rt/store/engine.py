@@ -142,7 +142,7 @@ async def pending_migrations(url: str) -> list[str]:
     configure(url)
     manager = BaseMigrationManager()
     app_config = manager.get_app_config("synthia")
-    all_ids = list(manager.get_migration_modules(app_config.resolved_migrations_folder_path).keys())
+    all_ids = sorted(manager.get_migration_modules(app_config.resolved_migrations_folder_path))  # IDs are timestamps
     if not await Migration.table_exists().run():
         return all_ids
     done = set(await Migration.get_migrations_which_ran(app_name="synthia"))

@@ -34,6 +34,8 @@ class User(Table, tablename="users"):
     display_name = Varchar(length=120, default="")
     role = Varchar(length=16, default="user")  # user | admin
     active = Boolean(default=True)  # False = blocked by an admin
+    # es | en, chosen by the user; None = Accept-Language, else DEFAULT_LOCALE
+    locale = Varchar(length=8, null=True, default=None)
     # Access tokens issued before this instant are invalid (logout-all, password change, block).
     tokens_valid_after = Timestamptz(null=True, default=None)
     created_at = Timestamptz()

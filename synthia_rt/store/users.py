@@ -33,6 +33,7 @@ class UserRecord:
     created_at: datetime
     updated_at: datetime
     plan: str = "free"  # free | premium (store/plans.py)
+    locale: str | None = None  # es | en; None = negotiated per request (Accept-Language)
 
 
 def normalize_email(email: str) -> str:
@@ -50,6 +51,7 @@ def _record(row: dict[str, Any]) -> UserRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         plan=row.get("plan") or "free",
+        locale=row.get("locale"),
     )
 
 
@@ -110,6 +112,25 @@ async def update(
         values[User.password_hash] = password_hash
     await User.update(values).where(User.id == uid).run()
     return await by_id(user_id)
+
+
+async def set_locale(user_id: str, locale: str | None) -> UserRecord | None:
+    """Save the user's language (``None`` clears it: negotiate per request again)."""
+    uid = as_uuid(user_id)
+    if uid is None:
+        return None
+    await User.update({User.locale: locale, User.updated_at: utcnow()}).where(User.id == uid).run()
+    return await by_id(user_id)
+
+
+@faults.guard
+async def saved_locale(user_id: str) -> str | None:
+    """The user's saved language, or None (also for an unknown user)."""
+    uid = as_uuid(user_id)
+    if uid is None:
+        return None
+    row = await User.select(User.locale).where(User.id == uid).first().run()
+    return row["locale"] if row else None
 
 
 async def set_active(user_id: str, active: bool) -> bool:

@@ -22,6 +22,7 @@ from synthia_rt.analysis.limits import ActiveSlots
 from synthia_rt.analysis.pipeline import Job, Pipeline
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError
+from synthia_rt.realtime import protocol as p
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 
@@ -68,12 +69,12 @@ class Launcher:
             ),
             self.set_owner(str(analysis_id), user.user_id),
         )
-        payload = store.result_payload(
-            {"id": analysis_id, "kind": kind, "result": hit["result"], "cached": True,
-             "model": hit["model"], "usage": {}, "duration_ms": 0}
-        )
-        await self.events(str(analysis_id), user.user_id).result(payload)
-        return payload
+        event = p.AnalysisResult.model_validate({
+            "analysis_id": str(analysis_id), "kind": kind, "result": hit["result"], "cached": True,
+            "model": hit["model"], "usage": {}, "duration_ms": 0,
+        })
+        await self.events(str(analysis_id), user.user_id).result(event)
+        return event.payload()
 
     async def acquire(self, user: Principal, analysis_id: str, lifetime: float | None = None) -> None:
         try:
@@ -129,8 +130,7 @@ class Launcher:
         task = self.tasks.get(analysis_id)
         if task is None:
             return False
-        self.pipeline.reasons[analysis_id] = "cancelled"
-        task.cancel()
+        self.pipeline.cancel(analysis_id, task)
         return True
 
     def cancel_user(self, user_id: str) -> None:

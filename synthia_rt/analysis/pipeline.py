@@ -36,6 +36,7 @@ from synthia_rt.analysis.events import AnalysisEvents
 from synthia_rt.analysis.limits import ActiveSlots
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
+from synthia_rt.realtime import protocol as p
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.store import faults
@@ -94,10 +95,15 @@ class Pipeline:
         self.leases = leases
         self.endings = endings
         self.recorders: set[asyncio.Task[None]] = set()  # failures to record once the database is back
-        # Why a run was cancelled, set by whoever cancels it: "cancelled" (the owner asked);
-        # a run cancelled with no reason recorded is a shutdown.
-        self.reasons: dict[str, str] = {}
+        # The runs the owner cancelled (:meth:`cancel`); a run cancelled otherwise is a shutdown.
+        self._cancelled: set[str] = set()
         self.metrics = runtime.metrics
+
+    def cancel(self, analysis_id: str, runner: asyncio.Task[Any]) -> None:
+        """End the run of ``analysis_id`` (its task ``runner``) as the owner's cancel: the row
+        ends ``cancelled``. Cancelling the task directly instead records a shutdown."""
+        self._cancelled.add(analysis_id)
+        runner.cancel()
 
     async def run(self, job: Job) -> dict[str, Any] | AppError:
         events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id)
@@ -113,7 +119,7 @@ class Pipeline:
             await self._fail(job, events, err)
             return err
         except asyncio.CancelledError:
-            if self.reasons.pop(job.id, "shutdown") == "cancelled":
+            if job.id in self._cancelled:
                 ended = AppError(ErrorCode.CANCELLED)
             else:
                 ended = AppError(ErrorCode.UNAVAILABLE, "The server stopped during the analysis; start it again.")
@@ -130,6 +136,7 @@ class Pipeline:
             return crashed
         finally:
             watcher.cancel()
+            self._cancelled.discard(job.id)
             if in_flight is not None:
                 in_flight.dec()
             await self._cleanup(job)
@@ -177,14 +184,14 @@ class Pipeline:
         if not done:
             raise AppError(ErrorCode.CANCELLED)  # a cancel (or a sweeper) won the race to the row
         await self.cache.set("analysis", job.cache_key, {"result": output.result, "model": output.model, "usage": output.usage})
-        payload = store.result_payload({
-            "id": job.analysis_id, "kind": job.kind, "result": output.result, "cached": False,
+        event = p.AnalysisResult.model_validate({
+            "analysis_id": job.id, "kind": job.kind, "result": output.result, "cached": False,
             "model": output.model, "usage": output.usage, "duration_ms": duration_ms,
         })
         if await self.endings.claim(job.id, None):
-            await events.result(payload)
+            await events.result(event)
         self._count(job.kind, "done", output.usage)
-        return payload
+        return event.payload()
 
     async def _db(self, job: Job, call: Callable[[], Awaitable[T]], what: str) -> T:
         """A database write of this run, retried through an outage until the run's deadline."""
@@ -270,8 +277,7 @@ class Pipeline:
                 log.warning("analysis %s: heartbeat or cancel check failed (%s)", job.id, faults.describe(exc))
                 continue
             if flagged:
-                self.reasons[job.id] = "cancelled"
-                runner.cancel()
+                self.cancel(job.id, runner)
                 return
 
     def _count(self, kind: str, status: str, usage: dict[str, Any]) -> None:

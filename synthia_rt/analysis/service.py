@@ -32,7 +32,7 @@ from synthia_rt.analysis import quiz
 from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
-from synthia_rt.analysis.events import channel_of, error_payload
+from synthia_rt.analysis.events import ending_of
 from synthia_rt.analysis.launcher import Launcher, report
 from synthia_rt.analysis.limits import UPLOAD_IDLE, ActiveSlots
 from synthia_rt.analysis.pipeline import Job, Pipeline, cancel_key
@@ -41,6 +41,8 @@ from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.limiter import rule
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import analysis_channel, analysis_id_of
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.store import faults
@@ -94,6 +96,7 @@ class AnalysisService:
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
         await self.analyzer.start()
         self.runtime.erase_user_hooks.append(self.erase_user)
+        self.runtime.final_events["analysis"] = self.final_event_of_channel
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="analysis-sweeper")
         self._sweeper.add_done_callback(report)
 
@@ -139,7 +142,7 @@ class AnalysisService:
         sha = sha256.lower()
         inputs = {"size": size, "sha256": sha, "content_type": content_type}
         aid = uuid.uuid4()
-        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
         if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
             return {**reply, "cached": True}
         await self.launch.open(user, aid, "facial", inputs, sha, lifetime=UPLOAD_IDLE)
@@ -159,7 +162,7 @@ class AnalysisService:
         sha = record["sha256"]
         inputs = {"file_id": str(record["id"]), "sha256": sha}
         aid = uuid.uuid4()
-        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
         if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
             return {**reply, "cached": True}
         fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
@@ -308,8 +311,9 @@ class AnalysisService:
         task = await self.quiz.start_chromatic(user, aid, answers)
         if task is None:
             row = await store.get(aid)
-            assert row is not None
-            return store.result_payload(row)
+            ending = ending_of(row) if row is not None else None
+            assert isinstance(ending, p.AnalysisResult), "a cached quiz analysis is a finished row"
+            return ending.payload()
         return _outcome(await asyncio.shield(task))
 
     @contextlib.asynccontextmanager
@@ -357,17 +361,17 @@ class AnalysisService:
         return await store.owner(analysis_id)
 
     @faults.guard
-    async def final_result(self, analysis_id: str) -> dict[str, Any] | None:
+    async def final_event(self, analysis_id: str) -> p.AnalysisResult | p.AnalysisError | None:
         """The outcome of a finished analysis, from the database, for re-delivery on subscribe:
-        an ``analysis.result`` payload, an ``analysis.error`` payload for a failed or cancelled
-        one (each with its ``event`` key), or None while it is still open or unknown."""
+        its ``analysis.result``, an ``analysis.error`` for a failed or cancelled one, or None
+        while it is still open or unknown."""
         row = await store.get(analysis_id)
-        if row is None or row["status"] in store.OPEN:
-            return None
-        if row["status"] == "done":
-            return store.result_payload(row)
-        code = ErrorCode(row["error_code"]) if row["error_code"] in ErrorCode._value2member_map_ else ErrorCode.INTERNAL
-        return error_payload(str(row["id"]), AppError(code, row["error_message"] or ""))
+        return ending_of(row) if row is not None else None
+
+    async def final_event_of_channel(self, channel: str) -> p.AnalysisResult | p.AnalysisError | None:
+        """:meth:`final_event` of an ``analysis:<id>`` channel (None for a malformed id)."""
+        analysis_id = analysis_id_of(channel)
+        return await self.final_event(analysis_id) if analysis_id is not None else None
 
     async def cache_stats(self) -> dict[str, dict[str, float]]:
         return await self.cache.stats()

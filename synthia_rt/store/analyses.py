@@ -160,20 +160,6 @@ async def stale_running(started_before: datetime) -> list[tuple[uuid.UUID, str]]
     return [(r["id"], str(r["user"])) for r in rows]
 
 
-def result_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """The ``analysis.result`` event payload of a finished row."""
-    return {
-        "event": "analysis.result",
-        "analysis_id": str(row["id"]),
-        "kind": row["kind"],
-        "result": row["result"],
-        "cached": bool(row["cached"]),
-        "model": row["model"],
-        "usage": row["usage"] or {},
-        "duration_ms": row["duration_ms"] or 0,
-    }
-
-
 # -- images uploaded over REST ------------------------------------------------------------
 async def add_image(
     file_id: uuid.UUID, user_id: str, *, sha256: str, content_type: str, size: int, expires_at: datetime

@@ -1,6 +1,7 @@
 """Everything one process holds: backends, the hub, services. Built and torn down by the lifespan.
 
-Routes reach it as ``request.app.state.runtime``; nothing below reads globals.
+Routes reach it as ``request.app.state.runtime``. The one process-wide global is Piccolo's
+database engine (``store/engine.py``), because Piccolo tables find their engine through it.
 """
 
 from __future__ import annotations

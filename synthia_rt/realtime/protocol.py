@@ -191,9 +191,11 @@ def direct_event(event: str | ChannelEvent, payload: dict[str, Any] | None = Non
     """An event for one socket only, outside any channel's sequence (no ``offset``): a name and
     its fields, or a typed event (``channel`` names the channel it is about, if any)."""
     if isinstance(event, ChannelEvent):
-        event, payload = event.event, event.payload()
-    head = {"event": event} if channel is None else {"event": event, "channel": channel}
-    return orjson.dumps({**head, **(payload or {})})
+        name, fields = event.event, event.payload()
+    else:
+        name, fields = event, payload or {}
+    head = {"event": name} if channel is None else {"event": name, "channel": channel}
+    return orjson.dumps({**head, **fields})
 
 
 class Limits(_Model):

@@ -82,7 +82,8 @@ class Joined:
 
 class Session:
     def __init__(
-        self, websocket: WebSocket, runtime: Runtime, principal: Principal, checked_at: float | None = None
+        self, websocket: WebSocket, runtime: Runtime, principal: Principal, session_id: str,
+        checked_at: float | None = None,
     ) -> None:
         self.ws = websocket
         # monotonic instant before the token was checked: a revocation after it closes us
@@ -91,7 +92,7 @@ class Session:
         self.settings = runtime.settings
         self.hub = runtime.need_hub()
         self.principal = principal
-        self.session_id = uuid.uuid4().hex
+        self.session_id = session_id  # also the log id of this socket and its presence entry
         self.state = State.CONNECTING
         self.closed = asyncio.Event()
         self.close_code: int = CloseCode.NORMAL

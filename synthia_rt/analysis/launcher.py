@@ -15,6 +15,7 @@ import logging
 import uuid
 from typing import Any
 
+from synthia_rt.analysis import keys
 from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache, analysis_key
 from synthia_rt.analysis.events import AnalysisEvents
@@ -49,9 +50,8 @@ class Launcher:
 
     async def set_owner(self, some_id: str, user_id: str) -> None:
         """Who may follow ``analysis:<some_id>`` (an analysis or a quiz), for any node."""
-        settings = self.runtime.settings
-        ttl = max(settings.history_ttl, settings.upload_ttl)
-        await self.runtime.need_kv().set(f"owner:{some_id}", user_id.encode(), ttl)
+        ttl = keys.record_ttl(self.runtime.settings)
+        await self.runtime.need_kv().set(keys.owner(some_id), user_id.encode(), ttl)
 
     async def from_cache(
         self, user: Principal, kind: str, digest: str, inputs: dict[str, Any], analysis_id: uuid.UUID

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from synthia_rt.analysis import keys
 from synthia_rt.analysis.analyzer import Analyzer, AnalyzerOutput
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
@@ -68,10 +69,6 @@ class Job:
     @property
     def id(self) -> str:
         return str(self.analysis_id)
-
-
-def cancel_key(analysis_id: str) -> str:
-    return f"cancel:{analysis_id}"
 
 
 class Pipeline:
@@ -147,7 +144,7 @@ class Pipeline:
             await events.progress("validating")
             image = await self._validate(job)
         await events.progress("queued")
-        if await self.kv.exists(cancel_key(job.id)):
+        if await self.kv.exists(keys.cancel(job.id)):
             raise AppError(ErrorCode.CANCELLED)
         if not await self._db(job, lambda: store.mark_running(job.analysis_id), "start"):
             raise AppError(ErrorCode.CANCELLED)  # cancelled while queued
@@ -156,7 +153,7 @@ class Pipeline:
             assert image is not None
             output = await self.analyzer.facial(image, events.partial)
             if self.settings.image_retention > 0:
-                await self.kv.set(f"image:{job.user_id}:{job.id}", image.data, self.settings.image_retention)
+                await self.kv.set(keys.image(job.user_id, job.id), image.data, self.settings.image_retention)
         else:
             output = await self.analyzer.chromatic(job.answers, events.partial)
         return await self._persist(job, events, output)
@@ -256,7 +253,7 @@ class Pipeline:
                 await self.uploads.close(job.upload)  # before the lease goes: nobody reruns it
             await self.leases.release(job.id)
             if job.file_id is not None:
-                await self.kv.delete(f"file:{job.user_id}:{job.file_id}")
+                await self.kv.delete(keys.file(job.user_id, job.file_id))
                 await store.delete_image(job.file_id)
         except Exception as exc:  # noqa: BLE001 - TTLs bound what a failed cleanup leaves behind
             log.warning("cleanup of analysis %s incomplete (%s)", job.id, faults.describe(exc))
@@ -272,7 +269,7 @@ class Pipeline:
             try:
                 if ticks % beat_every == 0:
                     await asyncio.gather(self.leases.renew(job.id), self.slots.renew(job.user_id, job.id))
-                flagged = await self.kv.exists(cancel_key(job.id))
+                flagged = await self.kv.exists(keys.cancel(job.id))
             except Exception as exc:  # noqa: BLE001 - keep watching through a blip
                 log.warning("analysis %s: heartbeat or cancel check failed (%s)", job.id, faults.describe(exc))
                 continue

@@ -28,14 +28,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from synthia_rt.analysis import quiz
-from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
+from synthia_rt.analysis import keys, quiz
+from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
 from synthia_rt.analysis.events import ending_of
 from synthia_rt.analysis.launcher import Launcher, report
 from synthia_rt.analysis.limits import UPLOAD_IDLE, ActiveSlots
-from synthia_rt.analysis.pipeline import Job, Pipeline, cancel_key
+from synthia_rt.analysis.pipeline import Job, Pipeline
 from synthia_rt.analysis.quiz_flow import QuizFlow
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
@@ -44,6 +44,7 @@ from synthia_rt.limiter import rule
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel, analysis_id_of
 from synthia_rt.runtime import Runtime
+from synthia_rt.settings import Settings
 from synthia_rt.store import analyses as store
 from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
@@ -70,6 +71,17 @@ def _parse_id(value: object, field: str = "analysis_id") -> uuid.UUID:
     return parsed
 
 
+def create_analyzer(settings: Settings, metrics: Any = None) -> Analyzer:
+    """The analyzer ``settings.effective_analyzer`` names (imported only when chosen)."""
+    if settings.effective_analyzer == "gemini":
+        from synthia_rt.analysis.gemini import GeminiAnalyzer
+
+        return GeminiAnalyzer(settings, metrics)
+    from synthia_rt.analysis.local import LocalAnalyzer
+
+    return LocalAnalyzer(settings)
+
+
 class AnalysisService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -90,7 +102,7 @@ class AnalysisService:
         self.upload_rule = rule(s.upload_rate_limit)
         self.slots = ActiveSlots(kv, s.max_analyses_per_user, s.analysis_lease)
         self.leases = Leases(kv, self.runtime.node_id, s.analysis_lease)
-        self.endings = Endings(kv, max(s.history_ttl, s.upload_ttl))
+        self.endings = Endings(kv, keys.record_ttl(s))
         self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots, self.leases, self.endings)
         self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
@@ -156,7 +168,7 @@ class AnalysisService:
 
     async def _start_from_file(self, user: Principal, file_id: str) -> dict[str, Any]:
         record = await store.get_image(user.user_id, file_id) if isinstance(file_id, str) else None
-        data = await self.runtime.need_kv().get(f"file:{user.user_id}:{file_id}") if record else None
+        data = await self.runtime.need_kv().get(keys.file(user.user_id, file_id)) if record else None
         if record is None or data is None:
             raise AppError(ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id")
         sha = record["sha256"]
@@ -249,7 +261,7 @@ class AnalysisService:
         row = await store.get(aid)
         if row is None or row["status"] in store.TERMINAL:
             return  # a quiz not yet submitted, or already over: nothing to stop
-        await self.runtime.need_kv().set(cancel_key(key), b"1", self.settings.history_ttl)
+        await self.runtime.need_kv().set(keys.cancel(key), b"1", self.settings.history_ttl)
         if self.launch.cancel_local(key):
             return
         # Not running here. Still uploading? Then nothing runs anywhere: end it now. Else the
@@ -343,7 +355,7 @@ class AnalysisService:
         expires = utcnow() + timedelta(seconds=s.upload_ttl)
         await self.uploads.user_bytes.charge(user.user_id, len(image.data))
         try:
-            await self.runtime.need_kv().set(f"file:{user.user_id}:{file_id}", image.data, s.upload_ttl)
+            await self.runtime.need_kv().set(keys.file(user.user_id, file_id), image.data, s.upload_ttl)
         except BaseException:
             await self.uploads.user_bytes.refund(user.user_id, len(image.data))
             raise
@@ -355,7 +367,7 @@ class AnalysisService:
     # -- what the session and the rest of the house ask -------------------------------------------
     @faults.guard
     async def owner_of(self, analysis_id: str) -> str | None:
-        raw = await self.runtime.need_kv().get(f"owner:{analysis_id}")
+        raw = await self.runtime.need_kv().get(keys.owner(analysis_id))
         if raw is not None:
             return raw.decode()
         return await store.owner(analysis_id)
@@ -383,11 +395,11 @@ class AnalysisService:
         await self.uploads.erase_user(user_id)
         await self.quiz.store.erase_user(user_id)
         await self.cache.delete_prefix("analysis", f"{user_id}:")
-        for pattern in (f"file:{user_id}:*", f"image:{user_id}:*"):
-            keys = [k async for k in kv.scan(pattern)]
-            if keys:
-                await kv.delete(*keys)
-        await kv.delete(f"active:{user_id}")
+        for pattern in keys.user_patterns(user_id):
+            found = [k async for k in kv.scan(pattern)]
+            if found:
+                await kv.delete(*found)
+        await kv.delete(keys.active(user_id))
         await store.delete_user_images(user_id)
 
     # -- housekeeping ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.routing import BaseRoute, Mount
 from starlette.types import Receive, Scope, Send
 
 from synthia_rt.runtime import Runtime
@@ -81,12 +81,10 @@ async def stop_runtime(runtime: Runtime) -> None:
         await store.close_pool(runtime.engine)
 
 def build_routes() -> list[BaseRoute]:
-    from synthia_rt.realtime.endpoint import websocket_endpoint
     from synthia_rt.rest import rest_routes
     from synthia_rt.web import web_routes
 
     return [
-        WebSocketRoute("/ws", websocket_endpoint),
         Mount("/api/v1", routes=rest_routes()),
         *web_routes(),
     ]
@@ -96,11 +94,9 @@ def build_middleware(settings: Settings) -> list[Middleware]:
 
     return middleware_stack(settings)
 
-def create_app(settings: Settings | None = None, *, fast_sockets: bool = True) -> Any:
-    """The service as an ASGI app (``.state.runtime`` holds the node's runtime).
-
-    ``fast_sockets=False`` returns the bare Starlette app (every route through the middleware).
-    """
+def create_app(settings: Settings | None = None) -> SocketFastPath:
+    """The service as an ASGI app (``.state.runtime`` holds the node's runtime): the Starlette
+    app for HTTP, with ``/ws`` served by :class:`SocketFastPath` (it is not a Starlette route)."""
     settings = settings or Settings.from_env()
     runtime = Runtime(settings)
 
@@ -121,7 +117,7 @@ def create_app(settings: Settings | None = None, *, fast_sockets: bool = True) -
         exception_handlers=exception_handlers(),
     )
     app.state.runtime = runtime
-    return SocketFastPath(app) if fast_sockets else app
+    return SocketFastPath(app)
 
 class SocketFastPath:
     """The Starlette app, with ``/ws`` handed straight to the socket endpoint.

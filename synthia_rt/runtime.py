@@ -1,6 +1,7 @@
 """Everything one process holds: backends, the hub, services. Built and torn down by the lifespan.
 
-Routes reach it as ``request.app.state.runtime``; nothing below reads globals.
+Routes reach it as ``request.app.state.runtime``. The one process-wide global is Piccolo's
+database engine (``store/engine.py``), because Piccolo tables find their engine through it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from synthia_rt.limiter import Limiter
     from synthia_rt.observability.metrics import Metrics
     from synthia_rt.realtime.hub import Hub
+    from synthia_rt.realtime.protocol import ChannelEvent
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,9 @@ class Runtime:
     limiter: Limiter | None = None  # shared rate limits (limiter.py)
     passwords: Passwords | None = None
     login_throttle: LoginThrottle | None = None
+    # Per channel kind (the part before ":"), how a late subscriber gets the event that ended
+    # the channel when the replayed history does not hold it: "analysis" → the row's outcome.
+    final_events: dict[str, Callable[[str], Awaitable[ChannelEvent | None]]] = field(default_factory=dict)
     # Called with a user id when an account is erased (each owner deletes its own keys/rows).
     erase_user_hooks: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     # Closed last-in-first-out after the built-in backends stop producing.

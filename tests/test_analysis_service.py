@@ -76,7 +76,7 @@ async def test_full_run_events_rows_and_no_raw_image_kept(settings_for: Any, bac
         result = evs[-1]
         assert result == {**result, "analysis_id": aid, "kind": "facial", "result": row["result"], "cached": False,
                           "model": "local-opencv-1"}
-        assert await svc.final_result(aid) == {k: v for k, v in result.items() if k not in ("channel", "offset", "epoch")}
+        assert (await svc.final_event(aid)).payload() == {k: v for k, v in result.items() if k not in ("channel", "offset", "epoch")}
         user_events = await events(runtime, f"user:{user.user_id}")
         assert [e["event"] for e in user_events] == ["analysis.result"]
         assert await svc.owner_of(aid) == user.user_id

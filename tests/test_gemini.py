@@ -235,6 +235,6 @@ async def test_safety_block_through_the_service(settings_for: Any, fake: FakeGem
     async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
         svc, _, _, reply, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "blocked")
-        assert await svc.final_result(reply["analysis_id"]) == {
+        assert (await svc.final_event(reply["analysis_id"])).payload() == {
             "event": "analysis.error", "analysis_id": reply["analysis_id"], "code": "blocked",
             "message": row["error_message"], "temporary": False}

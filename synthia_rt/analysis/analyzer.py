@@ -1,4 +1,5 @@
-"""The analyzer seam: one interface, two implementations chosen by ``settings.effective_analyzer``.
+"""The analyzer seam: one interface, two implementations chosen by ``settings.effective_analyzer``
+(in :func:`synthia_rt.analysis.service.create_analyzer`; this module imports neither):
 
 * :class:`synthia_rt.analysis.gemini.GeminiAnalyzer` — the model, streamed;
 * :class:`synthia_rt.analysis.local.LocalAnalyzer` — OpenCV and rule tables, offline.
@@ -15,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from synthia_rt.settings import Settings
 from synthia_rt.uploads.validate import ValidatedImage
 
 PartialSink = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -36,13 +36,3 @@ class Analyzer(Protocol):
     async def close(self) -> None: ...
     async def facial(self, image: ValidatedImage, on_partial: PartialSink) -> AnalyzerOutput: ...
     async def chromatic(self, answers: Mapping[str, str], on_partial: PartialSink) -> AnalyzerOutput: ...
-
-
-def create_analyzer(settings: Settings, metrics: Any = None) -> Analyzer:
-    if settings.effective_analyzer == "gemini":
-        from synthia_rt.analysis.gemini import GeminiAnalyzer
-
-        return GeminiAnalyzer(settings, metrics)
-    from synthia_rt.analysis.local import LocalAnalyzer
-
-    return LocalAnalyzer(settings)

@@ -18,16 +18,9 @@ from typing import Any
 
 import orjson
 
+from synthia_rt.analysis import keys
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
-
-
-def lease_key(analysis_id: str) -> str:
-    return f"run:{analysis_id}"
-
-
-def ending_key(analysis_id: str) -> str:
-    return f"ended:{analysis_id}"
 
 
 class Leases:
@@ -38,16 +31,16 @@ class Leases:
 
     async def claim(self, analysis_id: str) -> bool:
         """Take the lease if nobody holds it; True when this node now runs the analysis."""
-        return await self.kv.set(lease_key(analysis_id), self.node, self.ttl, nx=True)
+        return await self.kv.set(keys.lease(analysis_id), self.node, self.ttl, nx=True)
 
     async def renew(self, analysis_id: str) -> None:
-        await self.kv.set(lease_key(analysis_id), self.node, self.ttl)
+        await self.kv.set(keys.lease(analysis_id), self.node, self.ttl)
 
     async def held(self, analysis_id: str) -> bool:
-        return await self.kv.exists(lease_key(analysis_id))
+        return await self.kv.exists(keys.lease(analysis_id))
 
     async def release(self, analysis_id: str) -> None:
-        await self.kv.delete(lease_key(analysis_id))
+        await self.kv.delete(keys.lease(analysis_id))
 
 
 class Endings:
@@ -58,11 +51,11 @@ class Endings:
     async def claim(self, analysis_id: str, error: AppError | None) -> bool:
         """True when the caller is the one to publish the terminal event (``error`` None: a result)."""
         told: dict[str, Any] = {"code": None} if error is None else {"code": str(error.code), "message": error.message}
-        return await self.kv.set(ending_key(analysis_id), orjson.dumps(told), self.ttl, nx=True)
+        return await self.kv.set(keys.ending(analysis_id), orjson.dumps(told), self.ttl, nx=True)
 
     async def told(self, analysis_id: str) -> AppError | None:
         """The error already told to the client of an analysis whose row is still open, if any."""
-        raw = await self.kv.get(ending_key(analysis_id))
+        raw = await self.kv.get(keys.ending(analysis_id))
         if raw is None:
             return None
         told = orjson.loads(raw)

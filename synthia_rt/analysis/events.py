@@ -1,9 +1,10 @@
 """Publishing one analysis' events on its channel (protocol section 5).
 
-Progress and partials are best effort: if the broker is down they are
-logged and dropped, because the durable outcome is the database row and a subscriber
-re-reads it (``final_result``). Result and error events are also published on the owner's
-``user:<id>`` channel (results only), so every socket of that user learns the outcome.
+The events are the typed models of :mod:`synthia_rt.realtime.protocol`. Progress and partials
+are best effort: if the broker is down they are logged and dropped, because the durable outcome
+is the database row and a subscriber re-reads it (:func:`ending_of` the row). Result
+events are also published on the owner's ``user:<id>`` channel, so every socket of that user
+learns the outcome.
 """
 
 from __future__ import annotations
@@ -13,25 +14,12 @@ import logging
 from typing import Any
 
 from synthia_rt.broker.base import Broker
-from synthia_rt.errors import AppError
+from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import analysis_channel, user_channel
+from synthia_rt.store.analyses import OPEN
 
 log = logging.getLogger(__name__)
-
-STAGES = ("uploading", "validating", "queued", "analyzing", "persisting", "done")
-
-
-def channel_of(analysis_id: str) -> str:
-    return f"analysis:{analysis_id}"
-
-
-def error_payload(analysis_id: str, err: AppError) -> dict[str, Any]:
-    return {
-        "event": "analysis.error",
-        "analysis_id": analysis_id,
-        "code": str(err.code),
-        "message": err.message,
-        "temporary": bool(err.temporary),
-    }
 
 
 class AnalysisEvents:
@@ -39,47 +27,55 @@ class AnalysisEvents:
         self.broker = broker
         self.analysis_id = analysis_id
         self.user_id = user_id
-        self.channel = channel_of(analysis_id)
+        self.channel = analysis_channel(analysis_id)
         self.seq = 0
 
-    async def _publish(self, channel: str, payload: dict[str, Any]) -> bool:
+    async def _publish(self, channel: str, event: p.ChannelEvent) -> bool:
         try:
-            await self.broker.publish(channel, payload)
+            await self.broker.publish(channel, event.payload())
             return True
         except Exception:  # noqa: BLE001 - BrokerUnavailable or a dead connection: see module doc
-            log.warning("could not publish %s on %s", payload["event"], channel, exc_info=True)
+            log.warning("could not publish %s on %s", event.event, channel, exc_info=True)
             return False
 
-    async def progress(self, stage: str, pct: float | None = None) -> None:
-        assert stage in STAGES
-        payload: dict[str, Any] = {"event": "analysis.progress", "analysis_id": self.analysis_id, "stage": stage}
-        if pct is not None:
-            payload["pct"] = pct
-        await self._publish(self.channel, payload)
+    async def progress(self, stage: p.Stage, pct: float | None = None) -> None:
+        fields: dict[str, Any] = {"analysis_id": self.analysis_id, "stage": stage}
+        if pct is not None:  # left out, not null, when unknown
+            fields["pct"] = pct
+        await self._publish(self.channel, p.AnalysisProgress.model_validate(fields))
 
     async def partial(self, delta: str, partial: dict[str, Any]) -> None:
         self.seq += 1
-        payload = {
-            "event": "analysis.partial",
-            "analysis_id": self.analysis_id,
-            "seq": self.seq,
-            "delta": delta,
-            "partial": partial,
-        }
-        await self._publish(self.channel, payload)
+        event = p.AnalysisPartial(analysis_id=self.analysis_id, seq=self.seq, delta=delta, partial=partial)
+        await self._publish(self.channel, event)
 
-    async def result(self, payload: dict[str, Any]) -> None:
-        """``payload`` from :func:`synthia_rt.store.analyses.result_payload` (row committed)."""
+    async def result(self, event: p.AnalysisResult) -> None:
+        """Publish the outcome (its row is committed)."""
         # Order matters within analysis:<id> (done, then the result); the user's channel is
         # independent, so its copy goes out at the same time.
         async def on_analysis_channel() -> None:
             await self.progress("done", 100)
-            await self._publish(self.channel, payload)
+            await self._publish(self.channel, event)
 
-        await asyncio.gather(on_analysis_channel(), self._publish(f"user:{self.user_id}", payload))
+        await asyncio.gather(on_analysis_channel(), self._publish(user_channel(self.user_id), event))
 
     async def error(self, err: AppError) -> None:
-        await self._publish(self.channel, error_payload(self.analysis_id, err))
+        await self._publish(self.channel, p.AnalysisError.of(self.analysis_id, err))
 
-    async def quiz_estimate(self, fields: dict[str, Any]) -> None:
-        await self._publish(self.channel, {"event": "quiz.estimate", **fields})
+    async def quiz_estimate(self, event: p.QuizEstimate) -> None:
+        await self._publish(self.channel, event)
+
+
+def ending_of(row: dict[str, Any]) -> p.AnalysisResult | p.AnalysisError | None:
+    """The final event of an analysis row (``store.analyses.get``): its result when done, its
+    error when failed or cancelled, None while it is still open."""
+    if row["status"] in OPEN:
+        return None
+    if row["status"] == "done":
+        return p.AnalysisResult(
+            analysis_id=str(row["id"]), kind=row["kind"], result=row["result"], cached=bool(row["cached"]),
+            model=row["model"], usage=row["usage"] or {}, duration_ms=row["duration_ms"] or 0,
+        )
+    known = row["error_code"] in ErrorCode._value2member_map_
+    code = ErrorCode(row["error_code"]) if known else ErrorCode.INTERNAL
+    return p.AnalysisError.of(str(row["id"]), AppError(code, row["error_message"] or ""))

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from synthia_rt import i18n
+from synthia_rt.analysis import keys
 from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache, analysis_key
 from synthia_rt.analysis.events import AnalysisEvents
@@ -23,6 +24,7 @@ from synthia_rt.analysis.limits import ActiveSlots
 from synthia_rt.analysis.pipeline import Job, Pipeline
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError
+from synthia_rt.realtime import protocol as p
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.store import plans
@@ -55,9 +57,8 @@ class Launcher:
 
     async def set_owner(self, some_id: str, user_id: str) -> None:
         """Who may follow ``analysis:<some_id>`` (an analysis or a quiz), for any node."""
-        settings = self.runtime.settings
-        ttl = max(settings.history_ttl, settings.upload_ttl)
-        await self.runtime.need_kv().set(f"owner:{some_id}", user_id.encode(), ttl)
+        ttl = keys.record_ttl(self.runtime.settings)
+        await self.runtime.need_kv().set(keys.owner(some_id), user_id.encode(), ttl)
 
     async def from_cache(
         self, user: Principal, kind: str, digest: str, inputs: dict[str, Any], analysis_id: uuid.UUID
@@ -75,12 +76,12 @@ class Launcher:
             ),
             self.set_owner(str(analysis_id), user.user_id),
         )
-        payload = store.result_payload(
-            {"id": analysis_id, "kind": kind, "result": hit["result"], "cached": True,
-             "model": hit["model"], "usage": {}, "duration_ms": 0}
-        )
-        await self.events(str(analysis_id), user.user_id).result(payload)
-        return payload
+        event = p.AnalysisResult.model_validate({
+            "analysis_id": str(analysis_id), "kind": kind, "result": hit["result"], "cached": True,
+            "model": hit["model"], "usage": {}, "duration_ms": 0,
+        })
+        await self.events(str(analysis_id), user.user_id).result(event)
+        return event.payload()
 
     async def acquire(self, user: Principal, analysis_id: str, lifetime: float | None = None) -> None:
         try:
@@ -138,8 +139,7 @@ class Launcher:
         task = self.tasks.get(analysis_id)
         if task is None:
             return False
-        self.pipeline.reasons[analysis_id] = "cancelled"
-        task.cancel()
+        self.pipeline.cancel(analysis_id, task)
         return True
 
     def cancel_user(self, user_id: str) -> None:

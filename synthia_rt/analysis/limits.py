@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from synthia_rt.analysis import keys
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
 
@@ -28,7 +29,7 @@ class ActiveSlots:
 
     @staticmethod
     def _key(user_id: str) -> str:
-        return f"active:{user_id}"
+        return keys.active(user_id)
 
     @property
     def _key_ttl(self) -> float:

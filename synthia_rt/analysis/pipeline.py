@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from synthia_rt import i18n
-from synthia_rt.analysis import local
+from synthia_rt.analysis import keys, local
 from synthia_rt.analysis.analyzer import Analyzer, AnalyzerOutput
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
@@ -38,6 +38,7 @@ from synthia_rt.analysis.events import AnalysisEvents
 from synthia_rt.analysis.limits import ActiveSlots
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv.base import KeyValue
+from synthia_rt.realtime import protocol as p
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
 from synthia_rt.store import faults
@@ -72,10 +73,6 @@ class Job:
         return str(self.analysis_id)
 
 
-def cancel_key(analysis_id: str) -> str:
-    return f"cancel:{analysis_id}"
-
-
 class Pipeline:
     def __init__(
         self,
@@ -97,10 +94,15 @@ class Pipeline:
         self.leases = leases
         self.endings = endings
         self.recorders: set[asyncio.Task[None]] = set()  # failures to record once the database is back
-        # Why a run was cancelled, set by whoever cancels it: "cancelled" (the owner asked);
-        # a run cancelled with no reason recorded is a shutdown.
-        self.reasons: dict[str, str] = {}
+        # The runs the owner cancelled (:meth:`cancel`); a run cancelled otherwise is a shutdown.
+        self._cancelled: set[str] = set()
         self.metrics = runtime.metrics
+
+    def cancel(self, analysis_id: str, runner: asyncio.Task[Any]) -> None:
+        """End the run of ``analysis_id`` (its task ``runner``) as the owner's cancel: the row
+        ends ``cancelled``. Cancelling the task directly instead records a shutdown."""
+        self._cancelled.add(analysis_id)
+        runner.cancel()
 
     async def run(self, job: Job) -> dict[str, Any] | AppError:
         i18n.use(job.locale)  # this task's context: analyzers write in the job's language
@@ -117,7 +119,7 @@ class Pipeline:
             await self._fail(job, events, err)
             return err
         except asyncio.CancelledError:
-            if self.reasons.pop(job.id, "shutdown") == "cancelled":
+            if job.id in self._cancelled:
                 ended = AppError(ErrorCode.CANCELLED)
             else:
                 ended = AppError(ErrorCode.UNAVAILABLE, "The server stopped during the analysis; start it again.")
@@ -134,6 +136,7 @@ class Pipeline:
             return crashed
         finally:
             watcher.cancel()
+            self._cancelled.discard(job.id)
             if in_flight is not None:
                 in_flight.dec()
             await self._cleanup(job)
@@ -144,7 +147,7 @@ class Pipeline:
             await events.progress("validating")
             image = await self._validate(job)
         await events.progress("queued")
-        if await self.kv.exists(cancel_key(job.id)):
+        if await self.kv.exists(keys.cancel(job.id)):
             raise AppError(ErrorCode.CANCELLED)
         if not await self._db(job, lambda: store.mark_running(job.analysis_id), "start"):
             raise AppError(ErrorCode.CANCELLED)  # cancelled while queued
@@ -154,7 +157,7 @@ class Pipeline:
             await self._check_face(image)
             output = await self.analyzer.facial(image, events.partial)
             if self.settings.image_retention > 0:
-                await self.kv.set(f"image:{job.user_id}:{job.id}", image.data, self.settings.image_retention)
+                await self.kv.set(keys.image(job.user_id, job.id), image.data, self.settings.image_retention)
         else:
             output = await self.analyzer.chromatic(job.answers, events.partial)
         return await self._persist(job, events, output)
@@ -192,14 +195,14 @@ class Pipeline:
         if not done:
             raise AppError(ErrorCode.CANCELLED)  # a cancel (or a sweeper) won the race to the row
         await self.cache.set("analysis", job.cache_key, {"result": output.result, "model": output.model, "usage": output.usage})
-        payload = store.result_payload({
-            "id": job.analysis_id, "kind": job.kind, "result": output.result, "cached": False,
+        event = p.AnalysisResult.model_validate({
+            "analysis_id": job.id, "kind": job.kind, "result": output.result, "cached": False,
             "model": output.model, "usage": output.usage, "duration_ms": duration_ms,
         })
         if await self.endings.claim(job.id, None):
-            await events.result(payload)
+            await events.result(event)
         self._count(job.kind, "done", output.usage)
-        return payload
+        return event.payload()
 
     async def _db(self, job: Job, call: Callable[[], Awaitable[T]], what: str) -> T:
         """A database write of this run, retried through an outage until the run's deadline."""
@@ -264,7 +267,7 @@ class Pipeline:
                 await self.uploads.close(job.upload)  # before the lease goes: nobody reruns it
             await self.leases.release(job.id)
             if job.file_id is not None:
-                await self.kv.delete(f"file:{job.user_id}:{job.file_id}")
+                await self.kv.delete(keys.file(job.user_id, job.file_id))
                 await store.delete_image(job.file_id)
         except Exception as exc:  # noqa: BLE001 - TTLs bound what a failed cleanup leaves behind
             log.warning("cleanup of analysis %s incomplete (%s)", job.id, faults.describe(exc))
@@ -280,13 +283,12 @@ class Pipeline:
             try:
                 if ticks % beat_every == 0:
                     await asyncio.gather(self.leases.renew(job.id), self.slots.renew(job.user_id, job.id))
-                flagged = await self.kv.exists(cancel_key(job.id))
+                flagged = await self.kv.exists(keys.cancel(job.id))
             except Exception as exc:  # noqa: BLE001 - keep watching through a blip
                 log.warning("analysis %s: heartbeat or cancel check failed (%s)", job.id, faults.describe(exc))
                 continue
             if flagged:
-                self.reasons[job.id] = "cancelled"
-                runner.cancel()
+                self.cancel(job.id, runner)
                 return
 
     def _count(self, kind: str, status: str, usage: dict[str, Any]) -> None:

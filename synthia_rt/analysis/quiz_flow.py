@@ -14,11 +14,12 @@ from typing import Any
 from synthia_rt import i18n
 from synthia_rt.analysis import quiz
 from synthia_rt.analysis.cache import answers_digest
-from synthia_rt.analysis.events import channel_of
 from synthia_rt.analysis.launcher import Launcher
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import analysis_channel
 from synthia_rt.store.ids import as_uuid
 
 
@@ -57,10 +58,9 @@ class QuizFlow:
         await self.store.answer(user.user_id, qid, question, answer)
         answers = await self.store.answers(user.user_id, qid)
         est = quiz.estimate(answers)
-        await self.launch.events(qid, user.user_id).quiz_estimate({
-            "quiz_id": qid, "season": est.season, "subseason": est.subseason,
-            "confidence": est.confidence, "answered": est.answered,
-        })
+        await self.launch.events(qid, user.user_id).quiz_estimate(p.QuizEstimate(
+            quiz_id=qid, season=est.season, subseason=est.subseason, confidence=est.confidence, answered=est.answered,
+        ))
         return {"answered": len(answers), "remaining": len(quiz.QUESTIONS) - len(answers)}
 
     async def submit(self, user: Principal, quiz_id: str) -> dict[str, Any]:
@@ -77,7 +77,7 @@ class QuizFlow:
         except BaseException:
             await self.store.release_submit(user.user_id, qid)
             raise
-        return {"analysis_id": qid, "channel": channel_of(qid), "cached": task is None}
+        return {"analysis_id": qid, "channel": analysis_channel(qid), "cached": task is None}
 
     async def start_chromatic(self, user: Principal, aid: uuid.UUID, answers: dict[str, str]) -> asyncio.Task[Any] | None:
         """None when answered from the cache, else the running task."""

@@ -28,20 +28,23 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from synthia_rt.analysis import quiz
-from synthia_rt.analysis.analyzer import Analyzer, create_analyzer
+from synthia_rt.analysis import keys, quiz
+from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.analysis.claims import Endings, Leases
-from synthia_rt.analysis.events import channel_of, error_payload
+from synthia_rt.analysis.events import ending_of
 from synthia_rt.analysis.launcher import Launcher, report
 from synthia_rt.analysis.limits import UPLOAD_IDLE, ActiveSlots
-from synthia_rt.analysis.pipeline import Job, Pipeline, cancel_key
+from synthia_rt.analysis.pipeline import Job, Pipeline
 from synthia_rt.analysis.quiz_flow import QuizFlow
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.limiter import rule
+from synthia_rt.realtime import protocol as p
+from synthia_rt.realtime.channels import analysis_channel, analysis_id_of
 from synthia_rt.runtime import Runtime
+from synthia_rt.settings import Settings
 from synthia_rt.store import analyses as store
 from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
@@ -68,6 +71,17 @@ def _parse_id(value: object, field: str = "analysis_id") -> uuid.UUID:
     return parsed
 
 
+def create_analyzer(settings: Settings, metrics: Any = None) -> Analyzer:
+    """The analyzer ``settings.effective_analyzer`` names (imported only when chosen)."""
+    if settings.effective_analyzer == "gemini":
+        from synthia_rt.analysis.gemini import GeminiAnalyzer
+
+        return GeminiAnalyzer(settings, metrics)
+    from synthia_rt.analysis.local import LocalAnalyzer
+
+    return LocalAnalyzer(settings)
+
+
 class AnalysisService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -88,12 +102,13 @@ class AnalysisService:
         self.upload_rule = rule(s.upload_rate_limit)
         self.slots = ActiveSlots(kv, s.max_analyses_per_user, s.analysis_lease)
         self.leases = Leases(kv, self.runtime.node_id, s.analysis_lease)
-        self.endings = Endings(kv, max(s.history_ttl, s.upload_ttl))
+        self.endings = Endings(kv, keys.record_ttl(s))
         self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots, self.leases, self.endings)
         self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
         await self.analyzer.start()
         self.runtime.erase_user_hooks.append(self.erase_user)
+        self.runtime.final_events["analysis"] = self.final_event_of_channel
         self._sweeper = asyncio.create_task(self._sweep_loop(), name="analysis-sweeper")
         self._sweeper.add_done_callback(report)
 
@@ -139,7 +154,7 @@ class AnalysisService:
         sha = sha256.lower()
         inputs = {"size": size, "sha256": sha, "content_type": content_type}
         aid = uuid.uuid4()
-        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
         if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
             return {**reply, "cached": True}
         await self.launch.open(user, aid, "facial", inputs, sha, lifetime=UPLOAD_IDLE)
@@ -153,13 +168,13 @@ class AnalysisService:
 
     async def _start_from_file(self, user: Principal, file_id: str) -> dict[str, Any]:
         record = await store.get_image(user.user_id, file_id) if isinstance(file_id, str) else None
-        data = await self.runtime.need_kv().get(f"file:{user.user_id}:{file_id}") if record else None
+        data = await self.runtime.need_kv().get(keys.file(user.user_id, file_id)) if record else None
         if record is None or data is None:
             raise AppError(ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id")
         sha = record["sha256"]
         inputs = {"file_id": str(record["id"]), "sha256": sha}
         aid = uuid.uuid4()
-        reply = {"analysis_id": str(aid), "channel": channel_of(str(aid))}
+        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
         if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
             return {**reply, "cached": True}
         fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
@@ -246,7 +261,7 @@ class AnalysisService:
         row = await store.get(aid)
         if row is None or row["status"] in store.TERMINAL:
             return  # a quiz not yet submitted, or already over: nothing to stop
-        await self.runtime.need_kv().set(cancel_key(key), b"1", self.settings.history_ttl)
+        await self.runtime.need_kv().set(keys.cancel(key), b"1", self.settings.history_ttl)
         if self.launch.cancel_local(key):
             return
         # Not running here. Still uploading? Then nothing runs anywhere: end it now. Else the
@@ -308,8 +323,9 @@ class AnalysisService:
         task = await self.quiz.start_chromatic(user, aid, answers)
         if task is None:
             row = await store.get(aid)
-            assert row is not None
-            return store.result_payload(row)
+            ending = ending_of(row) if row is not None else None
+            assert isinstance(ending, p.AnalysisResult), "a cached quiz analysis is a finished row"
+            return ending.payload()
         return _outcome(await asyncio.shield(task))
 
     @contextlib.asynccontextmanager
@@ -339,7 +355,7 @@ class AnalysisService:
         expires = utcnow() + timedelta(seconds=s.upload_ttl)
         await self.uploads.user_bytes.charge(user.user_id, len(image.data))
         try:
-            await self.runtime.need_kv().set(f"file:{user.user_id}:{file_id}", image.data, s.upload_ttl)
+            await self.runtime.need_kv().set(keys.file(user.user_id, file_id), image.data, s.upload_ttl)
         except BaseException:
             await self.uploads.user_bytes.refund(user.user_id, len(image.data))
             raise
@@ -351,23 +367,23 @@ class AnalysisService:
     # -- what the session and the rest of the house ask -------------------------------------------
     @faults.guard
     async def owner_of(self, analysis_id: str) -> str | None:
-        raw = await self.runtime.need_kv().get(f"owner:{analysis_id}")
+        raw = await self.runtime.need_kv().get(keys.owner(analysis_id))
         if raw is not None:
             return raw.decode()
         return await store.owner(analysis_id)
 
     @faults.guard
-    async def final_result(self, analysis_id: str) -> dict[str, Any] | None:
+    async def final_event(self, analysis_id: str) -> p.AnalysisResult | p.AnalysisError | None:
         """The outcome of a finished analysis, from the database, for re-delivery on subscribe:
-        an ``analysis.result`` payload, an ``analysis.error`` payload for a failed or cancelled
-        one (each with its ``event`` key), or None while it is still open or unknown."""
+        its ``analysis.result``, an ``analysis.error`` for a failed or cancelled one, or None
+        while it is still open or unknown."""
         row = await store.get(analysis_id)
-        if row is None or row["status"] in store.OPEN:
-            return None
-        if row["status"] == "done":
-            return store.result_payload(row)
-        code = ErrorCode(row["error_code"]) if row["error_code"] in ErrorCode._value2member_map_ else ErrorCode.INTERNAL
-        return error_payload(str(row["id"]), AppError(code, row["error_message"] or ""))
+        return ending_of(row) if row is not None else None
+
+    async def final_event_of_channel(self, channel: str) -> p.AnalysisResult | p.AnalysisError | None:
+        """:meth:`final_event` of an ``analysis:<id>`` channel (None for a malformed id)."""
+        analysis_id = analysis_id_of(channel)
+        return await self.final_event(analysis_id) if analysis_id is not None else None
 
     async def cache_stats(self) -> dict[str, dict[str, float]]:
         return await self.cache.stats()
@@ -379,11 +395,11 @@ class AnalysisService:
         await self.uploads.erase_user(user_id)
         await self.quiz.store.erase_user(user_id)
         await self.cache.delete_prefix("analysis", f"{user_id}:")
-        for pattern in (f"file:{user_id}:*", f"image:{user_id}:*"):
-            keys = [k async for k in kv.scan(pattern)]
-            if keys:
-                await kv.delete(*keys)
-        await kv.delete(f"active:{user_id}")
+        for pattern in keys.user_patterns(user_id):
+            found = [k async for k in kv.scan(pattern)]
+            if found:
+                await kv.delete(*found)
+        await kv.delete(keys.active(user_id))
         await store.delete_user_images(user_id)
 
     # -- housekeeping ---------------------------------------------------------------------------

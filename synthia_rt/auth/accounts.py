@@ -30,7 +30,7 @@ REAUTH_WINDOW = 300.0  # seconds: a login this recent may delete the account wit
 
 async def change_password(
     runtime: Runtime, principal: Principal, current_password: str, new_password: str, ip: str | None
-) -> sessions.Session:
+) -> sessions.Login:
     """Check the current password, store the new hash, end every session, open a fresh one."""
     user = await _existing(principal.user_id)
     await sessions.throttle_for(runtime).hit(user.email, ip)  # no brute force with a stolen token

@@ -28,7 +28,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class Login:
+    """What a login, registration or refresh hands the client (not to be confused with a
+    socket's :class:`~synthia_rt.realtime.session.Session`)."""
+
     access_token: str
     refresh_token: str
     expires_in: int
@@ -50,7 +53,7 @@ def throttle_for(runtime: Runtime) -> LoginThrottle:
     return runtime.login_throttle
 
 
-async def open_session(tokens: TokenService, user: UserRecord) -> Session:
+async def open_session(tokens: TokenService, user: UserRecord) -> Login:
     """A new login, just after its password was checked (``auth_time`` = now)."""
     family_id = str(uuid.uuid4())
     auth_time = time.time()
@@ -59,7 +62,7 @@ async def open_session(tokens: TokenService, user: UserRecord) -> Session:
     access_token, principal = tokens.issue_access(
         user.id, user.role, session_id=family_id, auth_time=auth_time
     )
-    return Session(access_token, refresh_token, _expires_in(principal), user, principal)
+    return Login(access_token, refresh_token, _expires_in(principal), user, principal)
 
 
 def _expires_in(principal: Principal) -> int:
@@ -68,7 +71,7 @@ def _expires_in(principal: Principal) -> int:
 
 async def register(
     runtime: Runtime, email: str, password: str, display_name: str, ip: str | None
-) -> Session:
+) -> Login:
     """Counted per client address before any work (a taken email's 409 counts too)."""
     await enforce(
         runtime.need_limiter(),
@@ -84,7 +87,7 @@ async def register(
     return await open_session(runtime.need_tokens(), user)
 
 
-async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> Session:
+async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> Login:
     """Unknown email and wrong password take the same path, time and answer."""
     await throttle_for(runtime).hit(email, ip)
     hasher = passwords_for(runtime)
@@ -107,7 +110,7 @@ async def login(runtime: Runtime, email: str, password: str, ip: str | None) -> 
     return await open_session(runtime.need_tokens(), user)
 
 
-async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Session:
+async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Login:
     tokens = runtime.need_tokens()
     claims = await tokens.verify_refresh(refresh_token)
     await enforce(
@@ -136,7 +139,7 @@ async def refresh(runtime: Runtime, refresh_token: str, ip: str | None) -> Sessi
     access_token, principal = tokens.issue_access(
         user.id, user.role, session_id=family.id, auth_time=auth_time
     )
-    return Session(access_token, new_refresh, _expires_in(principal), user, principal)
+    return Login(access_token, new_refresh, _expires_in(principal), user, principal)
 
 
 async def _reused(runtime: Runtime, family_id: str, user_id: str, ip: str | None) -> None:

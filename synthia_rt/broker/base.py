@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from synthia_rt.broker.wire import event_name
+
 
 class BrokerUnavailable(RuntimeError):
     """The backend could not take the publish; the caller must know it failed."""
@@ -42,6 +44,12 @@ class Event:
     # The complete wire frame, encoded once per node and written as-is to every local socket:
     # {"event": …, "channel": …, "offset": …, "epoch": …, …payload}
     frame: bytes
+    # The event's name (``payload["event"]``): read once from the frame, here, so code that
+    # decides by kind of event never looks into the bytes.
+    name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", event_name(self.frame))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +64,6 @@ class History:
     events: list[Event]
     position: Position
     recovered: bool  # True iff events are exactly everything after the requested position
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 EventCallback = Callable[[Event], Awaitable[None] | None]

@@ -62,6 +62,17 @@ def build_frame(buf: bytes, start: int, channel_json: bytes, offset: int, epoch:
     )
 
 
+def event_name(frame: bytes) -> str:
+    """The ``event`` of a socket frame made by :func:`build_frame` (it comes first, before
+    ``,"channel":``, which cannot occur inside a JSON string)."""
+    if not frame.startswith(_EVENT_HEAD):
+        raise ValueError("malformed frame")
+    name = orjson.loads(frame[len(_EVENT_HEAD) : frame.index(b',"channel":')])
+    if not isinstance(name, str):
+        raise ValueError("malformed frame")
+    return name
+
+
 def parse_event_message(data: bytes) -> tuple[int, str, int]:
     """``(offset, epoch, start of the packed payload)`` of an ``e…`` pub/sub message."""
     first = data.index(b":", 1)

@@ -38,47 +38,25 @@ class UploadProgress(_Event):
     size: int
 
 
-class AnalysisProgress(_Event):
-    event: Literal["analysis.progress"]
-    analysis_id: str
-    stage: Literal["uploading", "validating", "queued", "analyzing", "persisting", "done"]
-    pct: float | None = None
+# The analysis events are the models the analysis side publishes, with the broker's header.
+class AnalysisProgress(p.AnalysisProgress, _Event):
+    pass
 
 
-class AnalysisPartial(_Event):
-    event: Literal["analysis.partial"]
-    analysis_id: str
-    seq: int
-    delta: str
-    partial: dict[str, Any]
+class AnalysisPartial(p.AnalysisPartial, _Event):
+    pass
 
 
-class AnalysisResult(_Event):
-    event: Literal["analysis.result"]
-    analysis_id: str
-    kind: Literal["facial", "chromatic"]
-    result: dict[str, Any]
-    cached: bool
-    model: str
-    usage: dict[str, Any]
-    duration_ms: int
+class AnalysisResult(p.AnalysisResult, _Event):
+    pass
 
 
-class AnalysisError(_Event):
-    event: Literal["analysis.error"]
-    analysis_id: str | None
-    code: str
-    message: str
-    temporary: bool
+class AnalysisError(p.AnalysisError, _Event):
+    pass
 
 
-class QuizEstimate(_Event):
-    event: Literal["quiz.estimate"]
-    quiz_id: str
-    season: str
-    subseason: str
-    confidence: float
-    answered: int
+class QuizEstimate(p.QuizEstimate, _Event):
+    pass
 
 
 class MetricsSnapshot(SnapshotFields, _Event):
@@ -120,6 +98,8 @@ SERVER_MESSAGES: tuple[type[BaseModel], ...] = (
 
 def _message(name: str, model: type[BaseModel], summary: str) -> dict[str, Any]:
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    if "event" in schema["properties"] and "event" not in schema.get("required", []):
+        schema.setdefault("required", []).append("event")  # it has a default, and is always sent
     schema.pop("$defs", None)
     return {"name": name, "summary": summary, "contentType": "application/json", "payload": schema}
 

@@ -1,17 +1,18 @@
 """One handler per op: the whole of protocol section 3, in one readable table.
 
-A handler returns the reply's fields (the session wraps them in ``{"id", "ok": true}``), or None
-when it already replied itself because events must follow the reply (subscribe and the ops that
-join an analysis channel).
+A handler returns the reply's fields (the session wraps them in ``{"id", "ok": true}``), or,
+for the ops that join a channel, the session's :class:`~synthia_rt.realtime.session.Joined`:
+its reply is sent first, then the events the client missed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from synthia_rt.broker.base import Position
 from synthia_rt.errors import AppError, ErrorCode
@@ -21,9 +22,10 @@ from synthia_rt.realtime.channels import analysis_channel
 
 if TYPE_CHECKING:
     from synthia_rt.analysis.service import AnalysisService
-    from synthia_rt.realtime.session import Session
+    from synthia_rt.realtime.session import Joined, Session
 
-Handler = Callable[["Session", Any], Awaitable[dict[str, Any] | None]]
+Reply: TypeAlias = "dict[str, Any] | Joined"
+Handler = Callable[["Session", Any], Awaitable[Reply]]
 
 
 def _analysis(session: Session) -> AnalysisService:
@@ -52,6 +54,11 @@ async def _per_user(session: Session, limit: str, scope: str) -> None:
         raise
 
 
+def _replying(joined: Joined, fields: dict[str, Any]) -> Joined:
+    """``joined`` answering with the op's own reply instead of the channel position."""
+    return dataclasses.replace(joined, fields=fields)
+
+
 async def ping(session: Session, cmd: p.Ping) -> dict[str, Any]:
     return {"ts": time.time()}
 
@@ -64,11 +71,11 @@ async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> dict[str, Any]:
     return {"expires_in": max(0, int(principal.expires_at - time.time()))}
 
 
-async def subscribe(session: Session, cmd: p.Subscribe) -> None:
+async def subscribe(session: Session, cmd: p.Subscribe) -> Joined:
     await _per_user(session, session.settings.subscribe_limit, "subscribe")
     channel = await session.authorize(cmd.channel)
     since = Position(cmd.since.offset, cmd.since.epoch) if cmd.since else None
-    await session.subscribe(channel, since, command_id=cmd.id)
+    return await session.subscribe(channel, since)
 
 
 async def unsubscribe(session: Session, cmd: p.Unsubscribe) -> dict[str, Any]:
@@ -76,7 +83,7 @@ async def unsubscribe(session: Session, cmd: p.Unsubscribe) -> dict[str, Any]:
     return {}
 
 
-async def analysis_start(session: Session, cmd: p.AnalysisStart) -> None:
+async def analysis_start(session: Session, cmd: p.AnalysisStart) -> Joined:
     reply = await _analysis(session).start_analysis(
         session.principal,
         kind=cmd.kind,
@@ -85,7 +92,7 @@ async def analysis_start(session: Session, cmd: p.AnalysisStart) -> None:
         sha256=cmd.sha256,
         file_id=cmd.file_id,
     )
-    await session.subscribe(reply["channel"], None, command_id=cmd.id, reply_fields=reply, from_start=True)
+    return _replying(await session.subscribe(reply["channel"], None, from_start=True), reply)
 
 
 async def upload_status(session: Session, cmd: p.UploadStatus) -> dict[str, Any]:
@@ -97,23 +104,22 @@ async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> dict[str, 
     return {}
 
 
-async def quiz_start(session: Session, cmd: p.QuizStart) -> None:
+async def quiz_start(session: Session, cmd: p.QuizStart) -> Joined:
     await _per_user(session, session.settings.quiz_start_limit, "quiz.start")
     reply = await _analysis(session).quiz_start(session.principal, cmd.locale)
     channel = analysis_channel(str(reply["quiz_id"]))
-    await session.subscribe(channel, None, command_id=cmd.id, reply_fields=reply, from_start=True)
+    return _replying(await session.subscribe(channel, None, from_start=True), reply)
 
 
 async def quiz_answer(session: Session, cmd: p.QuizAnswer) -> dict[str, Any]:
     return await _analysis(session).quiz_answer(session.principal, cmd.quiz_id, cmd.question, cmd.answer)
 
 
-async def quiz_submit(session: Session, cmd: p.QuizSubmit) -> dict[str, Any] | None:
+async def quiz_submit(session: Session, cmd: p.QuizSubmit) -> Reply:
     reply = await _analysis(session).quiz_submit(session.principal, cmd.quiz_id)
     if reply["channel"] in session.subscribed_channels():
         return reply
-    await session.subscribe(reply["channel"], None, command_id=cmd.id, reply_fields=reply, from_start=True)
-    return None
+    return _replying(await session.subscribe(reply["channel"], None, from_start=True), reply)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -131,5 +137,5 @@ HANDLERS: dict[str, Handler] = {
 assert set(HANDLERS) == set(p.COMMANDS), "every op in the protocol has exactly one handler"
 
 
-async def dispatch(session: Session, command: p.Command) -> dict[str, Any] | None:
+async def dispatch(session: Session, command: p.Command) -> Reply:
     return await HANDLERS[command.op](session, command)

@@ -139,9 +139,12 @@ async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
-    token = request_id.set(uuid.uuid4().hex)  # the connection id on every log line of this socket
+    # One id per socket: on every log line of it (request_id), in presence, and as the
+    # ``session_id`` of its session.ready, so a client's report joins to the server's logs.
+    session_id = uuid.uuid4().hex
+    token = request_id.set(session_id)
     try:
-        await _serve_socket(websocket)
+        await _serve_socket(websocket, session_id)
     finally:
         request_id.reset(token)
 
@@ -161,7 +164,7 @@ async def handshake_locale(websocket: WebSocket, runtime: Runtime, principal: Pr
     return locale
 
 
-async def _serve_socket(websocket: WebSocket) -> None:
+async def _serve_socket(websocket: WebSocket, session_id: str) -> None:
     runtime: Runtime = websocket.app.state.runtime
     metrics = runtime.metrics
     await handshake_locale(websocket, runtime, None)  # refusals before the token is known
@@ -183,9 +186,8 @@ async def _serve_socket(websocket: WebSocket) -> None:
         await _refuse(websocket, subprotocol, error)
         return
     presence = runtime.need_hub().presence
-    connection_id = uuid.uuid4().hex
     try:
-        admitted = await presence.try_add(principal.user_id, connection_id)
+        admitted = await presence.try_add(principal.user_id, session_id)
     except AppError as error:
         await _refuse(websocket, subprotocol, error)
         return
@@ -193,7 +195,7 @@ async def _serve_socket(websocket: WebSocket) -> None:
         await _refuse(websocket, subprotocol, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
         return
 
-    session = Session(websocket, runtime, principal, checked_at)
+    session = Session(websocket, runtime, principal, session_id, checked_at)
     session.locale = await handshake_locale(websocket, runtime, principal)
     if metrics is not None:
         metrics.connects.inc()
@@ -204,4 +206,4 @@ async def _serve_socket(websocket: WebSocket) -> None:
         if metrics is not None:
             metrics.sockets_open.dec()
             metrics.disconnects.labels(metrics.close_label(session.close_code)).inc()
-        presence.remove(connection_id)
+        presence.remove(session_id)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +41,6 @@ if TYPE_CHECKING:
     from synthia_rt.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-LIVE_HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()  # drained by the server before uvicorn's 1012
 
 # Node-to-node control messages (revocation). Not a client channel: ``authorize`` refuses it.
 CONTROL = "node:control"
@@ -81,7 +78,6 @@ class Hub:
         self._catch_up_slots = asyncio.Semaphore(CATCH_UP_CONCURRENCY)
         self._history_size = max(1, runtime.settings.history_size)
         self.presence = Presence(runtime.need_kv(), runtime.settings.max_connections_per_user)
-        LIVE_HUBS.add(self)
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -96,7 +92,10 @@ class Hub:
         for session in sessions:
             session.close(CloseCode.GOING_AWAY, "server going away")
         if sessions:
-            await asyncio.wait([asyncio.ensure_future(s.closed.wait()) for s in sessions], timeout=timeout)
+            waits = [asyncio.ensure_future(s.closed.wait()) for s in sessions]
+            _, late = await asyncio.wait(waits, timeout=timeout)
+            for wait in late:  # sockets that did not close in time: stop waiting for them
+                wait.cancel()
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -303,9 +302,6 @@ class Hub:
     def _close_user(self, user_id: str, code: CloseCode, reason: str) -> None:
         for session in list(self._by_user.get(user_id, {}).values()):
             session.close(code, reason)
-
-    def user_sessions(self, user_id: str) -> int:
-        return len(self._by_user.get(user_id, {}))
 
     # --- server-side publish API -------------------------------------------------------------
     async def publish(self, channel: str, payload: Mapping[str, Any]) -> Event:

@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synthia_rt import i18n
 from synthia_rt.errors import AppError, ErrorCode
@@ -190,9 +190,15 @@ def error_reply(command_id: int | None, error: AppError, locale: str | None = No
     return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict(locale or i18n.current())})
 
 
-def direct_event(name: str, payload: dict[str, Any]) -> bytes:
-    """An event for one socket only, outside any channel's sequence (no ``offset``)."""
-    return orjson.dumps({"event": name, **payload})
+def direct_event(event: str | ChannelEvent, payload: dict[str, Any] | None = None, *, channel: str | None = None) -> bytes:
+    """An event for one socket only, outside any channel's sequence (no ``offset``): a name and
+    its fields, or a typed event (``channel`` names the channel it is about, if any)."""
+    if isinstance(event, ChannelEvent):
+        name, fields = event.event, event.payload()
+    else:
+        name, fields = event, payload or {}
+    head = {"event": name} if channel is None else {"event": name, "channel": channel}
+    return orjson.dumps({**head, **fields})
 
 
 class Limits(_Model):
@@ -226,3 +232,82 @@ class ChannelReset(_Model):
     channel: str
     recovered: Literal[False] = False
     since: Since
+
+
+# --- channel events (an analysis' or quiz's channel, protocol section 5) -----------------------
+# Built by the analysis side and handed to ``broker.publish`` as ``payload()``; the broker adds
+# ``channel``/``offset``/``epoch``. The same models document the frames (realtime/asyncapi.py).
+Stage = Literal["uploading", "validating", "queued", "analyzing", "persisting", "done"]
+
+
+class ChannelEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    event: str  # each model's own name, as a default: always on the wire
+
+    def payload(self) -> dict[str, Any]:
+        """What the broker publishes: ``event`` first, then the fields that were given (an
+        optional field left out, like ``pct`` or ``retry_after``, stays off the wire)."""
+        return {"event": self.event, **self.model_dump(exclude_unset=True, exclude={"event"})}
+
+
+class AnalysisProgress(ChannelEvent):
+    event: Literal["analysis.progress"] = "analysis.progress"
+    analysis_id: str
+    stage: Stage
+    pct: float | None = None
+
+
+class AnalysisPartial(ChannelEvent):
+    event: Literal["analysis.partial"] = "analysis.partial"
+    analysis_id: str
+    seq: int
+    delta: str
+    partial: dict[str, Any]
+
+
+class AnalysisResult(ChannelEvent):
+    event: Literal["analysis.result"] = "analysis.result"
+    analysis_id: str
+    kind: Literal["facial", "chromatic"]
+    result: dict[str, Any]
+    # The result's raw keys (English identifiers) as words in the reader's language.
+    labels: dict[str, Any] = Field(default_factory=dict)
+    cached: bool
+    model: str
+    usage: dict[str, Any]
+    duration_ms: int
+
+    @model_validator(mode="after")
+    def _label(self) -> AnalysisResult:
+        if not self.labels:
+            self.labels = i18n.result_labels(self.kind, self.result)
+        return self
+
+
+class AnalysisError(ChannelEvent):
+    event: Literal["analysis.error"] = "analysis.error"
+    analysis_id: str | None
+    code: str
+    message: str
+    temporary: bool
+    retry_after: float | None = None
+    field: str | None = None
+
+    @classmethod
+    def of(cls, analysis_id: str | None, error: AppError, locale: str | None = None) -> AnalysisError:
+        """The error event of ``error`` (its body is exactly ``AppError.to_dict``), its message
+        in ``locale`` (default: the current one, the reader's or the run's)."""
+        return cls.model_validate({"analysis_id": analysis_id, **error.to_dict(locale or i18n.current())})
+
+
+class QuizEstimate(ChannelEvent):
+    event: Literal["quiz.estimate"] = "quiz.estimate"
+    quiz_id: str
+    season: str
+    subseason: str
+    confidence: float
+    answered: int
+
+
+# The events that end an analysis channel: once one is in a replay, nothing is fetched.
+FINAL_EVENTS = frozenset({"analysis.result", "analysis.error"})

@@ -13,16 +13,18 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from starlette.websockets import WebSocket
 
 from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
-from synthia_rt.broker.base import BrokerUnavailable, Position
+from synthia_rt.broker.base import BrokerUnavailable, Event, Position
 from synthia_rt.errors import AppError, CloseCode, ErrorCode
 from synthia_rt.realtime import protocol as p
-from synthia_rt.realtime.channels import BROADCAST, analysis_id_of, authorize, user_channel
+from synthia_rt.realtime.channels import BROADCAST, authorize, user_channel
 from synthia_rt.realtime.dispatch import dispatch
 from synthia_rt.realtime.ratelimit import TokenBucket
 from synthia_rt.realtime.transport import abort_later, abort_now
@@ -70,9 +72,19 @@ class _Subscription:
         self.pending: list[tuple[int, str, str]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A subscription ready to go live: the dispatcher sends ``fields`` as the ok reply, then
+    calls ``go_live`` (the replay, the buffered live events, the channel's final event)."""
+
+    fields: dict[str, Any]
+    go_live: Callable[[], None]
+
+
 class Session:
     def __init__(
-        self, websocket: WebSocket, runtime: Runtime, principal: Principal, checked_at: float | None = None
+        self, websocket: WebSocket, runtime: Runtime, principal: Principal, session_id: str,
+        checked_at: float | None = None,
     ) -> None:
         self.ws = websocket
         # monotonic instant before the token was checked: a revocation after it closes us
@@ -82,7 +94,7 @@ class Session:
         self.hub = runtime.need_hub()
         self.principal = principal
         self.locale = i18n.current()  # decided at the handshake (endpoint.handshake_locale)
-        self.session_id = uuid.uuid4().hex
+        self.session_id = session_id  # also the log id of this socket and its presence entry
         self.state = State.CONNECTING
         self.closed = asyncio.Event()
         self.close_code: int = CloseCode.NORMAL
@@ -324,7 +336,7 @@ class Session:
         if metrics is not None:
             metrics.frames_in.labels(command.op).inc()
         try:
-            fields = await dispatch(self, command)
+            reply = await dispatch(self, command)
         except AppError as error:
             self.send(p.error_reply(command.id, error))
         except BrokerUnavailable:
@@ -333,8 +345,11 @@ class Session:
             log.exception("command failed", extra={"op": command.op})
             self.send(p.error_reply(command.id, AppError(ErrorCode.INTERNAL)))
         else:
-            if fields is not None:
-                self.send(p.ok_reply(command.id, fields))
+            if isinstance(reply, Joined):  # the reply, then what the client missed, then live
+                self.send(p.ok_reply(command.id, reply.fields))
+                reply.go_live()
+            else:
+                self.send(p.ok_reply(command.id, reply))
 
     def _strike(self) -> None:
         """Count one refused command or junk chunk; ``RATE_LIMIT_STRIKES`` in a row close 4009."""
@@ -354,7 +369,7 @@ class Session:
             if metrics is not None:
                 metrics.rate_limited.labels("socket").inc()
             error = AppError(ErrorCode.RATE_LIMITED, "too many upload chunks", retry_after=wait)
-            self.send(p.direct_event("analysis.error", {"analysis_id": None, **error.to_dict(self.locale)}))
+            self.send(p.direct_event(p.AnalysisError.of(None, error, self.locale)))
             self._strike()
             return
         analysis = self.runtime.analysis
@@ -367,33 +382,22 @@ class Session:
             self._strikes = 0
             self.send(p.direct_event("upload.progress", progress))
         except AppError as error:
-            self.send(
-                p.direct_event(
-                    "analysis.error",
-                    {"analysis_id": str(analysis_id) if analysis_id else None, **error.to_dict(self.locale)},
-                )
-            )
+            self.send(p.direct_event(p.AnalysisError.of(str(analysis_id) if analysis_id else None, error, self.locale)))
             if not error.temporary:
                 self._strike()  # junk chunks in a row: 4009
         except Exception:
             log.exception("chunk failed")
             internal = AppError(ErrorCode.INTERNAL)
-            self.send(p.direct_event("analysis.error", {"analysis_id": str(analysis_id), **internal.to_dict(self.locale)}))
+            self.send(p.direct_event(p.AnalysisError.of(str(analysis_id) if analysis_id else None, internal, self.locale)))
 
     # --- channels ------------------------------------------------------------------------
-    async def subscribe(
-        self,
-        channel: str,
-        since: Position | None,
-        *,
-        command_id: int,
-        reply_fields: dict[str, Any] | None = None,
-        from_start: bool = False,
-    ) -> None:
-        """Join (or re-sync) ``channel``, reply, replay what was missed, then go live.
+    async def subscribe(self, channel: str, since: Position | None, *, from_start: bool = False) -> Joined:
+        """Join (or re-sync) ``channel`` and read what the client missed; the returned
+        :class:`Joined` holds the reply, and its ``go_live`` sends the replay once the reply is out.
 
-        Live events that arrive while history is read are buffered and merged by offset, so the
-        client sees every event after its position exactly once, in order.
+        Live events that arrive from here on wait in the subscription's buffer and are merged by
+        offset, so the client sees every event after its position exactly once, in order.
+        ``from_start``: a channel the client has just created (everything it holds, so far).
         """
         broker = self.runtime.need_broker()
         sub = self._subs.get(channel)
@@ -404,7 +408,7 @@ class Session:
         try:
             if joined:
                 await self.hub.join(channel, self)
-            if from_start:  # a new analysis channel: everything it holds, in one round trip
+            if from_start:  # everything the channel holds, in one round trip
                 history = await broker.history(channel, None)
                 position, events, recovered = history.position, history.events, history.recovered
                 since = Position(0, position.epoch)
@@ -414,18 +418,29 @@ class Session:
             else:
                 position, events, recovered = await broker.position(channel), [], False
             # Read before replying, so a failure is this command's only reply (never ok, then error).
-            final = await self._final_outcome(channel, events, since is not None and recovered and not from_start)
+            caught_up = since is not None and recovered and not from_start
+            final = None if caught_up else await self._final_event(channel, events)
         except BaseException:
             sub.pending = None
             if joined:
                 self._subs.pop(channel, None)
                 await self.hub.leave(channel, self)
             raise
+
+        def go_live() -> None:
+            self._replay(channel, sub, since, position, recovered, joined, events)
+            if final is not None:
+                self.send(p.direct_event(final, channel=channel))
+
         fields = {"offset": position.offset, "epoch": position.epoch, "recovered": recovered}
-        if reply_fields is not None:
-            fields = {**reply_fields}
-        self.send(p.ok_reply(command_id, fields))
-        pending, sub.pending = sub.pending, None
+        return Joined(fields, go_live)
+
+    def _replay(
+        self, channel: str, sub: _Subscription, since: Position | None, position: Position, recovered: bool,
+        joined: bool, events: list[Event],
+    ) -> None:
+        """Send the history read by :meth:`subscribe`, then the events buffered meanwhile."""
+        pending, sub.pending = sub.pending or [], None
         # Offsets this socket already sent in the current epoch: never sent twice.
         sent = (sub.first, sub.offset) if sub.epoch == position.epoch and sub.first is not None else (1, 0)
         if sub.epoch != position.epoch:
@@ -448,18 +463,14 @@ class Session:
             self.deliver(channel, offset, epoch, text)
         if sub.epoch == position.epoch and sent[0] <= sent[1]:
             sub.offset = max(sub.offset, sent[1])
-        if final is not None:
-            name = str(final.pop("event", "analysis.result"))
-            self.send(p.direct_event(name, {"channel": channel, **final}))
 
-    async def _final_outcome(self, channel: str, events: list[Any], caught_up: bool) -> dict[str, Any] | None:
-        """The finished analysis' outcome to re-deliver, unless the replayed history holds it."""
-        analysis_id = analysis_id_of(channel)
-        if not analysis_id or caught_up or self.runtime.analysis is None:
+    async def _final_event(self, channel: str, replayed: list[Event]) -> p.ChannelEvent | None:
+        """The event that ended ``channel``, to re-deliver, unless the replay holds it: asked of
+        the hook its channel kind registered (``Runtime.final_events``), if any."""
+        fetch = self.runtime.final_events.get(channel.partition(":")[0])
+        if fetch is None or any(event.name in p.FINAL_EVENTS for event in replayed):
             return None
-        if any(e.frame.startswith((b'{"event":"analysis.result"', b'{"event":"analysis.error"')) for e in events):
-            return None
-        return await self.runtime.analysis.final_result(analysis_id)
+        return await fetch(channel)
 
     async def unsubscribe(self, channel: str) -> None:
         if self._subs.pop(channel, None) is not None:

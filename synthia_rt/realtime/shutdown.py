@@ -42,6 +42,13 @@ def _handler(loop: asyncio.AbstractEventLoop, hub: Hub, previous: Any) -> Any:
                 log.exception("drain failed")
             previous(sig, frame)
 
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(drain_then_exit()))
+        def start() -> None:
+            # The loop keeps only a weak reference to a task: hold it until it is done.
+            task = loop.create_task(drain_then_exit(), name="drain-on-signal")
+            running.add(task)
+            task.add_done_callback(running.discard)
 
+        loop.call_soon_threadsafe(start)
+
+    running: set[asyncio.Task[None]] = set()
     return handle

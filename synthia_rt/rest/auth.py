@@ -20,7 +20,7 @@ def user_out(user: UserRecord) -> UserOut:
     return UserOut.model_validate(user)
 
 
-def session_out(session: sessions.Session) -> SessionOut:
+def session_out(session: sessions.Login) -> SessionOut:
     return SessionOut(
         access_token=session.access_token,
         refresh_token=session.refresh_token,

@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from synthia_rt import i18n
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import Analysis, StoredImage, utcnow
 
@@ -159,23 +158,6 @@ async def stale_running(started_before: datetime) -> list[tuple[uuid.UUID, str]]
         .run()
     )
     return [(r["id"], str(r["user"])) for r in rows]
-
-
-def result_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """The ``analysis.result`` event payload of a finished row; ``labels`` shows the raw keys
-    of ``result`` (which stay English identifiers) in the current locale."""
-    result = row["result"]
-    return {
-        "event": "analysis.result",
-        "analysis_id": str(row["id"]),
-        "kind": row["kind"],
-        "result": result,
-        "labels": i18n.result_labels(row["kind"], result) if isinstance(result, dict) else {},
-        "cached": bool(row["cached"]),
-        "model": row["model"],
-        "usage": row["usage"] or {},
-        "duration_ms": row["duration_ms"] or 0,
-    }
 
 
 # -- images uploaded over REST ------------------------------------------------------------

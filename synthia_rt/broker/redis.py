@@ -81,12 +81,14 @@ class RedisBroker(BrokerHandlers):
         # A separate pool of ONE: the pub/sub connection never serves commands (and vice
         # versa), and a second pub/sub connection cannot exist even by mistake.
         self._pubsub_redis = _client(url, client_name(node_id, "pubsub"), 1)
+        # Pub/sub ignores the database number: it goes into the channel names (see keys).
+        self._db = int(self._redis.connection_pool.connection_kwargs.get("db") or 0)
         self._publish = self._redis.register_script(PUBLISH)
         self._position = self._redis.register_script(POSITION)
         self._history = self._redis.register_script(HISTORY)
         self.listener = PubSubListener(
             self._pubsub_redis,
-            lambda channel: keys.pubsub_channel(self._ns, channel),
+            lambda channel: keys.pubsub_channel(self._ns, self._db, channel),
             self._message,
             self._resubscribed,
         )
@@ -118,7 +120,7 @@ class RedisBroker(BrokerHandlers):
             self._ttl_ms,
             packed,
             self._maxlen,
-            keys.pubsub_channel(self._ns, channel),
+            keys.pubsub_channel(self._ns, self._db, channel),
         ]
         # Not retried once written (a second run would be a second event with the next offset);
         # a connection found dead at checkout is replaced before anything is sent.
@@ -139,7 +141,9 @@ class RedisBroker(BrokerHandlers):
             # closes sockets that are already closing.
             message = wire.pack_signal(self.node_id, data)
             await idempotent(
-                lambda: self._redis.publish(keys.pubsub_channel(self._ns, channel), message)
+                lambda: self._redis.publish(
+                    keys.pubsub_channel(self._ns, self._db, channel), message
+                )
             )
         except RedisError as exc:
             raise BrokerUnavailable("the signal could not be sent") from exc

@@ -102,7 +102,7 @@ def private_file(path: Path) -> None:
 class Settings:
     # Backends -----------------------------------------------------------------------------
     database_url: str = ""  # postgresql://… or sqlite:///path; "" = embedded SQLite file
-    redis_url: str = ""  # redis://… or memory://; "" = memory:// (embedded)
+    redis_url: str = ""  # redis://…, redis+cluster://host:port[,host:port…] (Redis Cluster: any seed nodes) or memory://; "" = memory:// (embedded)
     redis_namespace: str = "synthia"  # prefix of every Redis key this service owns
     data_dir: str = ".synthia"  # embedded default: SQLite file and generated JWT key live here
     environment: str = ""  # "production" | "development"; "" = production iff a URL is set
@@ -263,8 +263,12 @@ class Settings:
             raise SettingsError("ANALYZER must be auto, gemini or local")
         if self.effective_analyzer == "gemini" and not self.gemini_api_key:
             raise SettingsError("ANALYZER=gemini needs GEMINI_API_KEY")
-        if not self.effective_redis_url.startswith(("redis://", "rediss://", "unix://", "memory://")):
-            raise SettingsError("REDIS_URL must be redis://…, rediss://… or memory://")
+        if not self.effective_redis_url.startswith(
+            ("redis://", "rediss://", "unix://", "redis+cluster://", "memory://")
+        ):
+            raise SettingsError(
+                "REDIS_URL must be redis://…, rediss://…, redis+cluster://host:port,… or memory://"
+            )
         if self.production and not self.jwt_secret_key:
             raise SettingsError("JWT_SECRET_KEY is required in production")
         from synthia_rt.auth.throttle import rules  # here: auth imports settings

@@ -17,7 +17,7 @@ from synthia_rt.broker import Broker, Event, Position, Signal, create_broker, ke
 from synthia_rt.broker.memory import MemoryBroker
 from synthia_rt.settings import Settings
 from tests.broker_support import Recorder
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, WITH_CLUSTER, backend_url
 
 DEADLINE = 5.0  # bounds a failing wait; nothing measures speed
 
@@ -36,16 +36,22 @@ class Node(Recorder):
 NodeFactory = Callable[..., Any]
 
 
+@pytest.fixture(params=WITH_CLUSTER)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The scenario suite also runs on Redis Cluster (sharded pub/sub, issue 12 C)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def make_node(
-    backend: str, namespace: str, redis_client: aioredis.Redis
+    request: pytest.FixtureRequest, backend: str, namespace: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[NodeFactory]:
     """``await make_node(**settings)`` → a started broker ("node") recording what it receives."""
     started: list[Node] = []
 
     async def make(node_id: str | None = None, **overrides: Any) -> Node:
         settings = Settings(redis_namespace=namespace, **overrides)
-        url = REDIS_URL if backend == "redis" else "memory://"
+        url = backend_url(request, backend)
         node = Node(create_broker(url, settings, node_id or secrets.token_hex(4)))
         node.attach(node.broker)
         await node.broker.start()

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import redis
 
-
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
@@ -53,10 +52,23 @@ class RedisCluster:
         node_dir.mkdir(parents=True, exist_ok=True)
         self.processes[port] = subprocess.Popen(
             [
-                REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1",
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no",
-                "--dir", str(node_dir),
+                REDIS_SERVER,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(node_dir),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -78,9 +90,19 @@ class RedisCluster:
                 time.sleep(0.05)
             client.close()
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
+            [
+                REDIS_CLI,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
         )
         self.wait_ok(deadline)
 
@@ -96,7 +118,9 @@ class RedisCluster:
                     info = client.cluster("info")
                     states.append(info.get("cluster_state") == "ok")
                     repl = client.info("replication")
-                    states.append(repl["role"] == "master" or repl.get("master_link_status") == "up")
+                    states.append(
+                        repl["role"] == "master" or repl.get("master_link_status") == "up"
+                    )
                 except redis.RedisError:
                     states.append(False)
                 finally:

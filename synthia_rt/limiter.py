@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError, StorageError
 from redis.asyncio.retry import Retry
@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.redis_pool import is_cluster
 from synthia_rt.settings import Settings
 
 
@@ -51,6 +52,17 @@ def _storage(settings: Settings) -> Storage:
     url = settings.effective_redis_url
     if url.startswith("memory://"):
         return MemoryStorage()
+    if is_cluster(url):
+        # limits' cluster storage (redis-py's RedisCluster: it follows MOVED/ASK itself);
+        # each limit key is one slot.
+        return RedisClusterStorage(
+            "async+" + url,
+            implementation="redispy",
+            key_prefix=f"{settings.redis_namespace}:limits",
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            wrap_exceptions=True,
+        )
     if url.startswith("unix://"):
         uri = "async+redis+unix://" + url.removeprefix("unix://")
     else:
@@ -78,7 +90,9 @@ def _unavailable() -> Iterator[None]:
     try:
         yield
     except (StorageError, RedisError, OSError) as exc:
-        raise AppError(ErrorCode.UNAVAILABLE, "rate limit store unavailable", retry_after=1) from exc
+        raise AppError(
+            ErrorCode.UNAVAILABLE, "rate limit store unavailable", retry_after=1
+        ) from exc
 
 
 class Limiter:
@@ -86,7 +100,9 @@ class Limiter:
         self._storage = _storage(settings)
         self._limiter = MovingWindowRateLimiter(self._storage)
 
-    async def hit(self, item: RateLimitItem, scope: str, key: str, *, message: str = "", cost: int = 1) -> None:
+    async def hit(
+        self, item: RateLimitItem, scope: str, key: str, *, message: str = "", cost: int = 1
+    ) -> None:
         """Count ``cost`` against ``item`` for ``(scope, key)``; raise RATE_LIMITED past it."""
         hashed = digest(key)
         with _unavailable():
@@ -94,7 +110,11 @@ class Limiter:
                 return
             stats = await self._limiter.get_window_stats(item, scope, hashed)
         wait = max(1, math.ceil(stats.reset_time - time.time()))
-        raise AppError(ErrorCode.RATE_LIMITED, message or "Too many requests; try again later.", retry_after=wait)
+        raise AppError(
+            ErrorCode.RATE_LIMITED,
+            message or "Too many requests; try again later.",
+            retry_after=wait,
+        )
 
     async def remaining(self, item: RateLimitItem, scope: str, key: str) -> int:
         with _unavailable():

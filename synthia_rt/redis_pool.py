@@ -29,10 +29,12 @@ connection's retry to the whole command, written or not, so it cannot tell the t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
@@ -110,3 +112,48 @@ async def idempotent(call: Callable[[], Awaitable[T]]) -> T:
     """Run ``call`` (one idempotent command), again on a connection error (see above)."""
     result: T = await _COMMAND_RETRY.call_with_retry(call, _ignore, is_retryable=retryable)
     return result
+
+
+# -- Redis Cluster (REDIS_URL=redis+cluster://host:port[,host:port…]) -------------------------
+CLUSTER_SCHEME = "redis+cluster://"
+
+
+def is_cluster(url: str) -> bool:
+    return url.startswith(CLUSTER_SCHEME)
+
+
+def cluster_startup_nodes(url: str) -> list[tuple[str, int]]:
+    """``redis+cluster://h1:p1,h2:p2[/0]`` → [(h1, p1), (h2, p2)] (seed nodes; any subset)."""
+    rest = url.removeprefix(CLUSTER_SCHEME).split("/", 1)[0]
+    nodes = []
+    for part in filter(None, rest.split(",")):
+        host, _, port = part.rpartition(":")
+        nodes.append((host or "127.0.0.1", int(port or 6379)))
+    if not nodes:
+        raise ValueError("redis+cluster:// needs at least one host:port")
+    return nodes
+
+
+class GatedRedisCluster(RedisCluster):
+    """A RedisCluster whose commands queue for one of ``max_connections`` slots: redis-py's
+    cluster node pool raises MaxConnectionsError at once when full, where the single-server
+    pool (BlockingConnectionPool) waits.  A burst of publishes then waits instead of failing."""
+
+    def __init__(self, *, max_connections: int = 64, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
+        self._gate = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate:
+            return await super().execute_command(*args, **kwargs)
+
+
+def cluster_client(url: str, **kwargs: Any) -> RedisCluster:
+    """redis-py's asyncio RedisCluster: routes each command to its slot's primary and follows
+    MOVED/ASK (and refreshes its slot map) by itself; a connection error re-reads the map and
+    retries (``cluster_error_retry_attempts``).  ``max_connections`` is per node."""
+    return GatedRedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in cluster_startup_nodes(url)],
+        require_full_coverage=True,
+        **kwargs,
+    )

@@ -124,7 +124,7 @@ def private_file(path: Path) -> None:
 class Settings:
     # Backends -----------------------------------------------------------------------------
     database_url: str = ""  # postgresql://…, sqlite:///path or a bare path; "" = embedded SQLite file
-    redis_url: str = ""  # redis://, rediss://, redis+cluster://, unix:// or memory://; "" = memory://
+    redis_url: str = ""  # redis://, rediss://, unix://, redis+cluster://host:port[,host:port…] or memory://; "" = memory://
     redis_namespace: str = "synthia"  # prefix of every Redis key this service owns
     data_dir: str = ".synthia"  # embedded default: SQLite file and generated JWT key live here
     environment: str = ""  # "production" | "development"; "" = production iff a URL is set

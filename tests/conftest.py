@@ -26,6 +26,7 @@ from synthia_rt.kv import KeyValue, create_kv
 from synthia_rt.settings import Settings
 from tests.conftest_helpers import unique_email  # noqa: F401 - re-exported for tests
 from tests.nodes import Node, start_node
+from tests.redis_cluster import RedisCluster
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -119,8 +120,32 @@ def settings_for(pg_url: str, namespace: str, tmp_path: Path) -> Any:
 
 @pytest.fixture(params=["redis", "memory"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """Parametrises a test over both backends: the shared scenario suite."""
+    """Parametrises a test over both backends: the shared scenario suite.  Modules whose
+    scenarios also run on Redis Cluster override it with :data:`WITH_CLUSTER`."""
     return str(request.param)
+
+
+WITH_CLUSTER = ["redis", "memory", "cluster"]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A private 3-primary, 3-replica Redis Cluster, started once per session on first use
+    (about 7 s), for the ``cluster`` backend.  Tests that break it (failover) use their own."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def backend_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """The REDIS_URL of a scenario backend (starts the session's cluster when first asked)."""
+    if backend == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return REDIS_URL if backend == "redis" else "memory://"
 
 
 @contextlib.asynccontextmanager
@@ -230,9 +255,11 @@ async def live(settings_for: Any, backend: str) -> AsyncIterator[Live]:
 
 
 @pytest.fixture
-async def kv(backend: str, namespace: str, redis_client: aioredis.Redis) -> AsyncIterator[KeyValue]:
+async def kv(
+    request: pytest.FixtureRequest, backend: str, namespace: str, redis_client: aioredis.Redis
+) -> AsyncIterator[KeyValue]:
     """A started key-value store on the parametrised backend, in this test's namespace."""
-    store = create_kv(REDIS_URL if backend == "redis" else "memory://", namespace)
+    store = create_kv(backend_url(request, backend), namespace)
     await store.start()
     try:
         yield store

@@ -17,7 +17,7 @@ from synthia_rt.broker import Broker, Event, Position, Signal, create_broker, ke
 from synthia_rt.broker.memory import MemoryBroker
 from synthia_rt.settings import Settings
 from tests.broker_support import Recorder
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, WITH_CLUSTER, backend_url
 
 DEADLINE = 5.0  # bounds a failing wait; nothing measures speed
 
@@ -36,16 +36,22 @@ class Node(Recorder):
 NodeFactory = Callable[..., Any]
 
 
+@pytest.fixture(params=WITH_CLUSTER)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The scenario suite also runs on Redis Cluster (sharded pub/sub, issue 12 C)."""
+    return str(request.param)
+
+
 @pytest.fixture
 async def make_node(
-    backend: str, namespace: str, redis_client: aioredis.Redis
+    request: pytest.FixtureRequest, backend: str, namespace: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[NodeFactory]:
     """``await make_node(**settings)`` → a started broker ("node") recording what it receives."""
     started: list[Node] = []
 
     async def make(node_id: str | None = None, **overrides: Any) -> Node:
         settings = Settings(redis_namespace=namespace, **overrides)
-        url = REDIS_URL if backend == "redis" else "memory://"
+        url = backend_url(request, backend)
         node = Node(create_broker(url, settings, node_id or secrets.token_hex(4)))
         node.attach(node.broker)
         await node.broker.start()
@@ -264,7 +270,9 @@ async def test_concurrent_subscribes_are_all_effective(
     await node.wait_until(lambda: len(node.events) == 200)
     assert node.offsets("hot") == list(range(1, 201))
     if backend == "redis":
-        [(_, subscribers)] = await redis_client.pubsub_numsub(keys.pubsub_channel(namespace, "hot"))
+        [(_, subscribers)] = await redis_client.pubsub_numsub(
+            keys.pubsub_channel(namespace, 0, "hot")
+        )
         assert subscribers == 1
 
 
@@ -284,7 +292,7 @@ async def test_unsubscribe_stops_delivery(
     await node.wait_until(lambda: len(node.offsets("sentinel")) == 1)
     assert node.offsets("gone") == [1]
     if backend == "redis":
-        key = keys.pubsub_channel(namespace, "gone")
+        key = keys.pubsub_channel(namespace, 0, "gone")
 
         async def unsubscribed() -> None:
             # Redis-side state: nothing to wait on but polling (the deadline bounds a failure).
@@ -307,7 +315,7 @@ async def test_subscribe_unsubscribe_subscribe_ends_subscribed(
     await node.wait_until(lambda: len(node.events) == 1)
     if backend == "redis":
         [(_, subscribers)] = await redis_client.pubsub_numsub(
-            keys.pubsub_channel(namespace, "flip")
+            keys.pubsub_channel(namespace, 0, "flip")
         )
         assert subscribers == 1
 
@@ -355,7 +363,7 @@ async def test_malformed_pubsub_messages_are_dropped(
     node = await make_node()
     await node.broker.subscribe("c")
     for junk in (b"garbage", b"e12", b"e1:abc:9:{}", b"s[1]", b""):
-        await redis_client.publish(keys.pubsub_channel(namespace, "c"), junk)
+        await redis_client.publish(keys.pubsub_channel(namespace, 0, "c"), junk)
     sent = await node.broker.publish("c", {"event": "e"})
     await node.wait_until(lambda: len(node.events) == 1)
     assert node.events == [sent] and node.signals == []
@@ -367,3 +375,51 @@ async def test_healthy_until_stopped(make_node: NodeFactory) -> None:
     assert node.resubscribed == []  # nothing was lost, nothing to report
     await node.broker.stop()
     assert not await node.broker.healthy()
+
+
+# -- deployments sharing one Redis server (issue 12 A) --------------------------------------
+def _db_url(db: int) -> str:
+    base, _, _ = REDIS_URL.rpartition("/")
+    return f"{base}/{db}"
+
+
+@redis_only
+async def test_deployments_on_other_databases_do_not_cross_talk(
+    backend: str, namespace: str
+) -> None:
+    """Two deployments, same namespace, databases 4 and 5 of one server: pub/sub is
+    server-wide, so without the database in the channel name each heard the other."""
+    nodes: list[Node] = []
+    try:
+        for db in (4, 5, 4):
+            node = Node(create_broker(_db_url(db), Settings(redis_namespace=namespace), f"n{db}"))
+            node.attach(node.broker)
+            await node.broker.start()
+            nodes.append(node)
+        four, five, four_b = nodes
+        for node in nodes:
+            await node.broker.subscribe("broadcast")
+        await five.broker.publish("broadcast", {"event": "from-5"})
+        await five.broker.signal("broadcast", {"from": 5})
+        await four.broker.publish("broadcast", {"event": "from-4"})
+        await four.broker.signal("broadcast", {"from": 4})
+        # Same database: delivered (both nodes of deployment 4 hear it) ...
+        for node in (four, four_b):
+            await node.wait_until(lambda n=node: len(n.events) == 1 and len(n.signals) == 1)  # type: ignore[misc]
+        # Deployment 5 published first; a sentinel published after deployment 4's event
+        # arrives after it on the same server, so 5 has heard all it would ever hear.
+        await five.broker.publish("broadcast", {"event": "from-5"})
+        await five.wait_until(lambda: len(five.events) == 2 and len(five.signals) == 1)
+        # ... and each deployment heard only its own (both published at offset 1 of its db).
+        for node, origin in ((four, 4), (four_b, 4), (five, 5)):
+            names = [orjson.loads(e.frame)["event"] for e in node.events]
+            assert names == [f"from-{origin}"] * (2 if origin == 5 else 1)
+            assert [s.data for s in node.signals] == [{"from": origin}]
+    finally:
+        for node in nodes:
+            await node.broker.stop()
+        for db in (4, 5):
+            client = aioredis.Redis.from_url(_db_url(db))
+            async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
+                await client.delete(key)
+            await client.aclose()

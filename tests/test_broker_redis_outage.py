@@ -75,8 +75,8 @@ async def test_subscriptions_survive_a_redis_restart(
     await server.start()  # same port, empty: the history is gone
     await seen.wait_until(lambda: seen.resubscribed == [["c"]])
     assert broker.listener.channels() == ["c"]
-    assert await numsub(server, keys.pubsub_channel(namespace, "c")) == 1
-    assert await numsub(server, keys.pubsub_channel(namespace, "new")) == 0
+    assert await numsub(server, keys.pubsub_channel(namespace, 0, "c")) == 1
+    assert await numsub(server, keys.pubsub_channel(namespace, 0, "new")) == 0
 
     after = await broker.publish("c", {"event": "after"})
     assert (after.offset, after.epoch != before.epoch) == (1, True)  # new epoch: history lost
@@ -132,8 +132,8 @@ async def test_a_failed_subscribe_leaves_no_subscription(
     broker.listener.subscribe_timeout = 5.0
     await broker.subscribe("sentinel")
     for channel in ("timed-out", "cancelled"):
-        assert await numsub(server, keys.pubsub_channel(namespace, channel)) == 0
-    assert await numsub(server, keys.pubsub_channel(namespace, "sentinel")) == 1
+        assert await numsub(server, keys.pubsub_channel(namespace, 0, channel)) == 0
+    assert await numsub(server, keys.pubsub_channel(namespace, 0, "sentinel")) == 1
 
 
 async def test_commands_right_after_a_restart_use_fresh_connections(

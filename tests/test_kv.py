@@ -10,8 +10,14 @@ import redis.asyncio as aioredis
 
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.kv import KeyValue, create_kv
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, WITH_CLUSTER
 from tests.nodes import free_port
+
+
+@pytest.fixture(params=WITH_CLUSTER)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The scenario suite also runs on Redis Cluster (issue 12 C)."""
+    return str(request.param)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], deadline: float = 3.0) -> None:

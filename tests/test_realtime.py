@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from synthia_rt.store import notifications
 from tests.conftest import JWT_SECRET, Live, serving
 from tests.wsclient import register, ws_session
 
@@ -211,7 +212,8 @@ async def test_notification_delivery_and_replay_with_since(live: Live, user: dic
 
 async def _notify(live: Live, user_id: str, title: str, body: str = "body") -> None:
     """Publish through the node's server-side API (what the admin REST route calls)."""
-    await live.runtime.hub.notify(user_id, "info", title, body)
+    record = await notifications.create(user_id, "info", title, body)
+    await live.runtime.hub.notify(user_id, record)
 
 
 async def test_rate_limit_then_4009(settings_for: Any, backend: str) -> None:
@@ -310,7 +312,9 @@ async def test_many_sockets_joining_at_once_all_receive(live: Live) -> None:
         )
         # Some sockets leave while others are still joining the same channel.
         await asyncio.gather(*(c.conn.close() for c in clients[:10]))
-        await live.runtime.hub.broadcast_notification("info", "to everyone", "hi")
+        await live.runtime.hub.announce(
+            await notifications.create_broadcast("info", "to everyone", "hi")
+        )
         received = await asyncio.gather(*(c.event("notification") for c in clients[10:]))
         assert all(e["channel"] == "broadcast" and e["title"] == "to everyone" for e in received)
         assert len({e["offset"] for e in received}) == 1

@@ -12,7 +12,8 @@ import httpx
 from synthia_rt.kv import create_kv
 from synthia_rt.store import notifications
 from synthia_rt.store.engine import build_engine
-from synthia_rt.store.tables import User
+from synthia_rt.store.tables import Broadcast, Notification, User
+from tests.opshelpers import admin_in_process
 from tests.rest_helpers import API, PASSWORD, add_analysis, bearer, register
 
 Pair = tuple[Any, httpx.AsyncClient]
@@ -202,14 +203,15 @@ async def test_notifications_list_and_mark_read(app_client: Pair) -> None:
     me = await register(client)
     other = await register(client)
     uid = me["user"]["id"]
-    live = await app.state.runtime.hub.notify(uid, "info", "First", "one")
+    live = await notifications.create(uid, "info", "First", "one")
+    await app.state.runtime.hub.notify(uid, live)
     stored = await notifications.create(uid, "promo", "Second", "two")
     foreign = await notifications.create(other["user"]["id"], "info", "Not yours", "three")
     headers = bearer(me["access_token"])
     page = (await client.get(f"{API}/notifications", headers=headers)).json()
     assert [n["title"] for n in page["items"]] == ["Second", "First"]
     assert all(n["read"] is False for n in page["items"])
-    assert page["items"][1]["id"] == live["id"]
+    assert page["items"][1]["id"] == live.id
 
     r = await client.post(f"{API}/notifications/{stored.id}/read", headers=headers)
     assert r.status_code == 200 and r.json()["read"] is True
@@ -225,6 +227,66 @@ async def test_notifications_list_and_mark_read(app_client: Pair) -> None:
         await client.get(f"{API}/notifications", headers=bearer(other["access_token"]))
     ).json()
     assert still_unread["items"][0]["read"] is False
+
+
+async def test_a_broadcast_is_one_row_with_per_user_read_state(app_client: Pair) -> None:
+    """Issue 12 B: a broadcast stores one row (not one per active user), every user lists
+    it with their own read state, and the live event's id is the one mark-read takes."""
+    app, client = app_client
+    admin = await admin_in_process(client)
+    alice, bob = await register(client), await register(client)
+    personal = await notifications.create(alice["user"]["id"], "info", "Personal", "p")
+    rows_before = await Notification.count().run()
+    r = await client.post(
+        f"{API}/admin/notifications",
+        json={"all": True, "kind": "news", "title": "To all", "body": "b"},
+        headers=bearer(admin["access_token"]),
+    )
+    assert r.status_code == 201, r.text
+    sent = r.json()["notification"]
+    assert await Notification.count().run() == rows_before  # no per-user rows
+    assert await Broadcast.count().where(Broadcast.id == uuid.UUID(sent["id"])).run() == 1
+    late = await register(client)  # joined after the broadcast: not theirs
+
+    async def titles(who: dict[str, Any], **params: str) -> list[tuple[str, bool]]:
+        page = await client.get(
+            f"{API}/notifications", headers=bearer(who["access_token"]), params=params
+        )
+        assert page.status_code == 200
+        return [(n["title"], n["read"]) for n in page.json()["items"]]
+
+    assert await titles(alice) == [("To all", False), ("Personal", False)]
+    assert await titles(bob) == [("To all", False)]
+    assert await titles(late) == []
+    # Pages of one merge newest first with a cursor across both kinds.
+    first = (
+        await client.get(
+            f"{API}/notifications", headers=bearer(alice["access_token"]), params={"limit": "1"}
+        )
+    ).json()
+    assert [n["id"] for n in first["items"]] == [sent["id"]]
+    rest = (
+        await client.get(
+            f"{API}/notifications",
+            headers=bearer(alice["access_token"]),
+            params={"limit": "1", "cursor": first["next_cursor"]},
+        )
+    ).json()
+    assert [n["id"] for n in rest["items"]] == [personal.id] and rest["next_cursor"] is None
+
+    for _ in range(2):  # marking twice is harmless
+        read = await client.post(
+            f"{API}/notifications/{sent['id']}/read", headers=bearer(bob["access_token"])
+        )
+        assert read.status_code == 200 and read.json()["read"] is True
+        assert read.json()["id"] == sent["id"]
+    assert await titles(bob) == [("To all", True)]
+    assert await titles(bob, unread="true") == []
+    assert await titles(alice, unread="true") == [("To all", False), ("Personal", False)]
+    refused = await client.post(
+        f"{API}/notifications/{sent['id']}/read", headers=bearer(late["access_token"])
+    )
+    assert refused.status_code == 404
 
 
 async def test_health_and_readiness(app_client: Pair) -> None:

@@ -11,7 +11,7 @@ def create_broker(url: str, settings: Settings, node_id: str) -> Broker:
         from synthia_rt.broker.memory import MemoryBroker
 
         return MemoryBroker(settings, node_id)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from synthia_rt.broker.redis import RedisBroker
 
         return RedisBroker(url, settings, node_id)

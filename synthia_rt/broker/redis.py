@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
@@ -29,9 +29,10 @@ from synthia_rt.broker.base import (
 )
 from synthia_rt.broker.handlers import BrokerHandlers
 from synthia_rt.broker.redis_listener import PubSubListener
-from synthia_rt.broker.scripts import HISTORY, POSITION, PUBLISH
+from synthia_rt.broker.redis_sharded import ShardedListener
+from synthia_rt.broker.scripts import HISTORY, POSITION, PUBLISH, PUBLISH_SHARDED
 from synthia_rt.broker.supervise import invoke
-from synthia_rt.redis_pool import checked_pool, idempotent
+from synthia_rt.redis_pool import checked_pool, cluster_client, idempotent, is_cluster
 from synthia_rt.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,24 +73,52 @@ class RedisBroker(BrokerHandlers):
         self._ns = settings.redis_namespace
         self._maxlen = max(1, settings.history_size)
         self._ttl_ms = max(1, settings.history_ttl) * 1000
-        self._redis = _client(
-            url,
-            client_name(node_id, "cmd"),
-            COMMAND_POOL_SIZE,
-            health_check_interval=HEALTH_CHECK_INTERVAL,
-        )
-        # A separate pool of ONE: the pub/sub connection never serves commands (and vice
-        # versa), and a second pub/sub connection cannot exist even by mistake.
-        self._pubsub_redis = _client(url, client_name(node_id, "pubsub"), 1)
-        self._publish = self._redis.register_script(PUBLISH)
+        self._cluster = is_cluster(url)
+        self._redis: Redis | RedisCluster
+        self.listener: PubSubListener | ShardedListener
+        if self._cluster:
+            # Commands go to the primary owning each channel's slot (the scripts touch one
+            # channel's keys: one slot); pub/sub is sharded, one connection per primary.
+            self._redis = cluster_client(
+                url,
+                max_connections=COMMAND_POOL_SIZE,
+                socket_timeout=SOCKET_TIMEOUT,
+                socket_connect_timeout=SOCKET_TIMEOUT,
+                socket_keepalive=True,
+                health_check_interval=HEALTH_CHECK_INTERVAL,
+                client_name=client_name(node_id, "cmd"),
+            )
+            self._db = 0  # a cluster has database 0 only
+            pubsub_name = client_name(node_id, "pubsub")
+            self.listener = ShardedListener(
+                self._redis,
+                lambda host, port: _client(f"redis://{host}:{port}/0", pubsub_name, 1),
+                self._wire_name,
+                self._message,
+                self._resubscribed,
+            )
+        else:
+            self._redis = _client(
+                url,
+                client_name(node_id, "cmd"),
+                COMMAND_POOL_SIZE,
+                health_check_interval=HEALTH_CHECK_INTERVAL,
+            )
+            # A separate pool of ONE: the pub/sub connection never serves commands (and vice
+            # versa), and a second pub/sub connection cannot exist even by mistake.
+            pubsub_redis = _client(url, client_name(node_id, "pubsub"), 1)
+            # Pub/sub ignores the database number: it goes into the channel names (see keys).
+            self._db = int(self._redis.connection_pool.connection_kwargs.get("db") or 0)
+            self.listener = PubSubListener(
+                pubsub_redis, self._wire_name, self._message, self._resubscribed
+            )
+            self._pubsub_redis = pubsub_redis
+        self._publish = self._redis.register_script(PUBLISH_SHARDED if self._cluster else PUBLISH)
         self._position = self._redis.register_script(POSITION)
         self._history = self._redis.register_script(HISTORY)
-        self.listener = PubSubListener(
-            self._pubsub_redis,
-            lambda channel: keys.pubsub_channel(self._ns, channel),
-            self._message,
-            self._resubscribed,
-        )
+
+    def _wire_name(self, channel: str) -> bytes:
+        return keys.pubsub_channel(self._ns, self._db, channel)
 
     async def start(self) -> None:
         try:
@@ -100,7 +129,8 @@ class RedisBroker(BrokerHandlers):
 
     async def stop(self) -> None:
         await self.listener.stop()
-        await self._pubsub_redis.aclose()
+        if not self._cluster:
+            await self._pubsub_redis.aclose()
         await self._redis.aclose()
 
     async def healthy(self) -> bool:
@@ -118,7 +148,7 @@ class RedisBroker(BrokerHandlers):
             self._ttl_ms,
             packed,
             self._maxlen,
-            keys.pubsub_channel(self._ns, channel),
+            self._wire_name(channel),
         ]
         # Not retried once written (a second run would be a second event with the next offset);
         # a connection found dead at checkout is replaced before anything is sent.
@@ -138,9 +168,9 @@ class RedisBroker(BrokerHandlers):
             # Retried like an idempotent command: a signal delivered twice (a revocation)
             # closes sockets that are already closing.
             message = wire.pack_signal(self.node_id, data)
-            await idempotent(
-                lambda: self._redis.publish(keys.pubsub_channel(self._ns, channel), message)
-            )
+            name = self._wire_name(channel)
+            send = self._redis.spublish if self._cluster else self._redis.publish
+            await idempotent(lambda: send(name, message))
         except RedisError as exc:
             raise BrokerUnavailable("the signal could not be sent") from exc
 

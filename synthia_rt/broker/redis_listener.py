@@ -55,8 +55,18 @@ class PubSubListener:
         key_for: Callable[[str], bytes],
         on_message: MessageHandler,
         on_resubscribed: ResubscribedHandler,
+        *,
+        sharded: bool = False,
+        on_lost: Callable[[str], None] | None = None,
     ) -> None:
         self._client = client  # its pool is used for this one connection only
+        # Sharded pub/sub (Redis Cluster, one listener per shard primary): SSUBSCRIBE and
+        # smessage instead of SUBSCRIBE and message.  ``on_lost`` hears a channel the server
+        # unsubscribed by itself (its slot moved: resharding, failover).
+        self._sub, self._unsub = (
+            ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
+        )
+        self._on_lost = on_lost
         self._key_for = key_for
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
@@ -128,7 +138,7 @@ class PubSubListener:
         try:
             async with asyncio.timeout(self.subscribe_timeout):
                 if created:
-                    await self._send("SUBSCRIBE", wanted.key)  # if disconnected: the reconnect
+                    await self._send(self._sub, wanted.key)  # if disconnected: the reconnect
                 await asyncio.shield(wanted.ready)
         except TimeoutError:
             if created and self._wanted.get(channel) is wanted:
@@ -145,7 +155,7 @@ class PubSubListener:
     def _roll_back(self, channel: str, wanted: _Wanted, reason: str) -> None:
         self._forget(channel)
         _fail(wanted.ready, BrokerUnavailable(reason))
-        self._start_send("UNSUBSCRIBE", (wanted.key,))  # in the background: may be cancelled
+        self._start_send(self._unsub, (wanted.key,))  # in the background: may be cancelled
 
     async def unsubscribe(self, channel: str) -> None:
         wanted = self._forget(channel)
@@ -153,7 +163,14 @@ class PubSubListener:
             return
         if not wanted.ready.done():
             wanted.ready.set_result(None)  # its waiters are moot: nobody wants the channel now
-        await self._send("UNSUBSCRIBE", wanted.key)
+        await self._send(self._unsub, wanted.key)
+
+    def drop(self, channel: str) -> None:
+        """Forget ``channel`` without telling the server (it already dropped it: its slot
+        moved to another shard).  Waiters are released; the new owner confirms it."""
+        wanted = self._forget(channel)
+        if wanted is not None and not wanted.ready.done():
+            wanted.ready.set_result(None)
 
     def _forget(self, channel: str) -> _Wanted | None:
         wanted = self._wanted.pop(channel, None)
@@ -173,7 +190,7 @@ class PubSubListener:
         conn = pubsub.connection if pubsub is not None else None
         if conn is None or not conn.is_connected:
             return None  # the reconnect subscribes everything wanted (and nothing else)
-        if command == "SUBSCRIBE":
+        if command == self._sub:
             for key in keys:
                 self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
         task = asyncio.ensure_future(self._write(conn, command, keys))
@@ -207,7 +224,7 @@ class PubSubListener:
         self._pubsub, self._opening = pubsub, None
         for i in range(0, len(batch), SUBSCRIBE_BATCH):
             keys = [wanted.key for _, wanted in batch[i : i + SUBSCRIBE_BATCH]]
-            await conn.send_command("SUBSCRIBE", *keys, check_health=False)
+            await conn.send_command(self._sub, *keys, check_health=False)
         if self._connected_once:
             log.info("pub/sub reconnected; re-subscribing %d channels", len(batch))
         self._connected_once = True
@@ -238,7 +255,7 @@ class PubSubListener:
 
     async def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
-        if kind == "message":
+        if kind in ("message", "smessage"):
             channel = self._by_key.get(message["channel"])
             if channel is None:
                 return  # unsubscribed meanwhile
@@ -248,8 +265,12 @@ class PubSubListener:
                 raise
             except Exception:
                 log.exception("pub/sub message on %r could not be handled; skipped", channel)
-        elif kind == "subscribe":
+        elif kind in ("subscribe", "ssubscribe"):
             await self._confirmed(message["channel"])
+        elif kind == "sunsubscribe" and self._on_lost is not None:
+            channel = self._by_key.get(message["channel"])
+            if channel is not None:  # still wanted: the server dropped it (slot migrated)
+                self._on_lost(channel)
 
     async def _confirmed(self, key: bytes) -> None:
         left = self._unconfirmed.get(key, 0) - 1

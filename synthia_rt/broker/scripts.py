@@ -37,6 +37,10 @@ return {offset, epoch}
 """
 )
 
+# Redis Cluster: sharded pub/sub.  The channel name has the keys' hash tag (same slot).
+PUBLISH_SHARDED = PUBLISH.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+assert PUBLISH_SHARDED != PUBLISH
+
 POSITION = _ENSURE_EPOCH + "\nreturn {top, epoch}\n"
 
 # ARGV[3] = client's epoch ('' = none), ARGV[4] = client's offset, ARGV[5] = first stream id

@@ -14,7 +14,7 @@ def create_kv(url: str, namespace: str) -> KeyValue:
         from synthia_rt.kv.memory import MemoryKV
 
         return MemoryKV(namespace)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
         from synthia_rt.kv.redis import RedisKV
 
         return RedisKV(url, namespace)

@@ -12,13 +12,13 @@ import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
-from synthia_rt.redis_pool import checked_pool, idempotent
+from synthia_rt.redis_pool import checked_pool, cluster_client, idempotent, is_cluster
 
 SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
 HEALTH_CHECK_INTERVAL = 15
@@ -60,13 +60,17 @@ def _ms(ttl: float) -> int:
 def _unavailable() -> Iterator[None]:
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, ClusterDownError) as exc:
         raise AppError(ErrorCode.UNAVAILABLE) from exc
     except ResponseError as exc:
         # Redis at `maxmemory` under `noeviction` refuses writes ("OOM command not allowed…",
         # redis-py's OutOfMemoryError; inside MULTI it surfaces as EXECABORT): temporary.
         if isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc):
-            raise AppError(ErrorCode.UNAVAILABLE, "The key-value store is full; try again later.", retry_after=5) from exc
+            raise AppError(
+                ErrorCode.UNAVAILABLE,
+                "The key-value store is full; try again later.",
+                retry_after=5,
+            ) from exc
         raise
 
 
@@ -80,17 +84,21 @@ class RedisKV:
         # was sent yet), a written command only where marked ``idempotent`` below — never
         # incr, append_at (a resent append is refused, so a lost reply would turn into a
         # mismatch) or SET NX (the retry would report "taken" for our own write).
-        pool = checked_pool(
-            url,
-            max_connections=POOL_SIZE,
-            timeout=SOCKET_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=SOCKET_TIMEOUT,
-            socket_keepalive=True,
-            health_check_interval=HEALTH_CHECK_INTERVAL,
-            client_name="synthia:kv",
-        )
-        self._redis = Redis.from_pool(pool)
+        common: dict[str, Any] = {
+            "socket_timeout": SOCKET_TIMEOUT,
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "socket_keepalive": True,
+            "health_check_interval": HEALTH_CHECK_INTERVAL,
+            "client_name": "synthia:kv",
+        }
+        self._redis: Redis | RedisCluster
+        if is_cluster(url):
+            # Every key is one slot (single-key ops, single-key scripts and MULTI), so the
+            # cluster client routes each to its primary; SCAN visits every primary (scan).
+            self._redis = cluster_client(url, max_connections=POOL_SIZE, **common)
+        else:
+            pool = checked_pool(url, max_connections=POOL_SIZE, timeout=SOCKET_TIMEOUT, **common)
+            self._redis = Redis.from_pool(pool)
         self._append_at = self._redis.register_script(_APPEND_AT)
         self._incr = self._redis.register_script(_INCR)
 
@@ -200,11 +208,19 @@ class RedisKV:
         pattern = _GLOB_SPECIAL.sub(r"\\\1", self._prefix) + match
         cut = len(self._prefix)
         with _unavailable():
+            # On a cluster, scan_iter walks every primary in turn (redis-py's cluster SCAN).
             async for raw in self._redis.scan_iter(match=pattern, count=SCAN_COUNT):
                 yield raw.decode()[cut:]
 
     async def used_memory(self) -> int | None:
         with _unavailable():
+            if isinstance(self._redis, RedisCluster):
+                # Summed over the primaries (replicas hold copies of the same keys).
+                per_node = await idempotent(
+                    lambda: self._redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+                )
+                values = [i.get("used_memory") for i in per_node.values()]
+                return sum(int(v) for v in values if v is not None) if values else None
             info = await idempotent(lambda: self._redis.info("memory"))
         value = info.get("used_memory")
         return int(value) if value is not None else None

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 from synthia_rt.broker.base import Event, Position, Signal
 from synthia_rt.broker.supervise import backoff_delay
 from synthia_rt.errors import CloseCode
-from synthia_rt.realtime import notify
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import BROADCAST, user_channel
 from synthia_rt.realtime.presence import Presence
@@ -39,6 +38,7 @@ from synthia_rt.realtime.presence import Presence
 if TYPE_CHECKING:
     from synthia_rt.realtime.session import Session
     from synthia_rt.runtime import Runtime
+    from synthia_rt.store.notifications import NotificationRecord
 
 log = logging.getLogger(__name__)
 
@@ -316,14 +316,15 @@ class Hub:
         # Also where nodes older than CONTROL listen, while a rolling deploy mixes versions.
         await self.broker.signal(user_channel(user_id), signal)
 
-    async def notify(self, user_id: str, kind: str, title: str, body: str) -> dict[str, Any]:
-        """Persist a notification for one user, then deliver it live on ``user:<id>``."""
-        record = await notify.persist_one(user_id, kind, title, body)
-        await self.publish(user_channel(user_id), {"event": "notification", **record})
-        return record
+    async def notify(self, user_id: str, record: NotificationRecord) -> Event:
+        """Deliver a notification the caller already stored live on ``user:<id>``.  The hub
+        does not persist: :mod:`synthia_rt.store.notifications` does, before this."""
+        return await self.publish(user_channel(user_id), _notification_event(record))
 
-    async def broadcast_notification(self, kind: str, title: str, body: str) -> dict[str, Any]:
-        """Persist for every active user (offline ones see it in GET /notifications), then announce."""
-        record = await notify.persist_all(kind, title, body)
-        await self.publish(BROADCAST, {"event": "notification", **record})
-        return record
+    async def announce(self, record: NotificationRecord) -> Event:
+        """Deliver a stored broadcast (``notifications.create_broadcast``) live on ``broadcast``."""
+        return await self.publish(BROADCAST, _notification_event(record))
+
+
+def _notification_event(record: NotificationRecord) -> dict[str, Any]:
+    return {"event": "notification", **record.event_payload()}

@@ -21,7 +21,7 @@ from synthia_rt.observability.audit import audit
 from synthia_rt.rest.deps import authenticate, client_ip, runtime_of
 from synthia_rt.rest.routing import api
 from synthia_rt.rest.schemas import Body, Cursor, Out, Query
-from synthia_rt.store import plans
+from synthia_rt.store import notifications, plans
 from synthia_rt.store import users as user_store
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.pagination import Cursor as PageCursor
@@ -122,13 +122,16 @@ async def send_notification(
     hub = runtime_of(request).need_hub()
     try:
         if body.all:
-            record = await hub.broadcast_notification(body.kind, body.title, body.body)
+            # Stored first (one row, whatever the number of users), then announced.
+            record = await notifications.create_broadcast(body.kind, body.title, body.body)
+            await hub.announce(record)
             target = "all"
         else:
             user = await user_store.by_id(str(body.user_id))
             if user is None:
                 raise AppError(ErrorCode.NOT_FOUND, "No such user.", field="user_id")
-            record = await hub.notify(user.id, body.kind, body.title, body.body)
+            record = await notifications.create(user.id, body.kind, body.title, body.body)
+            await hub.notify(user.id, record)
             target = user.id
     except BrokerUnavailable:
         # Persisted already (the user sees it in their list); only the live push failed.
@@ -142,9 +145,11 @@ async def send_notification(
         ip=client_ip(request),
         kind=body.kind,
         target="all" if body.all else "user",
-        notification_id=record.get("id"),
+        notification_id=record.id,
     )
-    return NotificationSent(target=target, notification=SentNotification.model_validate(record))
+    return NotificationSent(
+        target=target, notification=SentNotification.model_validate(record.event_payload())
+    )
 
 
 # -- blocking --------------------------------------------------------------------------------------

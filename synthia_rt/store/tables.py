@@ -95,6 +95,28 @@ class Notification(Table, tablename="notifications"):
     created_at = Timestamptz(index=True)
 
 
+class Broadcast(Table, tablename="broadcasts"):
+    """A notification to everyone: ONE row however many users (issue 12 B).  Every user created
+    at or before ``created_at`` sees it in ``GET /notifications``; read state is per user."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    kind = Varchar(length=40, default="info")
+    title = Varchar(length=200)
+    body = Text(default="")
+    created_at = Timestamptz(index=True)
+
+
+class BroadcastRead(Table, tablename="broadcast_reads"):
+    """That ``user`` has read ``broadcast``.  The id is derived from the pair
+    (:func:`synthia_rt.store.notifications.read_id`), so marking read twice inserts once
+    without a multi-column constraint (kept portable: column-level constraints only)."""
+
+    id = UUID(primary_key=True, default=uuid.uuid4)
+    broadcast = ForeignKey(references=Broadcast, on_delete=OnDelete.cascade, index=True)
+    user = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True)
+    read_at = Timestamptz()
+
+
 class AuditLog(Table, tablename="audit_log"):
     """Who did what; ids only, never passwords, tokens, emails of deleted users or image data."""
 
@@ -173,6 +195,8 @@ TABLES: tuple[type[Table], ...] = (
     Analysis,
     Feedback,
     Notification,
+    Broadcast,
+    BroadcastRead,
     AuditLog,
     StoredImage,
     UsageMonth,

@@ -1,0 +1,173 @@
+"""Sharded pub/sub on Redis Cluster: one pub/sub connection per shard primary per process.
+
+Each channel's pub/sub name carries its hash tag ``{ch:<channel>}`` (see :mod:`keys`), so it
+lives in the same slot as the channel's meta hash and stream, and the publish script's
+SPUBLISH runs on the primary that owns them.  A channel is SSUBSCRIBEd on the listener
+(:class:`PubSubListener` with ``sharded=True``) of the primary that owns its slot.
+
+Topology changes (failover, resharding): the server pushes ``sunsubscribe`` for channels whose
+slot it lost, and a watcher re-reads the slot map every ``check_interval`` anyway (a killed
+primary pushes nothing).  Every channel whose owner changed is dropped from the old listener,
+subscribed on the new owner's, and reported through ``on_resubscribed`` so the hub catches up
+from history (the Stream moved with the slot, or was promoted with the replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from synthia_rt.broker.base import BrokerUnavailable
+from synthia_rt.broker.redis_listener import MessageHandler, PubSubListener, ResubscribedHandler
+
+log = logging.getLogger(__name__)
+
+NodeClient = Callable[[str, int], Redis]  # host, port → a client with a pool of one
+
+
+class ShardedListener:
+    check_interval = 1.0  # seconds between slot-map checks
+
+    def __init__(
+        self,
+        cluster: RedisCluster,
+        node_client: NodeClient,
+        key_for: Callable[[str], bytes],
+        on_message: MessageHandler,
+        on_resubscribed: ResubscribedHandler,
+    ) -> None:
+        self._cluster = cluster
+        self._node_client = node_client
+        self._key_for = key_for
+        self._on_message = on_message
+        self._on_resubscribed = on_resubscribed
+        self._shards: dict[str, tuple[PubSubListener, Redis]] = {}  # node name → listener
+        self._owner: dict[str, str] = {}  # channel → node name of its listener
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        try:
+            await self._cluster.initialize()
+        except RedisError as exc:
+            raise BrokerUnavailable("Redis Cluster is unreachable") from exc
+        for node in self._cluster.get_primaries():
+            await self._shard(node.name, node.host, int(node.port))
+        self._task = asyncio.create_task(self._watch(), name="synthia-pubsub-shards")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for listener, client in self._shards.values():
+            await listener.stop()
+            await client.aclose()
+        self._shards.clear()
+        self._owner.clear()
+
+    @property
+    def connected(self) -> bool:
+        return (
+            bool(self._shards)
+            and all(
+                listener.connected
+                for name, (listener, _) in self._shards.items()
+                if self._used(name)
+            )
+            and self._task is not None
+            and not self._task.done()
+        )
+
+    def _used(self, name: str) -> bool:
+        return name in self._owner.values() or not self._owner
+
+    def channels(self) -> list[str]:
+        return list(self._owner)
+
+    # -- subscriptions ------------------------------------------------------------------
+    async def subscribe(self, channel: str) -> None:
+        name = self._owner.get(channel)
+        if name is None:
+            name = await self._route(channel)
+            self._owner[channel] = name
+        await self._shards[name][0].subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        name = self._owner.pop(channel, None)
+        if name is not None and name in self._shards:
+            await self._shards[name][0].unsubscribe(channel)
+
+    # -- topology -----------------------------------------------------------------------
+    async def _route(self, channel: str) -> str:
+        node = self._cluster.get_node_from_key(self._key_for(channel).decode())
+        if node is None:
+            raise BrokerUnavailable("no primary owns the channel's slot")
+        await self._shard(node.name, node.host, int(node.port))
+        return str(node.name)
+
+    async def _shard(self, name: str, host: str, port: int) -> PubSubListener:
+        if name not in self._shards:
+            client = self._node_client(host, port)
+            listener = PubSubListener(
+                client,
+                self._key_for,
+                self._on_message,
+                self._on_resubscribed,
+                sharded=True,
+                on_lost=lambda _channel: self._changed.set(),
+            )
+            self._shards[name] = (listener, client)
+            await listener.start(wait=1.0)
+        return self._shards[name][0]
+
+    async def _watch(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.check_interval):
+                    await self._changed.wait()
+            self._changed.clear()
+            try:
+                await self._rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the cluster may be mid-failover: retry
+                log.info("slot map check failed (%s); retrying", type(exc).__name__)
+
+    async def _rebalance(self) -> None:
+        await self._cluster.nodes_manager.initialize()  # re-reads CLUSTER SLOTS
+        moved: list[str] = []
+        for channel, old in list(self._owner.items()):
+            new = await self._route(channel)
+            if new == old:
+                continue
+            self._shards[old][0].drop(channel)  # the old owner dropped it (or is dead)
+            self._owner[channel] = new
+            moved.append(channel)
+        if not moved:
+            return
+        log.info("%d channels moved to another shard; re-subscribing", len(moved))
+        results = await asyncio.gather(
+            *(self._shards[self._owner[c]][0].subscribe(c) for c in moved if c in self._owner),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, BrokerUnavailable):
+                raise result
+        await _report(self._on_resubscribed, [c for c in moved if c in self._owner])
+
+
+async def _report(handler: Callable[[list[str]], Awaitable[None]], channels: list[str]) -> None:
+    try:
+        await handler(channels)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("on_resubscribed failed")

@@ -44,6 +44,7 @@ class ErrorCode(enum.StrEnum):
     # plans and billing
     QUOTA_EXCEEDED = "quota_exceeded"
     BILLING_DISABLED = "billing_disabled"
+    PUSH_DISABLED = "push_disabled"
     # infrastructure
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
@@ -77,6 +78,7 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CANCELLED: (409, "The analysis was cancelled by its owner."),
     ErrorCode.QUOTA_EXCEEDED: (402, "The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more."),
     ErrorCode.BILLING_DISABLED: (503, "Billing is not configured on this server (no Stripe key)."),
+    ErrorCode.PUSH_DISABLED: (503, "Web Push is not configured on this server (no VAPID key)."),
     ErrorCode.UNAVAILABLE: (503, "A backing service (database, Redis) is unreachable; temporary."),
     ErrorCode.INTERNAL: (500, "An unexpected error; it was logged with the request id."),
 }

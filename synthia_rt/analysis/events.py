@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthia_rt.broker.base import Broker
 from synthia_rt.errors import AppError
+
+if TYPE_CHECKING:
+    from synthia_rt.push.sender import Pusher
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,11 @@ def error_payload(analysis_id: str, err: AppError) -> dict[str, Any]:
 
 
 class AnalysisEvents:
-    def __init__(self, broker: Broker, analysis_id: str, user_id: str) -> None:
+    def __init__(
+        self, broker: Broker, analysis_id: str, user_id: str, push: Pusher | None = None
+    ) -> None:
         self.broker = broker
+        self.push = push  # the result also goes by Web Push when the user has no socket
         self.analysis_id = analysis_id
         self.user_id = user_id
         self.channel = channel_of(analysis_id)
@@ -77,6 +83,14 @@ class AnalysisEvents:
             await self._publish(self.channel, payload)
 
         await asyncio.gather(on_analysis_channel(), self._publish(f"user:{self.user_id}", payload))
+        if self.push is not None:
+            from synthia_rt.push.sender import Message
+
+            kind = str(payload.get("kind") or "")
+            self.push.offer(self.user_id, Message(
+                "analysis.done", "Your analysis is ready", f"The {kind} analysis has finished.".replace("  ", " "),
+                url=f"/?analysis={self.analysis_id}",
+            ))  # fmt: skip
 
     async def error(self, err: AppError) -> None:
         await self._publish(self.channel, error_payload(self.analysis_id, err))

@@ -324,10 +324,19 @@ class Hub:
         """Persist a notification for one user, then deliver it live on ``user:<id>``."""
         record = await notify.persist_one(user_id, kind, title, body)
         await self.publish(user_channel(user_id), {"event": "notification", **record})
+        self._push(user_id, kind, title, body)
         return record
 
     async def broadcast_notification(self, kind: str, title: str, body: str) -> dict[str, Any]:
         """Persist for every active user (offline ones see it in GET /notifications), then announce."""
         record = await notify.persist_all(kind, title, body)
         await self.publish(BROADCAST, {"event": "notification", **record})
+        self._push(None, kind, title, body)
         return record
+
+    def _push(self, user_id: str | None, kind: str, title: str, body: str) -> None:
+        """Also by Web Push to whoever has no socket open (queued; never waits)."""
+        if self.runtime.push is not None:
+            from synthia_rt.push.sender import Message
+
+            self.runtime.push.offer(user_id, Message(kind, title, body, url="/"))

@@ -113,6 +113,10 @@ class Pusher:
         if self._client is not None:
             await self._client.aclose()
 
+    async def drained(self) -> None:
+        """Wait until everything queued was handled (retries still waiting are not counted)."""
+        await self._queue.join()
+
     # --- request path -------------------------------------------------------------------
     def offer(self, user_id: str | None, message: Message) -> bool:
         """Queue a push for ``user_id`` (None: everyone subscribed); never blocks."""

@@ -57,19 +57,20 @@ def _pusher(request: Request) -> Pusher:
 
 
 def _check_endpoint(endpoint: str, allow_insecure: bool) -> None:
+    """Push services are public https hosts; anything else would let callers make this server
+    POST into its own network. Loopback (http or https) only with PUSH_ALLOW_INSECURE_ENDPOINTS."""
     parts = urlsplit(endpoint)
     host = (parts.hostname or "").lower()
-    if parts.scheme == "https" and host:
-        local = host in LOCAL_HOSTS
+    if host in LOCAL_HOSTS:
+        if allow_insecure and parts.scheme in {"http", "https"}:
+            return
+    elif parts.scheme == "https" and host and "." in host:
         try:
-            address = ipaddress.ip_address(host)
-            local = local or not address.is_global
+            public = ipaddress.ip_address(host).is_global
         except ValueError:
-            pass
-        if not local or allow_insecure:
-            return  # push services are public hosts; anything else would make us a proxy
-    elif parts.scheme == "http" and host in LOCAL_HOSTS and allow_insecure:
-        return
+            public = not host.endswith((".localhost", ".local", ".internal"))  # a DNS name
+        if public:
+            return
     raise AppError(ErrorCode.VALIDATION_ERROR, "The endpoint must be a public https:// URL.", field="endpoint")
 
 

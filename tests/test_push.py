@@ -173,3 +173,24 @@ async def test_a_finished_analysis_is_pushed(settings_for: Any, push_service: Pu
         got = await push_service.next()
         assert got.message["kind"] == "analysis.done" and got.message["title"] == "Your analysis is ready"
         assert got.message["url"].startswith("/?analysis=")
+
+
+async def test_the_service_worker_is_served_with_a_root_scope(settings_for: Any) -> None:
+    async with running_app(settings_for("memory")) as (_, client):
+        r = await client.get("/sw.js")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+        assert r.headers["service-worker-allowed"] == "/"
+        assert "showNotification" in r.text and "notificationclick" in r.text
+        page = (await client.get("/")).text
+        assert 'id="push-enable"' in page
+
+
+def test_the_cli_generates_a_usable_key_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    from synthia_rt.cli import main
+    from synthia_rt.push.vapid import load, public_key
+
+    assert main(["vapid-keys"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    private = lines[0].removeprefix("VAPID_PRIVATE_KEY=")
+    vapid = load(private)
+    assert vapid is not None and lines[1].endswith(public_key(vapid))

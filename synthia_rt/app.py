@@ -39,6 +39,11 @@ async def start_runtime(runtime: Runtime) -> None:
     runtime.broker = create_broker(redis_url, settings, runtime.node_id)
     runtime.hub = Hub(runtime)
     await runtime.hub.start()  # sets broker handlers, then starts the broker
+    from synthia_rt.push.sender import Pusher
+
+    runtime.push = Pusher(runtime)
+    runtime.push.start()
+    runtime.shutdown_hooks.append(runtime.push.stop)
     runtime.tokens = TokenService(settings, runtime.kv)
     from synthia_rt.limiter import Limiter
 

@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     admin.add_argument("email", help="the admin's email address")
     command("asyncapi", "print the AsyncAPI 3 document of the socket protocol")
+    command("vapid-keys", "print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY=…)")
     args = parser.parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     try:
@@ -275,6 +276,12 @@ def _run(args: argparse.Namespace) -> int:
         from synthia_rt.realtime.asyncapi import build
 
         sys.stdout.write(orjson.dumps(build(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+        return 0
+    if args.command == "vapid-keys":
+        from synthia_rt.push.vapid import generate
+
+        private, public = generate()
+        sys.stdout.write(f"VAPID_PRIVATE_KEY={private}\n# public key (GET /api/v1/push/vapid-public-key): {public}\n")
         return 0
     try:
         settings = Settings.from_env()

@@ -48,6 +48,7 @@ class ErrorCode(enum.StrEnum):
     # plans and billing
     QUOTA_EXCEEDED = "quota_exceeded"
     BILLING_DISABLED = "billing_disabled"
+    PUSH_DISABLED = "push_disabled"
     # infrastructure
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
@@ -83,6 +84,7 @@ ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.CANCELLED: (409, N_("The analysis was cancelled by its owner.")),
     ErrorCode.QUOTA_EXCEEDED: (402, N_("The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more.")),
     ErrorCode.BILLING_DISABLED: (503, N_("Billing is not configured on this server (no Stripe key).")),
+    ErrorCode.PUSH_DISABLED: (503, N_("Web Push is not configured on this server (no VAPID key).")),
     ErrorCode.UNAVAILABLE: (503, N_("A backing service (database, Redis) is unreachable; temporary.")),
     ErrorCode.INTERNAL: (500, N_("An unexpected error; it was logged with the request id.")),
 }

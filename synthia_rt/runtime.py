@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from synthia_rt.kv.base import KeyValue
     from synthia_rt.limiter import Limiter
     from synthia_rt.observability.metrics import Metrics
+    from synthia_rt.push.sender import Pusher
     from synthia_rt.realtime.hub import Hub
     from synthia_rt.realtime.protocol import ChannelEvent
 
@@ -39,6 +40,7 @@ class Runtime:
     kv: KeyValue | None = None
     broker: Broker | None = None
     hub: Hub | None = None
+    push: Pusher | None = None  # Web Push to users without a socket (disabled without VAPID key)
     tokens: TokenService | None = None
     analysis: AnalysisService | None = None
     metrics: Metrics | None = None

@@ -221,6 +221,10 @@ class Settings:
     push_ttl: int = 24 * 3600  # seconds a push service keeps an undelivered notification
     push_retries: int = 3  # further attempts after a failed delivery (5xx, 429, network)
     push_backoff: float = 0.5  # first retry delay in seconds; doubles per retry
+    push_max_subscriptions: int = 10  # browsers per user; the oldest is replaced past it
+    push_queue_size: int = 1000  # deliveries waiting per node; past it new ones are dropped
+    # http:// endpoints on 127.0.0.1/localhost (a local push service in tests); never in production
+    push_allow_insecure_endpoints: bool = False
 
     # Operations -------------------------------------------------------------------------
     metrics_interval: float = 2.0

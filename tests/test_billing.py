@@ -228,3 +228,23 @@ async def test_admins_grant_and_revoke_premium_audited(settings_for: Any) -> Non
         entries = audit.json()["items"]
         assert [(e["subject_id"], e["detail"]["plan"]) for e in entries] == [(uid, "free"), (uid, "premium")]
         assert all(e["actor_id"] == admin["user"]["id"] for e in entries)
+
+
+async def test_concurrent_first_events_of_a_user_never_answer_500(settings_for: Any) -> None:
+    """checkout.session.completed and customer.subscription.created arrive together for a user
+    with no subscription row yet: both would insert it; neither may fail (Stripe would retry a
+    500, but the plan must not depend on that)."""
+    async with billing_app(settings_for, "redis") as client:
+        now = int(time.time())
+        for round_ in range(6):
+            uid = (await register(client))["user"]["id"]
+            completed = event("checkout.session.completed", {
+                "id": f"cs_r{round_}", "object": "checkout.session", "client_reference_id": uid,
+                "customer": f"cus_r{round_}", "subscription": f"sub_r{round_}", "payment_status": "paid",
+                "status": "complete"}, now - 5)  # fmt: skip
+            created = event("customer.subscription.created", {
+                "id": f"sub_r{round_}", "object": "subscription", "customer": f"cus_r{round_}",
+                "status": "active", "metadata": {"user_id": uid}}, now - 4)  # fmt: skip
+            replies = await asyncio.gather(deliver(client, completed), deliver(client, created))
+            assert [r.status_code for r in replies] == [200, 200], [r.text for r in replies]
+            assert await plans.plan_of(uid) == "premium"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from synthia_rt.broker.base import Broker
 from synthia_rt.errors import AppError, ErrorCode
@@ -19,12 +19,18 @@ from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel, user_channel
 from synthia_rt.store.analyses import OPEN
 
+if TYPE_CHECKING:
+    from synthia_rt.push.sender import Pusher
+
 log = logging.getLogger(__name__)
 
 
 class AnalysisEvents:
-    def __init__(self, broker: Broker, analysis_id: str, user_id: str) -> None:
+    def __init__(
+        self, broker: Broker, analysis_id: str, user_id: str, push: Pusher | None = None
+    ) -> None:
         self.broker = broker
+        self.push = push  # the result also goes by Web Push when the user has no socket
         self.analysis_id = analysis_id
         self.user_id = user_id
         self.channel = analysis_channel(analysis_id)
@@ -58,6 +64,13 @@ class AnalysisEvents:
             await self._publish(self.channel, event)
 
         await asyncio.gather(on_analysis_channel(), self._publish(user_channel(self.user_id), event))
+        if self.push is not None:
+            from synthia_rt.push.sender import Message
+
+            self.push.offer(self.user_id, Message(
+                "analysis.done", "Your analysis is ready", f"The {event.kind} analysis has finished.",
+                url=f"/?analysis={self.analysis_id}",
+            ))  # fmt: skip
 
     async def error(self, err: AppError) -> None:
         await self._publish(self.channel, p.AnalysisError.of(self.analysis_id, err))

@@ -53,7 +53,7 @@ class Launcher:
         return analysis_key(user_id, kind, digest, self.analyzer.model, self.version())
 
     def events(self, analysis_id: str, user_id: str) -> AnalysisEvents:
-        return AnalysisEvents(self.runtime.need_broker(), analysis_id, user_id)
+        return AnalysisEvents(self.runtime.need_broker(), analysis_id, user_id, self.runtime.push)
 
     async def set_owner(self, some_id: str, user_id: str) -> None:
         """Who may follow ``analysis:<some_id>`` (an analysis or a quiz), for any node."""

@@ -106,7 +106,7 @@ class Pipeline:
 
     async def run(self, job: Job) -> dict[str, Any] | AppError:
         i18n.use(job.locale)  # this task's context: analyzers write in the job's language
-        events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id)
+        events = AnalysisEvents(self.runtime.need_broker(), job.id, job.user_id, self.runtime.push)
         runner = asyncio.current_task()
         assert runner is not None
         watcher = asyncio.create_task(self._watch(job, runner), name=f"cancel-watch-{job.id}")

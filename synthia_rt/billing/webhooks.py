@@ -99,9 +99,35 @@ def _newer(state: store.SubscriptionState | None, subscription_id: str | None, c
     return not (same and state.status == "canceled")  # a canceled subscription stays canceled
 
 
+def _unique_violation(exc: BaseException) -> bool:
+    import sqlite3
+
+    import asyncpg
+
+    return isinstance(exc, asyncpg.UniqueViolationError) or (
+        isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+    )
+
+
 @faults.guard
 async def process(event: stripe.Event) -> Outcome:
-    """Apply one verified event exactly once (the claim and the change commit together)."""
+    """Apply one verified event exactly once (the claim and the change commit together).
+
+    Two events for a user with no subscription row yet, processed at once (Stripe sends
+    ``checkout.session.completed`` and ``customer.subscription.created`` together), both find
+    no row and both insert one: the second hits the one-row-per-user constraint. Its
+    transaction (claim included) is rolled back and applied again once, now seeing the row the
+    first committed, so the state machine decides between them as for events in sequence."""
+    try:
+        return await _apply(event)
+    except Exception as exc:
+        if not _unique_violation(exc):
+            raise
+        log.info("stripe event %s raced another for the same subscription; applying it again", event["id"])
+        return await _apply(event)
+
+
+async def _apply(event: stripe.Event) -> Outcome:
     event_id, event_type = str(event["id"]), str(event["type"])
     obj: dict[str, Any] = event["data"]["object"].to_dict() if hasattr(event["data"]["object"], "to_dict") else dict(event["data"]["object"])
     created = datetime.fromtimestamp(int(event["created"]), UTC)

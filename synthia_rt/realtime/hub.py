@@ -319,11 +319,22 @@ class Hub:
     async def notify(self, user_id: str, record: NotificationRecord) -> Event:
         """Deliver a notification the caller already stored live on ``user:<id>``.  The hub
         does not persist: :mod:`synthia_rt.store.notifications` does, before this."""
-        return await self.publish(user_channel(user_id), _notification_event(record))
+        event = await self.publish(user_channel(user_id), _notification_event(record))
+        self._push(user_id, record.kind, record.title, record.body)
+        return event
 
     async def announce(self, record: NotificationRecord) -> Event:
         """Deliver a stored broadcast (``notifications.create_broadcast``) live on ``broadcast``."""
-        return await self.publish(BROADCAST, _notification_event(record))
+        event = await self.publish(BROADCAST, _notification_event(record))
+        self._push(None, record.kind, record.title, record.body)
+        return event
+
+    def _push(self, user_id: str | None, kind: str, title: str, body: str) -> None:
+        """Also by Web Push to whoever has no socket open (queued; never waits)."""
+        if self.runtime.push is not None:
+            from synthia_rt.push.sender import Message
+
+            self.runtime.push.offer(user_id, Message(kind, title, body, url="/"))
 
 
 def _notification_event(record: NotificationRecord) -> dict[str, Any]:

@@ -50,6 +50,12 @@ class Presence:
         self._members[connection_id] = key
         return True
 
+    async def count(self, user_id: str) -> int:
+        """The user's live sockets on every node (those closing here not counted)."""
+        key = self.key(user_id)
+        closing = sum(1 for item in self._gone if item[0] == key)
+        return max(0, await self.kv.zcount_above(key, time.time() - TTL) - closing)
+
     def remove(self, connection_id: str) -> None:
         """Stop counting this socket (flushed to the store within ``FLUSH`` seconds)."""
         key = self._members.pop(connection_id, None)

@@ -277,11 +277,13 @@ class AnalysisResult(ChannelEvent):
     usage: dict[str, Any]
     duration_ms: int
 
-    @model_validator(mode="after")
-    def _label(self) -> AnalysisResult:
-        if not self.labels:
-            self.labels = i18n.result_labels(self.kind, self.result)
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _label(cls, data: Any) -> Any:
+        """Labels in the current locale (the reader's or the run's) unless given."""
+        if isinstance(data, dict) and not data.get("labels") and isinstance(data.get("result"), dict):
+            data = {**data, "labels": i18n.result_labels(str(data.get("kind")), data["result"])}
+        return data
 
 
 class AnalysisError(ChannelEvent):

@@ -22,6 +22,7 @@ MODULES: tuple[str, ...] = (
     "files",
     "analyze",
     "billing",
+    "push",
 )
 
 

@@ -32,6 +32,15 @@ async def admin(request: Request) -> FileResponse:
     return FileResponse(WEB_DIR / "admin.html", headers=NO_CACHE)
 
 
+async def service_worker(request: Request) -> FileResponse:
+    """At the root so its scope covers ``/`` (a worker under /static could only control /static)."""
+    return FileResponse(
+        WEB_DIR / "static" / "sw.js",
+        media_type="text/javascript",
+        headers={**NO_CACHE, "Service-Worker-Allowed": "/"},
+    )
+
+
 async def metrics(request: Request) -> Response:
     await require_admin_or_metrics_token(request)
     collector = runtime_of(request).metrics
@@ -45,6 +54,7 @@ def page_routes() -> list[BaseRoute]:
     return [
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/admin", admin, methods=["GET", "HEAD"]),
+        Route("/sw.js", service_worker, methods=["GET", "HEAD"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=WEB_DIR / "static"), name="static"),
     ]

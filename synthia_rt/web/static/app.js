@@ -236,6 +236,34 @@ function onAnalysisEvent(e) {
   if (e.event === "analysis.result") loadHistory();
 }
 
+// -- Web Push: notifications while no tab is open (sw.js shows them) ------------------------------
+
+function b64urlBytes(text) {
+  const raw = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+async function enablePush() {
+  const status = $("push-status");
+  try {
+    if (await Notification.requestPermission() !== "granted") { status.textContent = "Notifications are blocked in this browser."; return; }
+    const { public_key: key } = await api.request("GET", "/api/v1/push/vapid-public-key", undefined, { auth: false });
+    const registration = await navigator.serviceWorker.register("/sw.js", { scope: "/" });
+    await navigator.serviceWorker.ready;
+    const subscription = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(key) });
+    await api.request("POST", "/api/v1/push/subscriptions", subscription.toJSON());
+    status.textContent = "Notifications are on while no tab is open.";
+    $("push-enable").hidden = true;
+  } catch (err) {
+    status.textContent = err.code === "push_disabled" ? "This server does not send notifications." : `Could not enable notifications: ${err.message || err}`;
+  }
+}
+
+function offerPush() {
+  const supported = "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
+  $("push-enable").hidden = !supported || Notification.permission === "denied";
+}
+
 // -- session ---------------------------------------------------------------------------------------
 
 async function startSession() {
@@ -256,6 +284,7 @@ async function startSession() {
     return;
   }
   loadHistory();
+  offerPush();
 }
 
 function endSession(message = "") {
@@ -302,6 +331,7 @@ function main() {
   $("quiz-start").addEventListener("click", () => startQuiz().catch((err) => { $("quiz-error").textContent = `${err.code}: ${err.message}`; }));
   $("quiz-submit").addEventListener("click", submitQuiz);
   $("history-refresh").addEventListener("click", loadHistory);
+  $("push-enable").addEventListener("click", enablePush);
   wireDropzone();
   if (api.loggedIn) startSession();
 }

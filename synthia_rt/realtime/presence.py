@@ -50,6 +50,10 @@ class Presence:
         self._members[connection_id] = key
         return True
 
+    async def count(self, user_id: str) -> int:
+        """The user's live sockets on every node (one store round trip)."""
+        return await self.kv.zcount_above(self.key(user_id), time.time() - TTL)
+
     def remove(self, connection_id: str) -> None:
         """Stop counting this socket (flushed to the store within ``FLUSH`` seconds)."""
         key = self._members.pop(connection_id, None)

@@ -327,6 +327,8 @@ async def test_block_closes_the_users_sockets_with_4010(node_pair: Any, pg_url: 
     admin = await admin_on_nodes(client, "", pg_url)
     user = await register(client)
     ws, _ = await open_socket(node.ws, user["access_token"])
+    found = await _search(client, admin["access_token"], q=user["user"]["id"])  # presence counts it
+    assert [(u["id"], u["open_sockets"]) for u in found.json()["items"]] == [(user["user"]["id"], 1)]
     r = await client.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
     assert r.status_code == 200
     with pytest.raises(ConnectionClosed) as closed:

@@ -21,6 +21,7 @@ from tests.opshelpers import (
     open_socket,
     register,
 )
+from tests.rest_helpers import add_analysis
 
 Pair = tuple[Any, httpx.AsyncClient]
 
@@ -31,6 +32,7 @@ def _admin_requests(user_id: str) -> list[tuple[str, str, dict[str, Any] | None]
         ("POST", f"/api/v1/admin/users/{user_id}/block", None),
         ("POST", f"/api/v1/admin/users/{user_id}/unblock", None),
         ("GET", "/api/v1/admin/audit", None),
+        ("GET", "/api/v1/admin/users?q=u-", None),
     ]
 
 
@@ -167,6 +169,116 @@ async def test_audit_pages_newest_first_without_gaps_or_repeats(pg_app: Pair) ->
     assert (await client.get("/api/v1/admin/audit", params={"limit": 0}, headers=headers)).status_code == 422
 
 
+# -- finding users ----------------------------------------------------------------------------------
+async def _account(client: httpx.AsyncClient, email: str) -> dict[str, Any]:
+    r = await client.post("/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 201, r.text
+    user: dict[str, Any] = r.json()["user"]
+    return user
+
+
+async def _search(client: httpx.AsyncClient, token: str, **params: Any) -> httpx.Response:
+    return await client.get("/api/v1/admin/users", params=params, headers=bearer(token))
+
+
+async def test_admin_finds_users_by_email_or_id_prefix(app_client: Pair) -> None:
+    _, client = app_client
+    admin = await admin_in_process(client)
+    token = admin["access_token"]
+    tag = uuid.uuid4().hex[:10]
+    older = await _account(client, f"find{tag}-ada@example.com")
+    newer = await _account(client, f"find{tag}-bob@example.com")
+    await _account(client, f"other{tag}@example.com")
+    await add_analysis(older["id"])
+    await add_analysis(older["id"], kind="chromatic")
+
+    r = await _search(client, token, q=f"  FIND{tag.upper()}")  # any case, outer spaces ignored
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [u["id"] for u in page["items"]] == [newer["id"], older["id"]]  # newest first
+    assert page["next_cursor"] is None
+    first = page["items"][1]
+    assert first["email"] == f"find{tag}-ada@example.com"
+    assert (first["role"], first["active"], first["blocked"]) == ("user", True, False)
+    assert (first["open_sockets"], first["analyses"]) == (0, 2)
+    assert "password_hash" not in r.text
+
+    # An id prefix, with or without its dashes and in any case.
+    for q in (older["id"][:8], older["id"][:13].upper(), older["id"].replace("-", "")[:12]):
+        found = (await _search(client, token, q=q)).json()["items"]
+        assert older["id"] in [u["id"] for u in found], q
+        assert all(u["id"].replace("-", "").startswith(q.replace("-", "").lower()) or u["email"].startswith(q.lower()) for u in found)
+
+    # Blocking shows in the result.
+    assert (await client.post(f"/api/v1/admin/users/{older['id']}/block", headers=bearer(token))).status_code == 200
+    found = (await _search(client, token, q=f"find{tag}-ada")).json()["items"]
+    assert [(u["id"], u["active"], u["blocked"]) for u in found] == [(older["id"], False, True)]
+
+
+async def test_user_search_treats_like_wildcards_literally(app_client: Pair) -> None:
+    _, client = app_client
+    admin = await admin_in_process(client)
+    token = admin["access_token"]
+    tag = uuid.uuid4().hex[:10]
+    underscore = await _account(client, f"w{tag}_1@example.com")
+    await _account(client, f"w{tag}a1@example.com")
+    percent = await _account(client, f"w{tag}%2@example.com")
+    await _account(client, f"w{tag}zz2@example.com")
+    backslash = await _account(client, f"w{tag}\\3@example.com")
+
+    async def ids(q: str) -> list[str]:
+        r = await _search(client, token, q=q)
+        assert r.status_code == 200, r.text
+        return [u["id"] for u in r.json()["items"]]
+
+    assert await ids(f"w{tag}_") == [underscore["id"]]
+    assert await ids(f"w{tag}%") == [percent["id"]]
+    assert await ids(f"w{tag}\\") == [backslash["id"]]
+    assert await ids(f"w{tag}\\_") == []
+    assert len(await ids(f"w{tag}")) == 5
+    too_long = await _search(client, token, q="a" * 321)
+    assert too_long.status_code == 422
+    assert too_long.json()["error"]["field"] == "q"
+
+
+async def test_user_search_pages_and_is_audited(pg_app: Pair) -> None:
+    _, client = pg_app
+    admin = await admin_in_process(client)
+    token = admin["access_token"]
+    tag = uuid.uuid4().hex[:10]
+    users = [await _account(client, f"page{tag}-{i}@example.com") for i in range(5)]
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"q": f"page{tag}", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        r = await _search(client, token, **params)
+        assert r.status_code == 200, r.text
+        seen.extend(u["id"] for u in r.json()["items"])
+        pages += 1
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert seen == [u["id"] for u in reversed(users)]  # newest first, no gaps, no repeats
+    bad = await _search(client, token, q=f"page{tag}", cursor="garbage!")
+    assert bad.status_code == 422
+
+    audit = await client.get(
+        "/api/v1/admin/audit", params={"action": "admin.user.search"}, headers=bearer(token)
+    )
+    mine = [e for e in audit.json()["items"] if e["actor_id"] == admin["user"]["id"]]
+    assert [e["detail"] for e in mine] == [
+        {"q_length": 14, "results": 1, "continued": True},
+        {"q_length": 14, "results": 2, "continued": True},
+        {"q_length": 14, "results": 2, "continued": False},
+    ]
+    assert all(e["ip"] == "127.0.0.1" and e["subject_id"] is None for e in mine)
+    assert tag not in audit.text  # the query may be an email: only its length is kept
+
+
 # -- real sockets on a real node ---------------------------------------------------------------------
 @pytest.fixture
 async def node_pair(node_env: dict[str, str]) -> Any:
@@ -215,6 +327,8 @@ async def test_block_closes_the_users_sockets_with_4010(node_pair: Any, pg_url: 
     admin = await admin_on_nodes(client, "", pg_url)
     user = await register(client)
     ws, _ = await open_socket(node.ws, user["access_token"])
+    found = await _search(client, admin["access_token"], q=user["user"]["id"])  # presence counts it
+    assert [(u["id"], u["open_sockets"]) for u in found.json()["items"]] == [(user["user"]["id"], 1)]
     r = await client.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
     assert r.status_code == 200
     with pytest.raises(ConnectionClosed) as closed:

@@ -308,3 +308,43 @@ async def test_api_explorer_authorizes_and_tries_a_request(web_node: Node, brows
     await expect(profile.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200", timeout=10_000)
     await expect(profile.locator(".live-responses-table")).to_contain_text(user["email"])
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+async def test_admin_finds_a_user_by_email_prefix_and_blocks_them(
+    web_node: Node, browser: Browser, pg_url: str
+) -> None:
+    async with httpx.AsyncClient(base_url=web_node.http) as http:
+        admin = await admin_on_nodes(http, "", pg_url)
+        user = await register(http)
+        await register(http)  # someone else, who must not match
+    page = await new_page(browser)
+    await sign_in(page, f"{web_node.http}/admin", admin["email"])
+    await expect(page.locator("#dashboard")).to_be_visible(timeout=15000)
+
+    # Typed with the keyboard into the labelled box: a prefix of the email, in capitals.
+    await page.get_by_label("Email or id prefix").click()
+    await page.keyboard.type(user["email"][:10].upper())
+    await page.keyboard.press("Enter")
+    row = page.locator(f"#user-rows tr[data-user-id='{user['user']['id']}']")
+    await expect(page.locator("#user-rows tr")).to_have_count(1, timeout=10000)
+    await expect(row.locator("td.email")).to_have_text(user["email"])
+    await expect(row.locator("td.status")).to_have_text("active")
+
+    # Block from the row, by keyboard: focus the row's button and press Enter.
+    await page.get_by_role("button", name=f"Block {user['email']}").focus()
+    await page.keyboard.press("Enter")
+    await expect(row).to_have_attribute("data-status", "blocked", timeout=10000)
+    await expect(row.locator("td.status")).to_have_text("blocked")
+    await expect(page.get_by_role("button", name=f"Unblock {user['email']}")).to_be_focused()
+    await expect(page.locator("#audit-rows tr[data-action='admin.user.block']").first).to_be_visible(timeout=10000)
+    async with httpx.AsyncClient(base_url=web_node.http) as http:
+        r = await http.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "account_blocked", r.text
+
+    # A fresh search shows the stored state; Notify hands the id to the notification form.
+    await page.get_by_role("button", name="Search").click()
+    await expect(row.locator("td.status")).to_have_text("blocked", timeout=10000)
+    await page.get_by_role("button", name=f"Notify {user['email']}").click()
+    await expect(page.locator("#notify-user")).to_have_value(user["user"]["id"])
+    await expect(page.locator("#notify-title")).to_be_focused()
+    assert page.errors == []  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ error table: no or bad token → 401, a valid token without role admin → 403 `
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,7 +21,7 @@ from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.observability.audit import audit
 from synthia_rt.rest.deps import authenticate, client_ip, runtime_of
 from synthia_rt.rest.routing import api
-from synthia_rt.rest.schemas import Body, Cursor, Out, Query
+from synthia_rt.rest.schemas import Body, Cursor, Limit, Out, Query
 from synthia_rt.store import notifications, plans
 from synthia_rt.store import users as user_store
 from synthia_rt.store.ids import as_uuid
@@ -215,6 +216,98 @@ async def unblock_user(request: Request, principal: Principal) -> BlockOut:
     return BlockOut(user_id=user_id, active=True)
 
 
+# -- finding users ---------------------------------------------------------------------------------
+class UserSearchQuery(Query):
+    q: Annotated[
+        str,
+        Field(
+            max_length=320,
+            description="Prefix of the email (any case) or of the id (dashes optional); "
+            "empty lists everyone. `%` and `_` match themselves.",
+        ),
+    ] = ""
+    cursor: Cursor = None
+    limit: Limit = 20
+
+
+class AdminUser(Out):
+    id: str
+    email: str
+    display_name: str
+    role: str
+    active: bool = Field(description="False when an admin blocked the user.")
+    blocked: bool
+    created_at: datetime
+    open_sockets: int | None = Field(
+        description="Live sockets on every node; null when the presence store is unreachable."
+    )
+    analyses: int = Field(description="Analyses the user has (every status).")
+
+
+class AdminUserPage(Out):
+    items: list[AdminUser]
+    next_cursor: str | None = None
+
+
+async def _open_sockets(request: Request, user_ids: list[str]) -> list[int | None]:
+    hub = runtime_of(request).hub
+    if hub is None:
+        return [None] * len(user_ids)
+    counts = await asyncio.gather(
+        *(hub.presence.count(uid) for uid in user_ids), return_exceptions=True
+    )
+    # Advisory: a Redis hiccup shows "unknown" instead of failing the search.
+    return [c if isinstance(c, int) else None for c in counts]
+
+
+@api(
+    "GET",
+    "/admin/users",
+    "Find users by email or id prefix",
+    query=UserSearchQuery,
+    response=AdminUserPage,
+    admin=True,
+    errors=[ErrorCode.UNAVAILABLE],
+    tags=TAGS,
+    description="Newest first, keyset-paginated: pass `next_cursor` back as `cursor` with the "
+    "same `q`. Each search is audited (`admin.user.search`, the length of `q`, never `q`).",
+)
+async def search_users(
+    request: Request, principal: Principal, query: UserSearchQuery
+) -> AdminUserPage:
+    cursor = PageCursor.decode(query.cursor) if query.cursor else None
+    rows = await user_store.search(query.q, cursor, query.limit)
+    page = rows[: query.limit]
+    ids = [str(r["id"]) for r in page]
+    analyses = await user_store.analysis_counts([r["id"] for r in page])
+    sockets = await _open_sockets(request, ids)
+    await audit(
+        "admin.user.search",
+        actor_id=principal.user_id,
+        ip=client_ip(request),
+        q_length=len(query.q.strip()),
+        results=len(page),
+        continued=cursor is not None,
+    )
+    return AdminUserPage(
+        items=[
+            AdminUser(
+                id=uid,
+                email=r["email"],
+                display_name=r["display_name"],
+                role=r["role"],
+                active=bool(r["active"]),
+                blocked=not r["active"],
+                created_at=r["created_at"],
+                open_sockets=open_sockets,
+                analyses=analyses.get(uid, 0),
+            )
+            for uid, r, open_sockets in zip(ids, page, sockets, strict=True)
+        ],
+        next_cursor=next_cursor(rows, query.limit),
+    )
+
+
 # -- audit trail -----------------------------------------------------------------------------------
 def _entry(row: dict[str, Any]) -> AuditEntry:
     return AuditEntry(
@@ -257,7 +350,7 @@ async def list_audit(request: Request, principal: Principal, query: AuditQuery) 
     )
 
 
-routes: list[BaseRoute] = [send_notification, block_user, unblock_user, list_audit]
+routes: list[BaseRoute] = [send_notification, block_user, unblock_user, search_users, list_audit]
 
 
 # -- plans (billing) -------------------------------------------------------------------------------

@@ -10,12 +10,16 @@ from typing import Any
 
 import asyncpg
 from piccolo.columns import ForeignKey
+from piccolo.columns.combination import WhereRaw
+from piccolo.custom_types import Combinable
+from piccolo.query.functions.aggregate import Count
 from piccolo.table import Table
 
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
-from synthia_rt.store.tables import TABLES, AuditLog, User, utcnow
+from synthia_rt.store.pagination import Cursor, after
+from synthia_rt.store.tables import TABLES, Analysis, AuditLog, User, utcnow
 
 
 class UserGone(LookupError):
@@ -220,3 +224,61 @@ async def erase(user_id: str) -> bool:
         )
         gone = await User.delete().where(User.id == uid).returning(User.id).run()
     return bool(gone)
+
+
+# -- admin search ----------------------------------------------------------------------------------
+_HEX = frozenset("0123456789abcdef")
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern whose ESCAPE character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _matches(prefix: str) -> Combinable | None:
+    """Email starting with ``prefix``, or id starting with it (dashes optional); None = all."""
+    prefix = prefix.strip().lower()
+    if not prefix:
+        return None
+    # Emails are stored normalised to lower case, so a case-sensitive LIKE on the lowered prefix
+    # is case-insensitive; ESCAPE is spelled out because SQLite has no default escape character.
+    condition: Combinable = WhereRaw("email LIKE {} ESCAPE '\\'", escape_like(prefix) + "%")
+    digits = prefix.replace("-", "")
+    if digits and len(digits) <= 32 and set(digits) <= _HEX:
+        # An id prefix is a range of UUIDs: index-friendly, and no cast of every id to text.
+        low = uuid.UUID(digits.ljust(32, "0"))
+        high = uuid.UUID(digits.ljust(32, "f"))
+        condition = condition | ((User.id >= low) & (User.id <= high))
+    return condition
+
+
+@faults.guard
+async def search(prefix: str, cursor: Cursor | None, limit: int) -> list[dict[str, Any]]:
+    """Users whose email or id starts with ``prefix``, newest first, ``limit + 1`` rows at most
+    (so :func:`~synthia_rt.store.pagination.next_cursor` can tell whether a page follows)."""
+    select = User.select(
+        User.id, User.email, User.display_name, User.role, User.active, User.created_at
+    )
+    condition = _matches(prefix)
+    if condition is not None:
+        select = select.where(condition)
+    if cursor is not None:
+        select = select.where(after(cursor, User.created_at, User.id))
+    rows: list[dict[str, Any]] = (
+        await select.order_by(User.created_at, User.id, ascending=False).limit(limit + 1).run()
+    )
+    return rows
+
+
+@faults.guard
+async def analysis_counts(user_ids: list[uuid.UUID]) -> dict[str, int]:
+    """How many analyses each of ``user_ids`` has (users without any are absent)."""
+    if not user_ids:
+        return {}
+    rows = (
+        await Analysis.select(Analysis.user, Count(alias="n"))
+        .where(Analysis.user.is_in(user_ids))
+        .group_by(Analysis.user)
+        .run()
+    )
+    return {str(row["user"]): int(row["n"]) for row in rows}

@@ -195,6 +195,90 @@ async function setBlocked(blocked) {
   }
 }
 
+// -- finding users -----------------------------------------------------------------------------------
+
+const userSearch = { q: "", cursor: null, seq: 0, timer: null };
+
+function userRow(u) {
+  const tr = document.createElement("tr");
+  tr.dataset.userId = u.id;
+  tr.dataset.status = u.blocked ? "blocked" : "active";
+  const cells = [
+    ["email", u.email], ["name", u.display_name || "—"], ["id", u.id], ["role", u.role],
+    ["status", u.blocked ? "blocked" : "active"], ["sockets", u.open_sockets ?? "?"],
+    ["analyses", u.analyses], ["joined", new Date(u.created_at).toLocaleString()],
+  ];
+  for (const [name, text] of cells) {
+    const td = document.createElement("td");
+    td.className = name;
+    td.textContent = String(text);
+    tr.append(td);
+  }
+  const actions = document.createElement("td");
+  actions.className = "actions";
+  const block = document.createElement("button");
+  block.type = "button";
+  block.className = u.blocked ? "secondary toggle-block" : "danger toggle-block";
+  block.textContent = u.blocked ? "Unblock" : "Block";
+  block.setAttribute("aria-label", `${u.blocked ? "Unblock" : "Block"} ${u.email}`);
+  block.addEventListener("click", () => toggleBlock(tr, u));
+  const notify = document.createElement("button");
+  notify.type = "button";
+  notify.className = "secondary notify";
+  notify.textContent = "Notify";
+  notify.setAttribute("aria-label", `Notify ${u.email}`);
+  notify.addEventListener("click", () => {
+    $("notify-user").value = u.id;
+    $("notify-result").textContent = `Recipient: ${u.email}`;
+    $("notify-title").focus();
+  });
+  actions.append(block, " ", notify);
+  tr.append(actions);
+  return tr;
+}
+
+async function searchUsers({ more = false } = {}) {
+  clearTimeout(userSearch.timer);
+  if (!more) {
+    userSearch.q = $("user-search-q").value.trim();
+    userSearch.cursor = null;
+  }
+  const seq = ++userSearch.seq; // answers to older keystrokes are dropped
+  const query = { q: userSearch.q, limit: 20 };
+  if (more && userSearch.cursor) query.cursor = userSearch.cursor;
+  try {
+    const page = await api.request("GET", "/api/v1/admin/users", undefined, { query });
+    if (seq !== userSearch.seq) return;
+    const rows = page.items.map(userRow);
+    if (more) $("user-rows").append(...rows); else $("user-rows").replaceChildren(...rows);
+    userSearch.cursor = page.next_cursor;
+    $("user-more").hidden = !page.next_cursor;
+    const shown = $("user-rows").children.length;
+    $("user-search-result").textContent = shown ? `${shown} user${shown === 1 ? "" : "s"} shown${page.next_cursor ? ", more available" : ""}.` : "No user matches.";
+  } catch (err) {
+    if (seq !== userSearch.seq) return;
+    if (err.status === 403) refuse(err.message);
+    else $("user-search-result").textContent = `${err.code}: ${err.message}`;
+  }
+}
+
+async function toggleBlock(tr, u) {
+  const button = tr.querySelector("button.toggle-block");
+  button.disabled = true;
+  try {
+    const r = await api.request("POST", `/api/v1/admin/users/${encodeURIComponent(u.id)}/${u.blocked ? "unblock" : "block"}`);
+    const updated = { ...u, active: r.active, blocked: !r.active };
+    const fresh = userRow(updated);
+    tr.replaceWith(fresh);
+    fresh.querySelector("button.toggle-block").focus(); // keyboard users stay on the row
+    $("user-search-result").textContent = updated.blocked ? `Blocked ${u.email}; their sockets were closed.` : `Unblocked ${u.email}.`;
+    loadAudit();
+  } catch (err) {
+    button.disabled = false;
+    $("user-search-result").textContent = `${err.code}: ${err.message}`;
+  }
+}
+
 // -- session -----------------------------------------------------------------------------------------
 
 function setState(state) {
@@ -259,6 +343,12 @@ function main() {
   $("block-form").addEventListener("submit", (e) => { e.preventDefault(); setBlocked(true); });
   $("unblock").addEventListener("click", () => setBlocked(false));
   $("audit-refresh").addEventListener("click", loadAudit);
+  $("user-search-form").addEventListener("submit", (e) => { e.preventDefault(); searchUsers(); });
+  $("user-search-q").addEventListener("input", () => {
+    clearTimeout(userSearch.timer);
+    userSearch.timer = setTimeout(searchUsers, 300); // search as you type, once typing pauses
+  });
+  $("user-more").addEventListener("click", () => searchUsers({ more: true }));
   $("refused-back").addEventListener("click", async () => { await api.logout().catch(() => {}); show("auth"); });
   $("logout").addEventListener("click", async () => { stop(); await api.logout().catch(() => {}); show("auth"); setState("closed"); });
   show("auth");

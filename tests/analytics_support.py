@@ -112,3 +112,13 @@ EXPECTED_TOTALS = {"active_users": 3, "signups": 2, "analyses": 6, "cached": 1, 
                    "output_tokens": 510, "thought_tokens": 50, "cost_usd": 0.0092, "conversions": 2, "push_optins": 1}
 EXPECTED_SEASONS = {"autumn": 1, "winter": 1}
 EXPECTED_SHAPES = {"oval": 1, "round": 1}
+
+
+async def unseed(pg_url: str, users: dict[str, str]) -> None:
+    """Remove the data set (the session's database is shared: leave no figures behind)."""
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("DELETE FROM audit_log WHERE subject_id = ANY($1::text[])", list(users.values()))
+        await conn.execute("DELETE FROM users WHERE id = ANY($1::uuid[])", list(users.values()))
+    finally:
+        await conn.close()

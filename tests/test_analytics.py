@@ -23,6 +23,7 @@ from tests.analytics_support import (
     START,
     TZ,
     seed,
+    unseed,
 )
 from tests.conftest import running_app
 from tests.opshelpers import admin_in_process, bearer, register
@@ -42,12 +43,7 @@ async def priced_app(settings_for: Any) -> AsyncIterator[Pair]:
 async def seeded(pg_url: str) -> AsyncIterator[dict[str, str]]:
     users = await seed(pg_url)
     yield users
-    conn = await asyncpg.connect(pg_url)
-    try:  # the session's database is shared: leave no figures behind for other tests
-        await conn.execute("DELETE FROM audit_log WHERE subject_id = ANY($1::text[])", list(users.values()))
-        await conn.execute("DELETE FROM users WHERE id = ANY($1::uuid[])", list(users.values()))
-    finally:
-        await conn.close()
+    await unseed(pg_url, users)
 
 
 async def test_figures_match_the_seeded_data_exactly(priced_app: Pair, seeded: dict[str, str]) -> None:

@@ -205,6 +205,11 @@ class Settings:
     db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600
+    # USD per 1M tokens, for the admin analytics' estimated model cost (docs/analytics.md):
+    # prompt tokens at the input price; output and thinking tokens at the output price.
+    # Defaults: Gemini 2.5 Flash paid tier list prices.
+    model_price_input_per_1m: float = 0.30
+    model_price_output_per_1m: float = 2.50
 
     # Billing (Stripe; docs/billing.md) ------------------------------------------------------
     stripe_secret_key: str = ""  # sk_…; "" = billing disabled (checkout answers 503)

@@ -18,6 +18,7 @@ MODULES: tuple[str, ...] = (
     "feedback",
     "notifications",
     "admin",
+    "analytics",
     "cache",
     "files",
     "analyze",

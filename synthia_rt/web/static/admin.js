@@ -279,6 +279,151 @@ async function toggleBlock(tr, u) {
   }
 }
 
+
+// -- usage analytics (GET /api/v1/admin/analytics; plain SVG, no chart library) ------------------------
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const OUTCOME_COLOURS = { done: "#00b894", cancelled: "#b2bec3", failed: "#d63031", queued: "#fdcb6e", running: "#0984e3" };
+const analyticsTz = () => $("analytics-tz").value.trim() || Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+function svgEl(name, attrs, text) {
+  const el = document.createElementNS(SVG_NS, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+const outcomeOf = (o) => (o.error_code ? `${o.status}:${o.error_code}` : o.status);
+const outcomeColour = (key) => OUTCOME_COLOURS[key] ?? (key.startsWith("failed") ? "#e17055" : "#6c5ce7");
+
+// Vertical bars, one per day, each a stack of {key, value} segments (bottom to top).
+function drawStackedBars(svg, days, stacks, { title = (d, s) => `${d} ${s.key}: ${s.value}` } = {}) {
+  const w = Number(svg.getAttribute("width"));
+  const h = Number(svg.getAttribute("height"));
+  const top = niceCeiling(Math.max(1, ...stacks.map((st) => st.reduce((a, s) => a + s.value, 0))));
+  const slot = w / Math.max(1, days.length);
+  const scale = (h - 16) / top;
+  svg.replaceChildren(svgEl("text", { x: 2, y: 10, class: "axis", "font-size": 10, fill: "#888" }, String(top)));
+  days.forEach((day, i) => {
+    let y = h - 2;
+    for (const seg of stacks[i]) {
+      if (!seg.value) continue;
+      const height = seg.value * scale;
+      y -= height;
+      const rect = svgEl("rect", { x: i * slot + 1, y, width: Math.max(1, slot - 2), height, fill: seg.colour });
+      rect.dataset.date = day;
+      rect.dataset.key = seg.key;
+      rect.dataset.count = String(seg.value);
+      rect.append(svgEl("title", {}, title(day, seg)));
+      svg.append(rect);
+    }
+  });
+}
+
+// Horizontal bars for a {label: count} distribution.
+function drawDistribution(svg, counts) {
+  const w = Number(svg.getAttribute("width"));
+  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  const max = Math.max(1, ...entries.map(([, n]) => n));
+  svg.replaceChildren();
+  if (!entries.length) svg.append(svgEl("text", { x: 4, y: 16, fill: "#888", "font-size": 12 }, "no data"));
+  entries.forEach(([key, n], i) => {
+    const y = 4 + i * 20;
+    const bar = svgEl("rect", { x: 90, y, height: 14, width: Math.max(1, ((w - 140) * n) / max), fill: COLOURS[i % COLOURS.length] });
+    bar.dataset.key = key;
+    bar.dataset.count = String(n);
+    svg.append(svgEl("text", { x: 2, y: y + 11, "font-size": 11 }, key), bar,
+      svgEl("text", { x: 94 + ((w - 140) * n) / max, y: y + 11, "font-size": 11 }, String(n)));
+  });
+  svg.setAttribute("height", String(Math.max(40, entries.length * 20 + 8)));
+}
+
+function renderAnalytics(body) {
+  const days = body.daily.map((d) => d.date);
+  const keys = [...new Set(body.outcomes.map(outcomeOf))].sort();
+  const byDay = new Map(days.map((d) => [d, new Map()]));
+  for (const o of body.outcomes) {
+    const m = byDay.get(o.date);
+    m.set(outcomeOf(o), (m.get(outcomeOf(o)) ?? 0) + o.count);
+  }
+  drawStackedBars($("chart-analyses"), days,
+    days.map((d) => keys.map((key) => ({ key, value: byDay.get(d).get(key) ?? 0, colour: outcomeColour(key) }))));
+  $("legend-analyses").replaceChildren(...keys.map((key) => {
+    const span = document.createElement("span");
+    const dot = document.createElement("span");
+    dot.className = "dot";
+    dot.style.background = outcomeColour(key);
+    span.append(dot, ` ${key} `);
+    return span;
+  }));
+  drawStackedBars($("chart-active"), days,
+    body.daily.map((d) => [{ key: "active", value: d.active_users, colour: "#6c5ce7" }]));
+  drawDistribution($("chart-seasons"), body.seasons);
+  drawDistribution($("chart-shapes"), body.face_shapes);
+  const t = body.totals;
+  $("analytics-totals").replaceChildren(...[
+    ["active-users", t.active_users, "active users"], ["signups", t.signups, "sign-ups"],
+    ["analyses", t.analyses, "analyses"], ["cached", t.cached, "model calls saved"],
+    ["conversions", t.conversions, "conversions"], ["push", t.push_optins, "push opt-ins"],
+    ["cost", `$${t.cost_usd.toFixed(2)}`, `est. cost (${t.prompt_tokens + t.output_tokens + t.thought_tokens} tokens)`],
+  ].map(([id, value, label]) => {
+    const div = document.createElement("div");
+    const big = document.createElement("span");
+    big.className = "big";
+    big.id = `analytics-total-${id}`;
+    big.textContent = String(value);
+    const small = document.createElement("span");
+    small.className = "muted";
+    small.textContent = label;
+    div.append(big, small);
+    return div;
+  }));
+}
+
+function analyticsQuery() {
+  return { from: $("analytics-from").value, to: $("analytics-to").value, tz: analyticsTz() };
+}
+
+async function loadAnalytics(e) {
+  e?.preventDefault();
+  $("analytics-result").textContent = "Loading…";
+  try {
+    const body = await api.request("GET", "/api/v1/admin/analytics", undefined, { query: analyticsQuery() });
+    renderAnalytics(body);
+    $("analytics-result").textContent = `${body.date_from} … ${body.date_to} (${body.tz})`;
+  } catch (err) {
+    $("analytics-result").textContent = `${err.code}: ${err.message}`;
+  }
+}
+
+async function downloadAnalyticsCsv(e) {
+  e.preventDefault();
+  try {
+    const r = await fetch(`/api/v1/admin/analytics?${new URLSearchParams({ ...analyticsQuery(), format: "csv" })}`, {
+      headers: { Authorization: `Bearer ${api.accessToken}` },
+    });
+    if (!r.ok) throw new Error(`${r.status}`);
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob());
+    a.download = `analytics-${$("analytics-from").value}-${$("analytics-to").value}.csv`;
+    a.click();
+    URL.revokeObjectURL(a.href);
+  } catch (err) {
+    $("analytics-result").textContent = `CSV export failed: ${err.message}`;
+  }
+}
+
+function initAnalytics() {
+  const params = new URLSearchParams(location.search);
+  const today = new Date();
+  const iso = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+  $("analytics-to").value = params.get("to") ?? iso(today);
+  $("analytics-from").value = params.get("from") ?? iso(new Date(today.getFullYear(), today.getMonth(), today.getDate() - 29));
+  $("analytics-tz").value = params.get("tz") ?? analyticsTz();
+  $("analytics-form").addEventListener("submit", loadAnalytics);
+  $("analytics-csv").addEventListener("click", downloadAnalyticsCsv);
+}
+
 // -- session -----------------------------------------------------------------------------------------
 
 function setState(state) {
@@ -321,6 +466,7 @@ async function startDashboard() {
   }
   show("dashboard");
   loadAudit();
+  loadAnalytics();
   auditTimer = setInterval(loadAudit, 5000);
   renderTimer = setInterval(render, 2000); // marks silent nodes stale even when no snapshot arrives
 }
@@ -349,6 +495,8 @@ function main() {
     userSearch.timer = setTimeout(searchUsers, 300); // search as you type, once typing pauses
   });
   $("user-more").addEventListener("click", () => searchUsers({ more: true }));
+
+  initAnalytics();
   $("refused-back").addEventListener("click", async () => { await api.logout().catch(() => {}); show("auth"); });
   $("logout").addEventListener("click", async () => { stop(); await api.logout().catch(() => {}); show("auth"); setState("closed"); });
   show("auth");

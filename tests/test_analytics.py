@@ -1,0 +1,167 @@
+"""GET /admin/analytics: exact figures on a known data set, the time-zone boundary, CSV, refusals."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.analytics_support import (
+    END,
+    EXPECTED_DAILY,
+    EXPECTED_OUTCOMES,
+    EXPECTED_SEASONS,
+    EXPECTED_SHAPES,
+    EXPECTED_TOTALS,
+    EXPECTED_WEEKLY,
+    PRICES,
+    START,
+    TZ,
+    seed,
+    unseed,
+)
+from tests.conftest import running_app
+from tests.opshelpers import admin_in_process, bearer, register
+
+Pair = tuple[Any, httpx.AsyncClient]
+URL = "/api/v1/admin/analytics"
+RANGE = {"from": START, "to": END, "tz": TZ}
+
+
+@pytest.fixture
+async def priced_app(settings_for: Any) -> AsyncIterator[Pair]:
+    async with running_app(settings_for("redis", **PRICES)) as pair:
+        yield pair
+
+
+@pytest.fixture
+async def seeded(pg_url: str) -> AsyncIterator[dict[str, str]]:
+    users = await seed(pg_url)
+    yield users
+    await unseed(pg_url, users)
+
+
+async def test_figures_match_the_seeded_data_exactly(priced_app: Pair, seeded: dict[str, str]) -> None:
+    _, client = priced_app
+    admin = await admin_in_process(client)
+    r = await client.get(URL, params=RANGE, headers=bearer(admin["access_token"]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["date_from"], body["date_to"], body["tz"]) == (START, END, TZ)
+    assert body["prices"] == {"currency": "USD", "input_per_1m": 1.0, "output_per_1m": 10.0}
+    assert body["daily"] == EXPECTED_DAILY
+    assert body["weekly"] == EXPECTED_WEEKLY
+    assert body["outcomes"] == EXPECTED_OUTCOMES
+    assert body["totals"] == EXPECTED_TOTALS
+    assert body["seasons"] == EXPECTED_SEASONS
+    assert body["face_shapes"] == EXPECTED_SHAPES
+
+    audit = await client.get("/api/v1/admin/audit", params={"action": "admin.analytics"},
+                             headers=bearer(admin["access_token"]))
+    entry = audit.json()["items"][0]
+    assert entry["actor_id"] == admin["user"]["id"]
+    assert entry["detail"] == {"range_start": START, "range_end": END, "tz": TZ, "format": "json"}
+
+
+async def test_days_follow_the_requested_time_zone(priced_app: Pair, seeded: dict[str, str]) -> None:
+    """23:30 UTC is 00:30 the next day in Madrid: the same rows land on other days in UTC."""
+    _, client = priced_app
+    admin = await admin_in_process(client)
+    headers = bearer(admin["access_token"])
+    madrid = (await client.get(URL, params={**RANGE, "from": "2031-03-03", "to": "2031-03-04"}, headers=headers)).json()
+    utc = (await client.get(URL, params={**RANGE, "from": "2031-03-03", "to": "2031-03-04", "tz": "UTC"},
+                            headers=headers)).json()
+    assert [(d["date"], d["analyses"], d["signups"]) for d in madrid["daily"]] == [
+        ("2031-03-03", 0, 0), ("2031-03-04", 2, 1)]
+    assert [(d["date"], d["analyses"], d["signups"]) for d in utc["daily"]] == [
+        ("2031-03-03", 1, 1), ("2031-03-04", 1, 0)]
+    # the row at 2031-03-08 23:30 UTC is in the range in UTC, and past it in Madrid
+    last_utc = (await client.get(URL, params={**RANGE, "from": END, "to": END, "tz": "UTC"}, headers=headers)).json()
+    assert last_utc["totals"]["analyses"] == 1 and last_utc["face_shapes"] == {"oval": 1}
+    assert EXPECTED_DAILY[-1]["analyses"] == 0
+
+
+async def test_csv_export_parses_in_the_long_format(priced_app: Pair, seeded: dict[str, str]) -> None:
+    _, client = priced_app
+    admin = await admin_in_process(client)
+    r = await client.get(URL, params={**RANGE, "format": "csv"}, headers=bearer(admin["access_token"]))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    assert f'filename="analytics-{START}-{END}.csv"' in r.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert set(rows[0]) == {"date", "metric", "key", "value"}
+    table = {(row["date"], row["metric"], row["key"]): row["value"] for row in rows}
+    for day in EXPECTED_DAILY:
+        for metric, value in day.items():
+            if metric != "date":
+                assert table[(day["date"], metric, "")] == str(value), (day["date"], metric)
+    for week in EXPECTED_WEEKLY:
+        assert table[(week["week_start"], "weekly_active_users", "")] == str(week["active_users"])
+    for o in EXPECTED_OUTCOMES:
+        assert table[(o["date"], "analyses_by_outcome", f"{o['kind']}/{o['status']}/{o['error_code']}")] == str(o["count"])
+    for name, value in EXPECTED_TOTALS.items():
+        assert table[("", f"total_{name}", "")] == str(value)
+    assert {k: int(v) for (_, m, k), v in table.items() if m == "season"} == EXPECTED_SEASONS
+    assert {k: int(v) for (_, m, k), v in table.items() if m == "face_shape"} == EXPECTED_SHAPES
+    assert len(rows) == len(table)  # no duplicated figure
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"from": "2030-01-01", "to": "2031-01-02"}, "from"),  # 367 days
+        ({"from": "2031-03-08", "to": "2031-03-02"}, "from"),
+        ({"from": "2031-02-30"}, "from"),
+        ({"to": "yesterday"}, "to"),
+        ({"tz": "Mars/Olympus_Mons"}, "tz"),
+        ({"tz": "../../etc/passwd"}, "tz"),
+        ({"format": "xlsx"}, "format"),
+    ],
+)
+async def test_invalid_ranges_and_zones_are_422(pg_app: Pair, params: dict[str, str], field: str) -> None:
+    _, client = pg_app
+    admin = await admin_in_process(client)
+    r = await client.get(URL, params=params, headers=bearer(admin["access_token"]))
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_error"
+    assert r.json()["error"]["field"] == field
+
+
+async def test_a_full_year_is_accepted(pg_app: Pair) -> None:
+    _, client = pg_app
+    admin = await admin_in_process(client)
+    r = await client.get(URL, params={"from": "2030-01-01", "to": "2031-01-01"}, headers=bearer(admin["access_token"]))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["daily"]) == 366
+
+
+async def test_non_admins_are_refused(pg_app: Pair) -> None:
+    _, client = pg_app
+    user = await register(client)
+    assert (await client.get(URL, params=RANGE)).status_code == 401
+    r = await client.get(URL, params=RANGE, headers=bearer(user["access_token"]))
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "forbidden"
+
+
+async def test_embedded_sqlite_says_analytics_needs_postgres(settings_for: Any) -> None:
+    async with running_app(settings_for("memory")) as (_, client):
+        admin = await admin_in_process(client)
+        r = await client.get(URL, params=RANGE, headers=bearer(admin["access_token"]))
+    assert r.status_code == 503
+    assert "PostgreSQL" in r.json()["error"]["message"]
+
+
+async def test_migration_creates_the_analytics_indexes(pg_url: str, pg_app: Pair) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        names = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+    finally:
+        await conn.close()
+    assert {"analyses_created_at_user", "users_created_at", "refresh_families_created_at",
+            "push_subscriptions_created_at"} <= names

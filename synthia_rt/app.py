@@ -39,7 +39,12 @@ async def start_runtime(runtime: Runtime) -> None:
     runtime.broker = create_broker(redis_url, settings, runtime.node_id)
     runtime.hub = Hub(runtime)
     await runtime.hub.start()  # sets broker handlers, then starts the broker
-    runtime.tokens = TokenService(settings, runtime.kv)
+    from synthia_rt.auth.usercache import UserCache
+
+    runtime.user_cache = UserCache(runtime.kv, settings, runtime.metrics)
+    runtime.tokens = TokenService(
+        settings, runtime.kv, load_role=runtime.user_cache.role, metrics=runtime.metrics
+    )
     from synthia_rt.limiter import Limiter
 
     runtime.limiter = Limiter(settings)

@@ -136,6 +136,13 @@ class Settings:
     jwt_audience: str = "synthia"
     access_token_ttl: int = 900  # seconds
     refresh_token_ttl: int = 30 * 24 * 3600
+    # seconds a user's profile and role stay in the `user` cache namespace (admin-role check of
+    # every admin token, GET /users/profile); writes through this service invalidate at once,
+    # so this bounds only edits made behind its back (SQL)
+    user_cache_ttl: int = 60
+    # seconds "is this login revoked" stays in the `session` namespace (the refresh-family
+    # fallback of every access-token check); the database row is the truth either way
+    session_cache_ttl: int = 905
     login_attempts_per_account: int = 5  # per login_window, per (account, client address)
     login_attempts_per_ip: int = 20  # per login_window, per client address, any account
     login_window: int = 60  # seconds
@@ -202,7 +209,7 @@ class Settings:
     analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
     db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
-    cache_ttl: int = 30 * 24 * 3600
+    cache_ttl: int = 30 * 24 * 3600  # `analysis` cache namespace
 
     # Billing (Stripe; docs/billing.md) ------------------------------------------------------
     stripe_secret_key: str = ""  # sk_…; "" = billing disabled (checkout answers 503)
@@ -327,6 +334,9 @@ class Settings:
             raise SettingsError(f"FORWARDED_ALLOW_IPS: {exc}") from None
         if self.jwt_secret_key:  # in every mode: a weak key is a forgeable token
             _check_secret(self.jwt_secret_key)
+        for name in ("user_cache_ttl", "session_cache_ttl", "cache_ttl"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1 (seconds)")
         if self.max_chunk_bytes > self.max_image_bytes:
             raise SettingsError("MAX_CHUNK_BYTES cannot exceed MAX_IMAGE_BYTES")
 

@@ -28,12 +28,12 @@ async def _seed(cache: ResultCache) -> None:
     await cache.set("analysis", "u1:facial:m:v1:bbb", {"result": 2})
     await cache.set("analysis", "u2:facial:m:v1:ccc", {"result": 3})
     await cache.set("user", "u1", {"name": "x"})
-    await cache.set("config", "flags", {"a": True})
+    await cache.set("session", "s1", False)
 
 
 async def _live(cache: ResultCache) -> dict[str, bool]:
     keys = [("analysis", "u1:facial:m:v1:aaa"), ("analysis", "u1:facial:m:v1:bbb"),
-            ("analysis", "u2:facial:m:v1:ccc"), ("user", "u1"), ("config", "flags")]
+            ("analysis", "u2:facial:m:v1:ccc"), ("user", "u1"), ("session", "s1")]
     return {f"{ns}:{k}": await cache.kv.exists(f"cache:{ns}:{k}") for ns, k in keys}
 
 
@@ -63,16 +63,17 @@ async def test_metrics_report_hits_misses_per_namespace(app_client: Pair) -> Non
     cache = _cache(app)
     admin = await admin_in_process(client)
     before = (await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))).json()
-    await cache.set("recommendations", "k", {"v": 1})
+    await cache.set("analysis", "k", {"v": 1})
     for key in ("k", "k", "k", "absent"):
-        await cache.get("recommendations", key)
+        await cache.get("analysis", key)
     r = await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))
     assert r.status_code == 200
     body = r.json()
-    rec = body["namespaces"]["recommendations"]
+    rec = body["namespaces"]["analysis"]
     assert (rec["hits"], rec["misses"], rec["hit_ratio"]) == (3, 1, 0.75)
-    assert body["ops"] == before["ops"] + 4
-    assert set(body["namespaces"]) == {"user", "analysis", "recommendations", "config", "session"}
+    # + the second call's own token check: one `user` (admin role) and one `session` lookup
+    assert body["ops"] == before["ops"] + 4 + 2
+    assert set(body["namespaces"]) == {"user", "analysis", "session"}
     assert body["memory_used_bytes"] > 0
     assert body["avg_response_ms"] is not None and body["avg_response_ms"] >= 0
 
@@ -85,7 +86,7 @@ async def test_invalidate_drops_one_namespace_only(app_client: Pair) -> None:
     r = await client.post("/api/v1/cache/invalidate/analysis", headers=bearer(admin["access_token"]))
     assert r.status_code == 200 and r.json()["deleted"] == 3
     live = await _live(cache)
-    assert [k for k, v in live.items() if v] == ["user:u1", "config:flags"]
+    assert [k for k, v in live.items() if v] == ["user:u1", "session:s1"]
     bad = await client.post("/api/v1/cache/invalidate/tokens", headers=bearer(admin["access_token"]))
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "namespace"
     audit = (await client.get("/api/v1/admin/audit", headers=bearer(admin["access_token"]))).json()
@@ -102,7 +103,7 @@ async def test_delete_keys_by_pattern(app_client: Pair) -> None:
                             headers=bearer(admin["access_token"]))
     assert r.status_code == 200 and r.json()["deleted"] == 2
     live = await _live(cache)
-    assert [k for k, v in live.items() if v] == ["analysis:u2:facial:m:v1:ccc", "user:u1", "config:flags"]
+    assert [k for k, v in live.items() if v] == ["analysis:u2:facial:m:v1:ccc", "user:u1", "session:s1"]
     one = await client.delete("/api/v1/cache/keys/" + quote("cache:user:u?", safe=":"),
                               headers=bearer(admin["access_token"]))
     assert one.status_code == 200 and one.json()["deleted"] == 1
@@ -139,7 +140,8 @@ async def test_wildcard_delete_spares_other_keys_of_this_service_and_foreign_one
     try:
         admin = await admin_in_process(client)
         r = await client.delete("/api/v1/cache/keys/cache:*", headers=bearer(admin["access_token"]))
-        assert r.status_code == 200 and r.json()["deleted"] == 5
+        # the 5 seeded + the admin's own `user` and `session` entries made by its token check
+        assert r.status_code == 200 and r.json()["deleted"] == 7
         remaining = {k.decode() async for k in redis_client.scan_iter(match=f"{namespace}:cache:*")}
         assert remaining == set()
         assert await redis_client.exists(foreign, own_other, stats) == 3

@@ -16,7 +16,7 @@ from synthia_rt.rest.auth import session_out, user_out
 from synthia_rt.rest.deps import client_ip, runtime_of
 from synthia_rt.rest.routing import api
 from synthia_rt.rest.schemas import AnyPassword, Body, Out, ProfileOut, ProfilePatch, UserOut
-from synthia_rt.store import plans, users
+from synthia_rt.store import plans
 
 TAGS = ("users",)
 
@@ -30,7 +30,7 @@ TAGS = ("users",)
     tags=TAGS,
 )
 async def get_profile(request: Request, principal: Principal) -> UserOut:
-    user = await users.by_id(principal.user_id)
+    user = await runtime_of(request).need_user_cache().record(principal.user_id)
     if user is None:
         raise AppError(ErrorCode.NOT_FOUND)
     return user_out(user)
@@ -61,6 +61,7 @@ async def patch_profile(request: Request, principal: Principal, body: ProfilePat
             runtime, principal, body.current_password, body.password, client_ip(request)
         )
     user = await accounts.update_profile(principal, body.display_name)
+    await runtime.forget_user(principal.user_id)
     return ProfileOut(
         user=user_out(user), session=None if session is None else session_out(session)
     )

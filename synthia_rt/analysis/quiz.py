@@ -90,7 +90,9 @@ class Estimate:
     answered: int
 
 
-def public_questions() -> list[dict[str, object]]:
+def public_questions(locale: str | None = None) -> list[dict[str, object]]:
+    """The questions and options to show; ``locale`` picks their language once translations
+    exist (English until then)."""
     return [
         {"id": qid, "text": text, "options": [{"id": oid, "label": label} for oid, label, _ in options]}
         for qid, (text, options) in QUESTIONS.items()

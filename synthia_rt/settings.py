@@ -282,6 +282,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        _warn_about_old_variables(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
@@ -378,6 +379,20 @@ class Settings:
             fh.write(fresh)
         os.replace(temp, path)  # atomic: a crash leaves the old file or the new one
         return fresh
+
+
+# Variables of the Flask app this service replaces that mean nothing here: what to do instead.
+OLD_VARIABLES = {
+    "REDIS_ENABLED": "Redis is used exactly when REDIS_URL is set (redis://host:6379/0); leave "
+    "REDIS_URL empty for the embedded in-memory store (one process only). Redis >= 7 is "
+    "required (docs/coming-from-flask.md)",
+}
+
+
+def _warn_about_old_variables(env: Mapping[str, str]) -> None:
+    for name, instead in OLD_VARIABLES.items():
+        if name in env:
+            log.warning("%s is ignored by synthia_rt: %s", name, instead, extra={"setting": name})
 
 
 def _check_secret(secret: str) -> None:

@@ -34,6 +34,7 @@ COMPRESS_ABOVE = 1024
 _RAW, _ZSTD = b"j", b"z"  # one-byte header: how the rest of the value is encoded
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
+_PENDING: set[asyncio.Task[None]] = set()  # hit/miss counts on their way to the store
 
 
 def namespace_ttls(settings: Settings) -> dict[str, float]:
@@ -84,15 +85,26 @@ class ResultCache:
         blob = await self.kv.get(f"cache:{namespace}:{key}")
         elapsed = time.perf_counter() - started
         outcome = "miss" if blob is None else "hit"
-        # Both counters at once (one round trip of latency). The lookup time is summed in
-        # microseconds across nodes: /cache/metrics reports the mean.
-        await asyncio.gather(
-            self.kv.incr(f"cachestat:{namespace}:{outcome}"),
-            self.kv.incr(f"cachestat:{namespace}:us", max(1, round(elapsed * 1e6))),
+        # Counted off the caller's path (the lookup answers after one round trip, not two):
+        # the outcome, and the lookup time summed in microseconds across nodes (the mean is
+        # in /cache/metrics). stats() waits for this process's pending counts.
+        task = asyncio.get_running_loop().create_task(
+            self._count_lookup(namespace, outcome, max(1, round(elapsed * 1e6)))
         )
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
         if self.metrics is not None:
             self.metrics.cache_ops.labels(namespace, outcome).inc()
         return None if blob is None else decode(blob)
+
+    async def _count_lookup(self, namespace: str, outcome: str, micros: int) -> None:
+        try:
+            await asyncio.gather(
+                self.kv.incr(f"cachestat:{namespace}:{outcome}"),
+                self.kv.incr(f"cachestat:{namespace}:us", micros),
+            )
+        except Exception:  # noqa: BLE001 - a lost count must not fail anything; the kv logs
+            pass
 
     async def set(
         self, namespace: str, key: str, value: Any, ttl: float | None = None, *, nx: bool = False
@@ -115,6 +127,8 @@ class ResultCache:
     async def stats(self) -> dict[str, dict[str, float]]:
         """Hits, misses, hit ratio and summed lookup time (µs) per namespace, across every node
         sharing the store."""
+        if _PENDING:
+            await asyncio.gather(*list(_PENDING), return_exceptions=True)
         out: dict[str, dict[str, float]] = {}
         for namespace in self.ttls:
             hits = await self._count(f"cachestat:{namespace}:hit")

@@ -44,7 +44,12 @@ async def start_runtime(runtime: Runtime) -> None:
     runtime.push = Pusher(runtime)
     runtime.push.start()
     runtime.shutdown_hooks.append(runtime.push.stop)
-    runtime.tokens = TokenService(settings, runtime.kv)
+    from synthia_rt.auth.usercache import UserCache
+
+    runtime.user_cache = UserCache(runtime.kv, settings, runtime.metrics)
+    runtime.tokens = TokenService(
+        settings, runtime.kv, load_role=runtime.user_cache.role, metrics=runtime.metrics
+    )
     from synthia_rt.limiter import Limiter
 
     runtime.limiter = Limiter(settings)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from synthia_rt.auth.passwords import Passwords
     from synthia_rt.auth.throttle import LoginThrottle
     from synthia_rt.auth.tokens import TokenService
+    from synthia_rt.auth.usercache import UserCache
     from synthia_rt.broker.base import Broker
     from synthia_rt.kv.base import KeyValue
     from synthia_rt.limiter import Limiter
@@ -42,6 +43,7 @@ class Runtime:
     hub: Hub | None = None
     push: Pusher | None = None  # Web Push to users without a socket (disabled without VAPID key)
     tokens: TokenService | None = None
+    user_cache: UserCache | None = None  # the `user` cache namespace (auth/usercache.py)
     analysis: AnalysisService | None = None
     metrics: Metrics | None = None
     limiter: Limiter | None = None  # shared rate limits (limiter.py)
@@ -77,6 +79,15 @@ class Runtime:
     def need_limiter(self) -> Limiter:
         assert self.limiter is not None, "limiter not started"
         return self.limiter
+
+    def need_user_cache(self) -> UserCache:
+        assert self.user_cache is not None, "user cache not started"
+        return self.user_cache
+
+    async def forget_user(self, user_id: str) -> None:
+        """Drop the user's cached record after a write to the user (auth/usercache.py)."""
+        if self.user_cache is not None:
+            await self.user_cache.forget(user_id)
 
     def need_tokens(self) -> TokenService:
         assert self.tokens is not None, "tokens not started"

@@ -136,6 +136,13 @@ class Settings:
     jwt_audience: str = "synthia"
     access_token_ttl: int = 900  # seconds
     refresh_token_ttl: int = 30 * 24 * 3600
+    # seconds a user's profile and role stay in the `user` cache namespace (admin-role check of
+    # every admin token, GET /users/profile); writes through this service invalidate at once,
+    # so this bounds only edits made behind its back (SQL)
+    user_cache_ttl: int = 60
+    # seconds "is this login revoked" stays in the `session` namespace (the refresh-family
+    # fallback of every access-token check); the database row is the truth either way
+    session_cache_ttl: int = 905
     login_attempts_per_account: int = 5  # per login_window, per (account, client address)
     login_attempts_per_ip: int = 20  # per login_window, per client address, any account
     login_window: int = 60  # seconds
@@ -204,7 +211,7 @@ class Settings:
     analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
     db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
-    cache_ttl: int = 30 * 24 * 3600
+    cache_ttl: int = 30 * 24 * 3600  # `analysis` cache namespace
     # USD per 1M tokens, for the admin analytics' estimated model cost (docs/analytics.md):
     # prompt tokens at the input price; output and thinking tokens at the output price.
     # Defaults: Gemini 2.5 Flash paid tier list prices.
@@ -286,6 +293,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        _warn_about_old_variables(env)
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = env.get(f.name.upper())
@@ -342,6 +350,9 @@ class Settings:
 
         if self.default_locale not in SUPPORTED:
             raise SettingsError(f"DEFAULT_LOCALE must be one of {', '.join(SUPPORTED)}")
+        for name in ("user_cache_ttl", "session_cache_ttl", "cache_ttl"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{name.upper()} must be at least 1 (seconds)")
         if self.max_chunk_bytes > self.max_image_bytes:
             raise SettingsError("MAX_CHUNK_BYTES cannot exceed MAX_IMAGE_BYTES")
 
@@ -383,6 +394,20 @@ class Settings:
             fh.write(fresh)
         os.replace(temp, path)  # atomic: a crash leaves the old file or the new one
         return fresh
+
+
+# Variables of the Flask app this service replaces that mean nothing here: what to do instead.
+OLD_VARIABLES = {
+    "REDIS_ENABLED": "Redis is used exactly when REDIS_URL is set (redis://host:6379/0); leave "
+    "REDIS_URL empty for the embedded in-memory store (one process only). Redis >= 7 is "
+    "required (docs/coming-from-flask.md)",
+}
+
+
+def _warn_about_old_variables(env: Mapping[str, str]) -> None:
+    for name, instead in OLD_VARIABLES.items():
+        if name in env:
+            log.warning("%s is ignored by synthia_rt: %s", name, instead, extra={"setting": name})
 
 
 def _check_secret(secret: str) -> None:

@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from synthia_rt.analysis.cache import decode
 from synthia_rt.clientaddr import client_address
 from synthia_rt.settings import Settings, SettingsError
 from synthia_rt.store import users
@@ -86,10 +87,10 @@ async def test_login_revocation_survives_loss_of_the_kv(live: Live) -> None:
         first, second = await _two_tokens_of_one_login(http)
         assert (await http.post(f"{API}/auth/logout", headers=bearer(second))).status_code == 204
         kv = live.runtime.need_kv()
-        assert await kv.delete(f"revoked-sid:{_sid(second)}") == 1  # Redis restarted empty
+        assert await kv.delete(f"cache:session:{_sid(second)}") == 1  # Redis restarted empty
         r = await http.get(f"{API}/users/profile", headers=bearer(first["access_token"]))
         assert r.status_code == 401  # the family row says revoked
-        assert await kv.get(f"revoked-sid:{_sid(second)}") == b"1"  # and the cache is back
+        assert decode(await kv.get(f"cache:session:{_sid(second)}") or b"j0") is True  # cache back
 
 
 async def test_refresh_reuse_refuses_every_access_token_of_the_login(live: Live) -> None:
@@ -123,6 +124,9 @@ async def test_forged_or_stale_admin_claims_do_not_reach_admin_routes(app_client
     admin = await admin_in_process(client)
     assert (await client.get(f"{API}/admin/audit", headers=bearer(admin["access_token"]))).status_code == 200
     await User.update({User.role: "user"}).where(User.id == uuid.UUID(admin["user"]["id"])).run()
+    # The role is read through the `user` cache: a change made through the service drops the
+    # entry (this call); a bare SQL edit is seen within USER_CACHE_TTL (docs/security.md).
+    await app.state.runtime.forget_user(admin["user"]["id"])
     for token in (forged, admin["access_token"]):
         for method, path, body in _admin_paths(victim["user"]["id"]):
             r = await client.request(method, path, json=body, headers=bearer(token))

@@ -106,3 +106,29 @@ def test_env_example_lists_every_setting() -> None:
     names = {line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
     fields = {f.name.upper() for f in dataclasses.fields(Settings)}
     assert fields == names
+
+
+def test_redis_enabled_of_the_old_app_is_warned_about_not_ignored_silently(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="synthia_rt.settings")
+    Settings.from_env({"REDIS_ENABLED": "true"})
+    warnings = [r for r in caplog.records if "REDIS_ENABLED" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    assert "ignored" in warnings[0].getMessage() and "REDIS_URL" in warnings[0].getMessage()
+    caplog.clear()
+    Settings.from_env({})
+    assert not [r for r in caplog.records if "REDIS_ENABLED" in r.getMessage()]
+
+
+def test_cache_namespace_ttls_are_settings_documented_in_env_example() -> None:
+    text = (Path(__file__).parents[1] / ".env.example").read_text()
+    for name, namespace in (("USER_CACHE_TTL", "`user`"), ("SESSION_CACHE_TTL", "`session`"),
+                            ("CACHE_TTL", "`analysis`")):
+        at = text.index(f"\n{name}=")
+        meaning = text[max(0, at - 400):at]
+        assert namespace in meaning, name
+    s = Settings.from_env({"USER_CACHE_TTL": "5", "SESSION_CACHE_TTL": "7"})
+    assert (s.user_cache_ttl, s.session_cache_ttl) == (5, 7)
+    with pytest.raises(SettingsError, match="USER_CACHE_TTL"):
+        Settings.from_env({"USER_CACHE_TTL": "0"})

@@ -1,5 +1,13 @@
-"""Result cache on the KeyValue seam: namespaces with their own TTLs, hit/miss counters kept
-in the store (so any node reports the cluster's numbers), zstd for values over 1 KiB.
+"""Cache on the KeyValue seam: namespaces with their own TTLs, hit/miss counters kept in the
+store (so any node reports the cluster's numbers), zstd for values over 1 KiB.
+
+Namespaces (each with its own TTL setting; docs/coming-from-flask.md says why there are three):
+
+* ``analysis`` — finished analysis results (``CACHE_TTL``), below;
+* ``user`` — the profile and role lookups of the hot paths (:mod:`synthia_rt.auth.usercache`:
+  the admin-role confirmation of every admin token, ``GET /users/profile``) (``USER_CACHE_TTL``);
+* ``session`` — whether a login (refresh family) is revoked, the fallback of every access-token
+  check that carries a ``sid`` (:mod:`synthia_rt.auth.revocation`) (``SESSION_CACHE_TTL``).
 
 Keys are ``cache:<namespace>:<key>``; counters ``cachestat:<namespace>:hit|miss``.
 Analysis results are keyed per user (:func:`analysis_key`): the same image analysed twice by
@@ -10,7 +18,9 @@ Only successful results are ever written; callers never cache failures.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,15 +34,14 @@ COMPRESS_ABOVE = 1024
 _RAW, _ZSTD = b"j", b"z"  # one-byte header: how the rest of the value is encoded
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
+_PENDING: set[asyncio.Task[None]] = set()  # hit/miss counts on their way to the store
 
 
 def namespace_ttls(settings: Settings) -> dict[str, float]:
     return {
-        "analysis": settings.cache_ttl,
-        "recommendations": settings.cache_ttl,
-        "user": 3600.0,
-        "config": 300.0,
-        "session": float(settings.access_token_ttl),
+        "user": float(settings.user_cache_ttl),
+        "analysis": float(settings.cache_ttl),
+        "session": float(settings.session_cache_ttl),
     }
 
 
@@ -72,16 +81,39 @@ class ResultCache:
 
     async def get(self, namespace: str, key: str) -> Any | None:
         self._check(namespace)
+        started = time.perf_counter()
         blob = await self.kv.get(f"cache:{namespace}:{key}")
+        elapsed = time.perf_counter() - started
         outcome = "miss" if blob is None else "hit"
-        await self.kv.incr(f"cachestat:{namespace}:{outcome}")
+        # Counted off the caller's path (the lookup answers after one round trip, not two):
+        # the outcome, and the lookup time summed in microseconds across nodes (the mean is
+        # in /cache/metrics). stats() waits for this process's pending counts.
+        task = asyncio.get_running_loop().create_task(
+            self._count_lookup(namespace, outcome, max(1, round(elapsed * 1e6)))
+        )
+        _PENDING.add(task)
+        task.add_done_callback(_PENDING.discard)
         if self.metrics is not None:
             self.metrics.cache_ops.labels(namespace, outcome).inc()
         return None if blob is None else decode(blob)
 
-    async def set(self, namespace: str, key: str, value: Any, ttl: float | None = None) -> None:
+    async def _count_lookup(self, namespace: str, outcome: str, micros: int) -> None:
+        try:
+            await asyncio.gather(
+                self.kv.incr(f"cachestat:{namespace}:{outcome}"),
+                self.kv.incr(f"cachestat:{namespace}:us", micros),
+            )
+        except Exception:  # noqa: BLE001 - a lost count must not fail anything; the kv logs
+            pass
+
+    async def set(
+        self, namespace: str, key: str, value: Any, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
+        """Store ``value``; with ``nx`` only when absent (a concurrent overwrite wins)."""
         self._check(namespace)
-        await self.kv.set(f"cache:{namespace}:{key}", encode(value), ttl or self.ttls[namespace])
+        return await self.kv.set(
+            f"cache:{namespace}:{key}", encode(value), ttl or self.ttls[namespace], nx=nx
+        )
 
     async def delete(self, namespace: str, key: str) -> None:
         self._check(namespace)
@@ -93,13 +125,21 @@ class ResultCache:
         return await self.kv.delete(*keys) if keys else 0
 
     async def stats(self) -> dict[str, dict[str, float]]:
-        """Hits, misses and hit ratio per namespace, across every node sharing the store."""
+        """Hits, misses, hit ratio and summed lookup time (µs) per namespace, across every node
+        sharing the store."""
+        if _PENDING:
+            await asyncio.gather(*list(_PENDING), return_exceptions=True)
         out: dict[str, dict[str, float]] = {}
         for namespace in self.ttls:
             hits = await self._count(f"cachestat:{namespace}:hit")
             misses = await self._count(f"cachestat:{namespace}:miss")
             total = hits + misses
-            out[namespace] = {"hits": hits, "misses": misses, "hit_ratio": hits / total if total else 0.0}
+            out[namespace] = {
+                "hits": hits,
+                "misses": misses,
+                "hit_ratio": hits / total if total else 0.0,
+                "lookup_us": await self._count(f"cachestat:{namespace}:us"),
+            }
         return out
 
     async def _count(self, key: str) -> int:

@@ -167,21 +167,29 @@ class AnalysisService:
         return {**reply, "upload": {"offset": 0, "max_chunk_bytes": self.settings.max_chunk_bytes}}
 
     async def _start_from_file(self, user: Principal, file_id: str) -> dict[str, Any]:
+        aid = uuid.uuid4()
+        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
+        cached, _ = await self._launch_file(user, file_id, aid)
+        return {**reply, "cached": cached is not None}
+
+    async def _launch_file(
+        self, user: Principal, file_id: str, aid: uuid.UUID
+    ) -> tuple[dict[str, Any] | None, asyncio.Task[Any] | None]:
+        """Start analysing a kept upload: ``(cached payload, None)`` or ``(None, running task)``."""
         record = await store.get_image(user.user_id, file_id) if isinstance(file_id, str) else None
         data = await self.runtime.need_kv().get(keys.file(user.user_id, file_id)) if record else None
         if record is None or data is None:
             raise AppError(ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id")
         sha = record["sha256"]
         inputs = {"file_id": str(record["id"]), "sha256": sha}
-        aid = uuid.uuid4()
-        reply = {"analysis_id": str(aid), "channel": analysis_channel(str(aid))}
-        if await self.launch.from_cache(user, "facial", sha, inputs, aid) is not None:
-            return {**reply, "cached": True}
+        cached = await self.launch.from_cache(user, "facial", sha, inputs, aid)
+        if cached is not None:
+            return cached, None
         fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
         image = ValidatedImage(data, fmt, 0, 0)
-        await self.launch.start_job(user, aid, "facial", inputs, sha, image=image, file_id=record["id"])
+        task = await self.launch.start_job(user, aid, "facial", inputs, sha, image=image, file_id=record["id"])
         await self.uploads.user_bytes.refund(user.user_id, len(data))  # the run deletes the file
-        return {**reply, "cached": False}
+        return None, task
 
     @faults.guard
     async def upload_chunk(self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes) -> dict[str, Any]:
@@ -310,6 +318,16 @@ class AnalysisService:
         if cached is not None:
             return cached
         task = await self.launch.start_job(user, aid, "facial", inputs, sha, raw=data, sha256=sha)
+        return _outcome(await asyncio.shield(task))
+
+    @faults.guard
+    async def analyze_file_now(self, user: Principal, file_id: str) -> dict[str, Any]:
+        """Analyse an image kept by ``POST /files/upload``; the ``analysis.result`` payload."""
+        self._refuse_when_stopping()
+        cached, task = await self._launch_file(user, file_id, uuid.uuid4())
+        if cached is not None:
+            return cached
+        assert task is not None
         return _outcome(await asyncio.shield(task))
 
     @faults.guard

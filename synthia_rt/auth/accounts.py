@@ -91,6 +91,7 @@ async def erase(runtime: Runtime, user_id: str, actor_id: str | None = None) -> 
     if user is not None:
         await sessions.throttle_for(runtime).forget(user.email)
     await _erase_keys(runtime, user_id)  # includes the revocation cutoff written above
+    await runtime.forget_user(user_id)  # already among the keys above; named so it is not lost
     await audit("user.deleted", actor_id=actor_id or user_id, subject_id=user_id)
     if failed:
         raise AppError(

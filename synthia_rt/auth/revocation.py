@@ -1,10 +1,12 @@
 """Revocation state: a denylist of token ids and logins, and a per-user cutoff instant.
 
 * ``revoked:<jti>`` — one token revoked (logout); kept until that token would expire anyway.
-* ``revoked-sid:<sid>`` — one login (refresh family) ended by logout or refresh-token re-use:
+* ``cache:session:<sid>`` — one login (refresh family) ended by logout or refresh-token re-use:
   every access token carrying that ``sid`` is refused. The family row's ``revoked`` column is
-  the source of truth; the key caches it either way (``1`` revoked, ``0`` live) for one access
-  token lifetime, so a lost key (Redis restart) costs one primary-key read, not a resurrection.
+  the source of truth; the ``session`` cache namespace keeps it either way (``true`` revoked,
+  ``false`` live) for ``SESSION_CACHE_TTL``, so a lost entry (Redis restart, an admin
+  invalidating the namespace) costs one primary-key read, not a resurrection. Its hits and
+  misses show in ``/cache/metrics``.
 * ``cutoff:<user_id>`` — every token of the user issued at or before this instant is invalid
   (password change, deletion, admin block). The database column ``users.tokens_valid_after`` is
   the source of truth; the key value store caches it so verifying a token costs no SQL, and a
@@ -20,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.kv.base import KeyValue
 
 NO_CUTOFF = b"-"  # cached "the user has no cutoff"
@@ -31,8 +34,7 @@ CutoffLoader = Callable[[str], Awaitable[datetime | None]]
 CutoffSaver = Callable[[str, datetime], Awaitable[None]]
 # Returns whether the login (refresh family) is revoked in the database.
 SessionLoader = Callable[[str], Awaitable[bool]]
-SESSION_REVOKED = b"1"
-SESSION_LIVE = b"0"
+SESSIONS = "session"  # cache namespace
 
 
 class Revocation:
@@ -42,28 +44,25 @@ class Revocation:
         load_cutoff: CutoffLoader,
         save_cutoff: CutoffSaver,
         load_session: SessionLoader,
-        session_ttl: float,
+        cache: ResultCache,
     ) -> None:
         self._kv = kv
         self._load = load_cutoff
         self._save = save_cutoff
         self._load_session = load_session
-        self._session_ttl = session_ttl + 5  # an access token's lifetime, plus clock skew
+        self._cache = cache
 
     async def revoke_session(self, sid: str) -> None:
         """Refuse every access token of login ``sid`` (the caller revoked its family row)."""
-        await self._kv.set(f"revoked-sid:{sid}", SESSION_REVOKED, self._session_ttl)
+        await self._cache.set(SESSIONS, sid, True)
 
     async def is_session_revoked(self, sid: str) -> bool:
-        key = f"revoked-sid:{sid}"
-        cached = await self._kv.get(key)
-        if cached is not None:
-            return cached == SESSION_REVOKED
+        cached = await self._cache.get(SESSIONS, sid)
+        if isinstance(cached, bool):
+            return cached
         revoked = await self._load_session(sid)
         # nx: a revocation written meanwhile (overwrite) wins over this possibly stale read.
-        await self._kv.set(
-            key, SESSION_REVOKED if revoked else SESSION_LIVE, self._session_ttl, nx=True
-        )
+        await self._cache.set(SESSIONS, sid, revoked, nx=True)
         return revoked
 
     async def revoke_jti(self, jti: str, exp: float) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 
+from synthia_rt.analysis.cache import ResultCache
 from synthia_rt.auth.principal import Principal
 from synthia_rt.auth.revocation import CutoffLoader, CutoffSaver, Revocation, SessionLoader
 from synthia_rt.errors import AppError, ErrorCode, TokenRevoked
@@ -71,12 +72,15 @@ class TokenService:
         save_cutoff: CutoffSaver = user_store.set_tokens_valid_after,
         load_session: SessionLoader = _family_revoked,
         load_role: RoleLoader = _current_role,
+        metrics: Any = None,
     ) -> None:
+        """``load_role`` is the app's ``UserCache.role`` (the ``user`` cache namespace); the
+        login-revocation fallback uses the ``session`` namespace."""
         self._settings = settings
         self._secret = settings.resolved_secret()
         self._load_role = load_role
         self.revocation = Revocation(
-            kv, load_cutoff, save_cutoff, load_session, settings.access_token_ttl
+            kv, load_cutoff, save_cutoff, load_session, ResultCache(kv, settings, metrics)
         )
 
     # -- issuing ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class Outcome:
     type: str
     duplicate: bool = False
     applied: bool = False  # False: ignored (unhandled type, unknown user, or older than the state)
+    user_id: str | None = None  # whose plan was set, when applied (their cached record goes)
 
 
 def verify(settings: Settings, payload: bytes, signature: str | None) -> stripe.Event:
@@ -160,4 +161,4 @@ async def _apply(event: stripe.Event) -> Outcome:
         audit_after = {"subject_id": user_id, "status": status, "plan": plan, "event_type": event_type}
     if audit_after is not None:
         await audit("billing.subscription", **audit_after)
-    return Outcome(event_id, event_type, applied=True)
+    return Outcome(event_id, event_type, applied=True, user_id=user_id)

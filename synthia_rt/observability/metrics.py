@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -62,6 +63,7 @@ class Metrics:
         self.runtime = runtime
         self.multiprocess_dir = runtime.settings.prometheus_multiproc_dir
         self.registry = CollectorRegistry(auto_describe=True)
+        self.started = time.monotonic()  # rates "since start" (GET /cache/metrics api_metrics)
         if not self.multiprocess_dir:
             # Process collectors read /proc of *this* pid: meaningless when merging workers.
             ProcessCollector(registry=self.registry)

@@ -11,11 +11,12 @@ import re
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -202,6 +203,35 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class ExplainedCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, plus one INFO line per refused preflight Origin (per process, for the
+    first :data:`REFUSED_ORIGINS_LOGGED` distinct origins) naming the setting to change: a
+    browser only says "blocked by CORS policy", so the server log is where the hint belongs."""
+
+    _explained: set[str] | None = None  # origins already explained (this instance)
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        origin = request_headers.get("origin", "")
+        if self._explained is None:
+            self._explained = set()
+        if (
+            not self.is_allowed_origin(origin)
+            and origin not in self._explained
+            and len(self._explained) < REFUSED_ORIGINS_LOGGED
+        ):
+            self._explained.add(origin)
+            log.info(
+                "CORS preflight refused: Origin %r is not allowed; add it to ALLOWED_ORIGINS "
+                "(comma-separated exact origins, e.g. http://localhost:5173 for a Vite dev server)",
+                origin[:200],
+                extra={"origin": origin[:200], "setting": "ALLOWED_ORIGINS"},
+            )
+        return super().preflight_response(request_headers)
+
+
+REFUSED_ORIGINS_LOGGED = 100
+
+
 def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first: the request id wraps everything so every log line carries it."""
     return [
@@ -209,7 +239,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         Middleware(HttpMetricsMiddleware),
         Middleware(SecurityHeadersMiddleware, hsts=settings.production, origins=settings.origins),
         Middleware(
-            CORSMiddleware,
+            ExplainedCORSMiddleware,
             allow_origins=list(settings.origins),
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["authorization", "content-type", REQUEST_ID_HEADER],

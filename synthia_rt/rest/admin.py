@@ -182,6 +182,7 @@ async def block_user(request: Request, principal: Principal) -> BlockOut:
     # Order matters: inactive first (login refuses), then every token, then the open sockets.
     if not await user_store.set_active(user_id, False):
         raise AppError(ErrorCode.NOT_FOUND, "No such user.")
+    await runtime.forget_user(user_id)
     await runtime.need_tokens().revoke_user_tokens(user_id)
     await audit(
         "admin.user.block", actor_id=principal.user_id, subject_id=user_id, ip=client_ip(request)
@@ -210,6 +211,7 @@ async def unblock_user(request: Request, principal: Principal) -> BlockOut:
     user_id = _user_id_param(request)
     if not await user_store.set_active(user_id, True):
         raise AppError(ErrorCode.NOT_FOUND, "No such user.")
+    await runtime_of(request).forget_user(user_id)
     await audit(
         "admin.user.unblock", actor_id=principal.user_id, subject_id=user_id, ip=client_ip(request)
     )
@@ -379,6 +381,7 @@ async def set_user_plan(request: Request, principal: Principal, body: PlanIn) ->
     user_id = _user_id_param(request)
     if not await plans.set_plan(user_id, body.plan):
         raise AppError(ErrorCode.NOT_FOUND, "No such user.")
+    await runtime_of(request).forget_user(user_id)
     await audit(
         "admin.user.plan", actor_id=principal.user_id, subject_id=user_id, ip=client_ip(request), plan=body.plan
     )

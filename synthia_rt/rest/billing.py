@@ -79,6 +79,8 @@ async def stripe_webhook(request: Request) -> WebhookOut:
     payload = await _raw_body(request)
     event = webhooks.verify(settings, payload, request.headers.get("stripe-signature"))
     outcome = await webhooks.process(event)
+    if outcome.user_id is not None:
+        await runtime_of(request).forget_user(outcome.user_id)
     return WebhookOut(duplicate=outcome.duplicate, applied=outcome.applied)
 
 

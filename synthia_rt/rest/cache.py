@@ -1,9 +1,14 @@
 """``/cache``: public health, and admin-only metrics and invalidation of the result cache.
 
 Deletion is SCAN-based (``KeyValue.scan``, never ``KEYS``) and confined twice: the key-value
-store only ever sees keys under this service's own prefix, and patterns here must start with
-the literal ``cache:`` and use a small alphabet, so ``DELETE /cache/keys/...`` cannot reach
-tokens, uploads, rate-limit state or anything else outside the result cache.
+store only ever sees keys under this service's own prefix, and patterns here either start with
+a cache namespace (``analysis:*``, as the old guide writes them: relative to the cache) or
+with the literal ``cache:`` (``cache:analysis:*``), and use a small alphabet, so
+``DELETE /cache/keys/...`` cannot reach tokens, uploads, rate-limit state or anything else
+outside the cache.
+
+``GET /cache/metrics`` answers our per-namespace shape and, beside it, the old guide's
+``cache_metrics`` / ``api_metrics`` objects its admin tooling reads (docs/coming-from-flask.md).
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ from synthia_rt.rest.schemas import Out
 from synthia_rt.runtime import Runtime
 
 TAGS = ("cache",)
-NAMESPACES = ("user", "analysis", "recommendations", "config", "session")
-# Literal "cache:" then letters, digits and `_ - . :` with `*`/`?` globs. No `[...]` classes,
-# backslash escapes or braces: nothing that could make the glob reach outside `cache:`.
-PATTERN = re.compile(r"^cache:[A-Za-z0-9_.:*?-]{1,200}$")
+NAMESPACES = ("user", "analysis", "session")  # analysis/cache.py: namespace_ttls
+# Literal "cache:" (or a namespace and ":", relative to the cache) then letters, digits and
+# `_ - . :` with `*`/`?` globs. No `[...]` classes, backslash escapes or braces: nothing that
+# could make the glob reach outside `cache:`.
+_GLOB = r"[A-Za-z0-9_.:*?-]{1,200}"
+PATTERN = re.compile(rf"^cache:{_GLOB}$")
+RELATIVE_PATTERN = re.compile(rf"^(?:{'|'.join(NAMESPACES)}):{_GLOB}$")
+MIB = 1024 * 1024
 DELETE_BATCH = 500
 PING_SAMPLES = 3
 HEALTH_TIMEOUT = 2.0
@@ -61,6 +70,33 @@ class CacheMetrics(Out):
     avg_response_ms: float | None = Field(
         description="Mean round trip of a few PINGs to the store now."
     )
+
+
+class GuideCacheMetrics(Out):
+    hit_ratio: float = Field(description="Hits / lookups over every namespace; 0 when none.")
+    total_requests: int = Field(description="Cache lookups (hits + misses), all namespaces and nodes.")
+    avg_response_time: float = Field(
+        description="Mean duration of a cache lookup in milliseconds (measured around the store "
+        "read by every node); 0 when there were none."
+    )
+    memory_usage_mb: float | None = Field(description="Memory the store reports using, MiB.")
+
+
+class GuideApiMetrics(Out):
+    requests_per_minute: float = Field(
+        description="REST requests answered by this process per minute, averaged since it started."
+    )
+    avg_response_time: float = Field(
+        description="Mean REST request duration in milliseconds (this process, since start)."
+    )
+    error_rate: float = Field(
+        description="Share of REST responses with a 5xx status (this process, since start)."
+    )
+
+
+class CacheMetricsOut(CacheMetrics):
+    cache_metrics: GuideCacheMetrics = Field(description="The old guide's shape (coming-from-flask.md).")
+    api_metrics: GuideApiMetrics = Field(description="The old guide's shape (coming-from-flask.md).")
 
 
 class Deleted(Out):
@@ -134,11 +170,13 @@ async def health(request: Request) -> CacheHealth | Response:
     "GET",
     "/cache/metrics",
     "Cache hit ratios, operations, memory and latency",
-    response=CacheMetrics,
+    response=CacheMetricsOut,
     admin=True,
     tags=TAGS,
+    description="`namespaces`, `ops`, `memory_used_bytes`, `avg_response_ms` are this service's "
+    "shape; `cache_metrics` and `api_metrics` are the old guide's, for its admin tooling.",
 )
-async def metrics(request: Request, principal: Principal) -> CacheMetrics:
+async def metrics(request: Request, principal: Principal) -> CacheMetricsOut:
     runtime = runtime_of(request)
     kv = runtime.need_kv()
     stats = await cache_of(runtime).stats()
@@ -148,12 +186,50 @@ async def metrics(request: Request, principal: Principal) -> CacheMetrics:
         )
         for ns, s in stats.items()
     }
-    return CacheMetrics(
+    ops = sum(n.hits + n.misses for n in namespaces.values())
+    hits = sum(n.hits for n in namespaces.values())
+    lookup_us = sum(s.get("lookup_us", 0.0) for s in stats.values())
+    memory = await kv.used_memory()
+    return CacheMetricsOut(
         backend=_backend(runtime),
         namespaces=namespaces,
-        ops=sum(n.hits + n.misses for n in namespaces.values()),
-        memory_used_bytes=await kv.used_memory(),
+        ops=ops,
+        memory_used_bytes=memory,
         avg_response_ms=await _response_ms(kv),
+        cache_metrics=GuideCacheMetrics(
+            hit_ratio=round(hits / ops, 4) if ops else 0.0,
+            total_requests=ops,
+            avg_response_time=round(lookup_us / ops / 1000.0, 3) if ops else 0.0,
+            memory_usage_mb=None if memory is None else round(memory / MIB, 2),
+        ),
+        api_metrics=api_metrics(runtime),
+    )
+
+
+def api_metrics(runtime: Runtime) -> GuideApiMetrics:
+    """Request rate, mean latency and 5xx share of this process's HTTP API, read from the
+    ``synthia_http_requests_total`` / ``synthia_http_request_duration_seconds`` metrics."""
+    m = runtime.metrics
+    if m is None:
+        return GuideApiMetrics(requests_per_minute=0.0, avg_response_time=0.0, error_rate=0.0)
+    total = errors = 0.0
+    for family in m.http_requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                total += sample.value
+                errors += sample.value if sample.labels.get("status", "").startswith("5") else 0.0
+    seconds = count = 0.0
+    for family in m.http_latency.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                seconds += sample.value
+            elif sample.name.endswith("_count"):
+                count += sample.value
+    minutes = max(time.monotonic() - m.started, 1.0) / 60.0
+    return GuideApiMetrics(
+        requests_per_minute=round(total / minutes, 3),
+        avg_response_time=round(seconds / count * 1000.0, 3) if count else 0.0,
+        error_rate=round(errors / total, 4) if total else 0.0,
     )
 
 
@@ -199,16 +275,20 @@ async def invalidate(request: Request, principal: Principal) -> Deleted:
     admin=True,
     errors=[ErrorCode.VALIDATION_ERROR],
     tags=TAGS,
-    description="`pattern` is relative to the service's key prefix and must start with `cache:` "
-    "(e.g. `cache:analysis:*`); only letters, digits, `_ - . :` and the globs `*` `?` are allowed. "
-    "Keys are found with SCAN, never KEYS.",
+    description="`pattern` starts with a cache namespace (e.g. `analysis:*`, as the old guide "
+    f"writes it; one of {', '.join(NAMESPACES)}) or with `cache:` (e.g. `cache:analysis:*`); only "
+    "letters, digits, `_ - . :` and the globs `*` `?` are allowed. The answer's `pattern` is the "
+    "`cache:` form that was deleted. Keys are found with SCAN, never KEYS.",
 )
 async def delete_keys(request: Request, principal: Principal) -> Deleted:
     pattern = request.path_params["pattern"]
-    if not PATTERN.fullmatch(pattern):
+    if RELATIVE_PATTERN.fullmatch(pattern):
+        pattern = f"cache:{pattern}"
+    elif not PATTERN.fullmatch(pattern):
         raise AppError(
             ErrorCode.VALIDATION_ERROR,
-            "pattern must start with 'cache:' and use only letters, digits, _ - . : and the globs * ?",
+            f"pattern must start with a cache namespace ({', '.join(NAMESPACES)}) and ':', or "
+            "with 'cache:', and use only letters, digits, _ - . : and the globs * ?",
             field="pattern",
         )
     deleted = await _delete_audited(

@@ -30,7 +30,7 @@ TAGS = ("users",)
     tags=TAGS,
 )
 async def get_profile(request: Request, principal: Principal) -> UserOut:
-    user = await users.by_id(principal.user_id)
+    user = await runtime_of(request).need_user_cache().record(principal.user_id)
     if user is None:
         raise AppError(ErrorCode.NOT_FOUND)
     return user_out(user)
@@ -66,6 +66,7 @@ async def patch_profile(request: Request, principal: Principal, body: ProfilePat
         if changed is None:
             raise AppError(ErrorCode.NOT_FOUND)
         user = changed
+    await runtime.forget_user(principal.user_id)
     return ProfileOut(
         user=user_out(user), session=None if session is None else session_out(session)
     )

@@ -22,6 +22,20 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
         await User.update(
             {User.role: "admin", User.password_hash: password_hash, User.active: True, User.updated_at: utcnow()}
         ).where(User.id == existing.id)
+        await _forget_cached(settings, str(existing.id))
         return str(existing.id)
     finally:
         await engine.close_pool(db)
+
+
+async def _forget_cached(settings: Settings, user_id: str) -> None:
+    """Drop the running servers' cached record of a promoted user (the `user` namespace)."""
+    from synthia_rt.auth.usercache import NAMESPACE
+    from synthia_rt.kv import create_kv
+
+    kv = create_kv(settings.effective_redis_url, settings.redis_namespace)
+    await kv.start()
+    try:
+        await kv.delete(f"cache:{NAMESPACE}:{user_id}")
+    finally:
+        await kv.close()

@@ -2,8 +2,9 @@
 // Builds the one-file browser ES module the service's pages import:
 // synthia_rt/web/static/synthia-client.js (committed; a test checks it matches the source).
 // `node scripts/bundle.mjs --out <file>` writes elsewhere (the up-to-date test uses it).
+// It also copies docs/client.md to the package's README.md (one text, two places).
 import { build } from "esbuild";
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -12,6 +13,7 @@ export const BUNDLE = resolve(here, "../../../synthia_rt/web/static/synthia-clie
 const version = JSON.parse(readFileSync(resolve(here, "../package.json"), "utf8")).version;
 
 const argv = process.argv.slice(2);
+if (!argv.includes("--out")) copyFileSync(resolve(here, "../../../docs/client.md"), resolve(here, "../README.md"));
 const outIndex = argv.indexOf("--out");
 const outfile = outIndex >= 0 ? resolve(argv[outIndex + 1]) : BUNDLE;
 

@@ -252,7 +252,8 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+/** Any WebSocket class: the browser's, Node's, or `ws`'s default export (instances must behave like WebSocketLike). */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => object;
 
 export type TokenReason = "connect" | "reconnect" | "expired" | "expiring";
 
@@ -467,7 +468,6 @@ export class SynthiaClient {
 
   /** Send a command; resolves with its reply, rejects with SynthiaError (`ok: false`, timeout, disconnect). */
   async send<K extends CommandName>(op: K, fields?: CommandMap[K], options?: { timeout?: number }): Promise<ReplyMap[K]>;
-  async send(op: string, fields?: Record<string, unknown>, options?: { timeout?: number }): Promise<any>;
   async send(op: string, fields: Record<string, unknown> = {}, { timeout = this.commandTimeout } = {}): Promise<any> {
     await this.whenReady();
     return this._command(op, fields, timeout);
@@ -690,7 +690,7 @@ export class SynthiaClient {
     let ws: WebSocketLike;
     try {
       // The token rides in the subprotocol list, never in the URL (protocol §1).
-      ws = new this._WebSocket(this.url, [SUBPROTOCOL, `bearer.${token}`]);
+      ws = new this._WebSocket(this.url, [SUBPROTOCOL, `bearer.${token}`]) as WebSocketLike;
     } catch (err) {
       this._emit("error", new SynthiaError({ code: "connect_failed", message: String(err), temporary: true }));
       this._scheduleReconnect(null, "");

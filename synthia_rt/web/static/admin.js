@@ -1,6 +1,6 @@
 // The operations dashboard at `/admin`: every node's metrics.snapshot on `admin:metrics`,
 // drawn as small canvas charts; recent audit entries; notification and block forms.
-import { SynthiaApi, SynthiaClient } from "./synthia.js";
+import { SynthiaApi, SynthiaClient } from "./synthia-client.js";
 
 const $ = (id) => document.getElementById(id);
 const STORAGE_KEY = "synthia.admin.tokens";

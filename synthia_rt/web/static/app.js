@@ -1,6 +1,6 @@
 // The live demo at `/`: log in, analyse a photo with streamed fields, take the colour quiz
 // with a provisional season after each answer, and see the history. Uses only synthia.js.
-import { STAGES, SynthiaApi, SynthiaClient } from "./synthia.js";
+import { STAGES, SynthiaApi, SynthiaClient } from "./synthia-client.js";
 
 const $ = (id) => document.getElementById(id);
 const STORAGE_KEY = "synthia.demo.tokens";

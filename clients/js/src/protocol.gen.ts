@@ -40,8 +40,10 @@ export interface AnalysisErrorEvent {
   code: string;
   epoch: string;
   event: "analysis.error";
+  field?: string | null;
   message: string;
   offset: number;
+  retry_after?: number | null;
   temporary: boolean;
   [key: string]: unknown;
 }
@@ -79,6 +81,9 @@ export interface AnalysisResultEvent {
   epoch: string;
   event: "analysis.result";
   kind: "facial" | "chromatic";
+  labels?: {
+    [key: string]: unknown;
+  };
   model: string;
   offset: number;
   result: {
@@ -328,6 +333,7 @@ export type ServerErrorCode =
   | "account_blocked"
   | "bad_chunk"
   | "bad_request"
+  | "billing_disabled"
   | "blocked"
   | "cancelled"
   | "conflict"
@@ -339,8 +345,12 @@ export type ServerErrorCode =
   | "method_not_allowed"
   | "model_error"
   | "model_unavailable"
+  | "multiple_faces"
   | "no_face_detected"
   | "not_found"
+  | "poor_quality"
+  | "push_disabled"
+  | "quota_exceeded"
   | "rate_limited"
   | "token_expired"
   | "token_invalid"
@@ -357,6 +367,7 @@ export const ERROR_CODES: Readonly<Record<ServerErrorCode, { http: number; meani
   account_blocked: { http: 403, meaning: "The account is blocked by an administrator." },
   bad_chunk: { http: 400, meaning: "An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded." },
   bad_request: { http: 400, meaning: "The frame or body is malformed: not JSON, not an object, or a field has the wrong type." },
+  billing_disabled: { http: 503, meaning: "Billing is not configured on this server (no Stripe key)." },
   blocked: { http: 422, meaning: "The model refused the input on safety grounds." },
   cancelled: { http: 409, meaning: "The analysis was cancelled by its owner." },
   conflict: { http: 409, meaning: "The resource already exists (e.g. the email is registered)." },
@@ -368,8 +379,12 @@ export const ERROR_CODES: Readonly<Record<ServerErrorCode, { http: number; meani
   method_not_allowed: { http: 405, meaning: "The path exists but does not accept this HTTP method." },
   model_error: { http: 502, meaning: "The model answered with something that is not a valid result." },
   model_unavailable: { http: 503, meaning: "The model could not be reached after retries; try again later." },
+  multiple_faces: { http: 422, meaning: "More than one face is in the image; send a photo of one person." },
   no_face_detected: { http: 422, meaning: "No face was found in the image." },
   not_found: { http: 404, meaning: "No such resource visible to the caller." },
+  poor_quality: { http: 422, meaning: "The face is too small, too dark or too blurred to judge; the message says how to retake the photo." },
+  push_disabled: { http: 503, meaning: "Web Push is not configured on this server (no VAPID key)." },
+  quota_exceeded: { http: 402, meaning: "The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more." },
   rate_limited: { http: 429, meaning: "Too many requests; wait `retry_after` seconds." },
   token_expired: { http: 401, meaning: "The token's `exp` has passed; refresh it." },
   token_invalid: { http: 401, meaning: "The token is forged, revoked, of the wrong type, or for another user." },

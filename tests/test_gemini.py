@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from synthia_rt import i18n
 from synthia_rt.analysis.gemini import GeminiAnalyzer
 from synthia_rt.analysis.partial import _size
 from synthia_rt.analysis.service import AnalysisService
@@ -235,6 +236,7 @@ async def test_safety_block_through_the_service(settings_for: Any, fake: FakeGem
     async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
         svc, _, _, reply, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "blocked")
+        i18n.use("en")  # the re-read outcome speaks the reader's language; this reader reads English
         assert (await svc.final_event(reply["analysis_id"])).payload() == {
             "event": "analysis.error", "analysis_id": reply["analysis_id"], "code": "blocked",
             "message": row["error_message"], "temporary": False}

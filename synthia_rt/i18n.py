@@ -145,8 +145,23 @@ LABELS: dict[str, dict[str, str]] = {
     "category": {
         "hairstyle": N_("Hairstyle"), "eyewear": N_("Eyewear"), "makeup": N_("Makeup"),
         "colors": N_("Colours"), "accessories": N_("Accessories"),
+        "clothing": N_("Clothing"), "hair_color": N_("Hair colour"), "jewelry": N_("Jewellery metals"),
     },
+    # facial features (FacialResult.features)
+    "eye_shape": {
+        "almond": N_("Almond eyes"), "round": N_("Round eyes"), "hooded": N_("Hooded eyes"),
+        "monolid": N_("Monolid eyes"), "upturned": N_("Upturned eyes"), "downturned": N_("Downturned eyes"),
+    },
+    "eye_spacing": {"close": N_("Close-set eyes"), "balanced": N_("Evenly spaced eyes"), "wide": N_("Wide-set eyes")},
+    "brow_shape": {
+        "straight": N_("Straight brows"), "soft_arch": N_("Softly arched brows"), "high_arch": N_("High-arched brows"),
+        "rounded": N_("Rounded brows"), "angled": N_("Angled brows"),
+    },
+    "lip_fullness": {"thin": N_("Thin lips"), "medium": N_("Medium lips"), "full": N_("Full lips")},
+    "forehead": {"narrow": N_("Narrow forehead"), "balanced": N_("Balanced forehead"), "wide": N_("Wide forehead")},
+    "jaw": {"narrow": N_("Narrow jaw"), "balanced": N_("Balanced jaw"), "wide": N_("Wide jaw")},
 }
+FEATURE_GROUPS = ("eye_shape", "eye_spacing", "brow_shape", "lip_fullness", "forehead", "jaw")
 
 
 def label(group: str, key: str, locale: str | None = None) -> str:
@@ -164,6 +179,12 @@ def result_labels(kind: str, result: Mapping[str, object], locale: str | None = 
         if isinstance(skin, Mapping):
             out["tone"] = label("tone", str(skin.get("tone")), locale)
             out["undertone"] = label("undertone", str(skin.get("undertone")), locale)
+        features = result.get("features")
+        if isinstance(features, Mapping):
+            out["features"] = {
+                group: label(group, str(features[group]), locale)
+                for group in FEATURE_GROUPS if isinstance(features.get(group), str)
+            }
     else:
         for group in ("season", "subseason", "undertone", "contrast"):
             if isinstance(result.get(group), str):

@@ -42,6 +42,15 @@ FACIAL_RESULT: dict[str, Any] = {
         {"category": "colors", "title": "Berry tones", "detail": "Blue-based colours flatter."},
     ],
     "summary": "A heart-shaped face with light, cool skin.",
+    "confidence": {
+        "face_shape": {"value": 0.82, "reason": "The forehead is clearly wider than the narrow chin."},
+        "tone": {"value": 0.74, "reason": "Even daylight on both cheeks."},
+        "undertone": {"value": 0.58, "reason": "Pinkish cheeks, but the light is slightly warm."},
+    },
+    "features": {
+        "eye_shape": "almond", "eye_spacing": "balanced", "brow_shape": "soft_arch", "lip_fullness": "medium",
+        "forehead": "wide", "jaw": "narrow", "forehead_ratio": 1.02, "jaw_ratio": 0.74, "length_ratio": 1.38,
+    },
 }
 CHROMATIC_RESULT: dict[str, Any] = {
     "season": "summer",
@@ -55,6 +64,17 @@ CHROMATIC_RESULT: dict[str, Any] = {
     ],
     "avoid": [{"name": "Black", "hex": "#000000"}],
     "summary": "Soft and cool.",
+    "recommendations": [
+        {"category": "clothing", "title": "Dusty blues", "detail": "Slate blue and soft grey."},
+        {"category": "makeup", "title": "Rose and mauve", "detail": "Muted rose lips."},
+        {"category": "hair_color", "title": "Ash brown", "detail": "Avoid brassy gold."},
+        {"category": "jewelry", "title": "Silver", "detail": "Silver and white gold."},
+    ],
+    "confidence": {
+        "season": {"value": 0.7, "reason": "Most answers point to soft, cool colouring."},
+        "undertone": {"value": 0.8, "reason": "Blue veins and silver jewellery."},
+        "contrast": {"value": 0.9, "reason": "You said your contrast is low."},
+    },
 }
 TERMINAL = ("done", "failed", "cancelled")
 

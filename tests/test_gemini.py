@@ -10,6 +10,7 @@ import pytest
 
 from synthia_rt import i18n
 from synthia_rt.analysis.gemini import GeminiAnalyzer
+from synthia_rt.analysis.models import validate_result
 from synthia_rt.analysis.partial import _size
 from synthia_rt.analysis.service import AnalysisService
 from synthia_rt.auth.principal import Principal
@@ -29,6 +30,7 @@ from tests.analysis_support import (
     new_user,
     send,
     service,
+    sha,
     start,
     wait_terminal,
 )
@@ -176,6 +178,33 @@ async def test_chromatic_over_the_model(fake: FakeGemini, analyzer: GeminiAnalyz
     assert "Light to medium ash brown" in prompt  # labels, not option ids, reach the model
 
 
+async def test_confidence_reasons_and_features_come_through(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any) -> None:
+    fake.push(Stream(FACIAL_JSON, pieces=7))
+    out, _ = await facial(analyzer, photo)
+    confidence, features = out.result["confidence"], out.result["features"]
+    assert confidence["face_shape"] == {"value": 0.82, "reason": "The forehead is clearly wider than the narrow chin."}
+    assert {field: c["value"] for field, c in confidence.items()} == {"face_shape": 0.82, "tone": 0.74, "undertone": 0.58}
+    assert (features["eye_shape"], features["brow_shape"], features["forehead"], features["jaw"]) == (
+        "almond", "soft_arch", "wide", "narrow")
+    # The schema the model is held to asks for them, with the confidence bounded to 0–1.
+    schema = fake.requests[0]["generationConfig"]["responseSchema"]
+    assert {"confidence", "features"} <= set(schema["properties"])
+    text = json.dumps(schema)
+    assert "eye_spacing" in text and "lip_fullness" in text and '"maximum": 1' in text
+    assert "confidence" in fake.requests[0]["contents"][0]["parts"][-1]["text"]
+
+    fake.push(Stream(json.dumps(CHROMATIC_RESULT), pieces=3))
+    chroma = await analyzer.chromatic({"veins": "blue_purple", "contrast": "low"}, Partials())
+    assert [r["category"] for r in chroma.result["recommendations"]] == ["clothing", "makeup", "hair_color", "jewelry"]
+    assert chroma.result["confidence"]["contrast"]["value"] == 0.9
+    # Out of range is not a result.
+    bad = {**CHROMATIC_RESULT, "confidence": {**CHROMATIC_RESULT["confidence"], "season": {"value": 1.4, "reason": "x"}}}
+    fake.push(Stream(json.dumps(bad)))
+    with pytest.raises(AppError) as info:
+        await analyzer.chromatic({"veins": "blue_purple"}, Partials())
+    assert info.value.code == ErrorCode.MODEL_ERROR
+
+
 async def analyse_a_photo(runtime: Runtime) -> tuple[AnalysisService, Principal, bytes, dict[str, Any], dict[str, Any]]:
     """A new user uploads the astronaut photo through the service; returns the start reply and
     the row once it is terminal, plus what a test needs to go on (service, user, image)."""
@@ -211,6 +240,22 @@ async def test_same_image_twice_is_answered_from_the_cache(settings_for: Any, fa
         assert [e["analysis_id"] for e in user_events if e["event"] == "analysis.result"] == [
             first["analysis_id"], second["analysis_id"]]
         assert (await svc.cache_stats())["analysis"]["hits"] >= 1
+
+
+async def test_a_result_cached_before_confidence_and_features_is_still_served(settings_for: Any, fake: FakeGemini) -> None:
+    old = {k: v for k, v in FACIAL_RESULT.items() if k not in ("confidence", "features")}
+    assert validate_result("facial", old)["confidence"] is None  # the schema still takes it
+    async with analysis_runtime(gemini_settings(settings_for("redis"), fake)) as runtime:
+        svc, user, data = service(runtime), await new_user(), astronaut_jpeg()
+        await svc.cache.set("analysis", svc.launch.key(user.user_id, "facial", sha(data)),
+                            {"result": old, "model": runtime.settings.gemini_model, "usage": {}})
+        reply = await start(svc, user, data)
+        assert reply["cached"] is True and fake.calls == 0
+        row = await wait_terminal(reply["analysis_id"])
+        assert row["status"] == "done" and row["result"] == old
+        served = (await events(runtime, reply["channel"]))[-1]
+        assert served["event"] == "analysis.result" and served["result"] == old
+        assert served["labels"]["face_shape"] and "features" not in served["labels"]
 
 
 async def test_unavailable_model_fails_the_row_and_caches_nothing(settings_for: Any, fake: FakeGemini) -> None:

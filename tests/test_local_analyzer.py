@@ -7,6 +7,7 @@ from typing import Any, get_args
 import numpy as np
 import pytest
 
+from synthia_rt import i18n
 from synthia_rt.analysis.local import LocalAnalyzer, SkinColour, shape_of, tone_of, undertone_of
 from synthia_rt.analysis.models import FaceShape, FacialResult, SkinTone, Undertone
 from synthia_rt.errors import AppError, ErrorCode
@@ -42,9 +43,31 @@ async def test_astronaut_gets_a_complete_facial_result() -> None:
     assert result.skin.tone in ("very_light", "light")
     # Streamed stage by stage: skin, then shape, then recommendations; each partial grows.
     assert [list(p) for _, p in sink.seen] == [
-        ["skin"], ["skin", "face_shape"], ["skin", "face_shape", "recommendations", "summary"],
+        ["skin"], ["skin", "face_shape", "features"],
+        ["skin", "face_shape", "features", "recommendations", "summary", "confidence"],
     ]
     assert sink.seen[-1][1] == out.result
+
+
+async def test_astronaut_confidences_and_reasons_in_spanish() -> None:
+    with i18n.using("es"):
+        out = await LocalAnalyzer(Settings()).facial(image(astronaut_jpeg()), Partials())
+    result = FacialResult.model_validate(out.result)
+    assert result.confidence is not None and result.features is not None
+    scores = {field: getattr(result.confidence, field) for field in ("face_shape", "tone", "undertone")}
+    assert all(0.0 < c.value <= 1.0 for c in scores.values())
+    # A clear frontal face in daylight: the detection is strong, the colour capped by the
+    # unknown white balance, the shape by the estimated face length.
+    assert scores["tone"].value > 0.4 and scores["face_shape"].value <= 0.7
+    assert scores["face_shape"].reason.startswith("Medido a partir del ancho de la frente")
+    assert "píxeles de piel" in scores["tone"].reason and "ángulo de matiz" in scores["undertone"].reason
+    # Only what the face box and the skin mask measure: proportions, no eyes, brows or lips.
+    features = result.features
+    assert features.forehead in ("narrow", "balanced", "wide") and features.jaw in ("narrow", "balanced", "wide")
+    assert features.forehead_ratio and features.jaw_ratio and 1.0 < (features.length_ratio or 0) < 2.5
+    assert (features.eye_shape, features.eye_spacing, features.brow_shape, features.lip_fullness) == (None,) * 4
+    shown: Any = i18n.result_labels("facial", out.result, "es")["features"]
+    assert set(shown) == {"forehead", "jaw"} and shown["jaw"].split()[0] == "Mandíbula"
 
 
 @pytest.mark.parametrize("photo", ["coffee", "gradient"])
@@ -102,3 +125,26 @@ async def test_local_chromatic_result_from_answers() -> None:
     assert out.result["subseason"].endswith("_winter")
     assert all(s["hex"].startswith("#") and len(s["hex"]) == 7 for s in out.result["palette"])
     assert len(sink.seen) == 3 and sink.seen[-1][1] == out.result
+    # Recommendations by category, like the facial ones: a cool winter wears silver.
+    by_category = {r["category"]: r for r in out.result["recommendations"]}
+    assert set(by_category) == {"clothing", "makeup", "hair_color", "jewelry"}
+    assert by_category["jewelry"]["title"] == i18n.gettext("Silver and platinum")
+    confidence = out.result["confidence"]
+    assert set(confidence) == {"season", "undertone", "contrast"}
+    assert all(0.0 <= c["value"] <= 1.0 and c["reason"].endswith(".") for c in confidence.values())
+    assert confidence["contrast"]["value"] == 0.9  # answered directly
+
+
+async def test_chromatic_confidence_follows_the_evidence_in_spanish() -> None:
+    few = {"veins": "mixed", "jewellery": "both", "sun": "burns_then_tans", "skin": "medium"}
+    many = {"veins": "blue_purple", "jewellery": "silver", "sun": "burns", "hair": "platinum_ash", "eyes": "icy_blue_grey",
+            "white": "pure_white", "skin": "porcelain", "colours": "icy"}
+    with i18n.using("es"):
+        weak = (await LocalAnalyzer(Settings()).chromatic(few, Partials())).result
+        strong = (await LocalAnalyzer(Settings()).chromatic(many, Partials())).result
+    for field in ("season", "undertone"):
+        assert weak["confidence"][field]["value"] < strong["confidence"][field]["value"]
+    assert strong["confidence"]["season"]["reason"].startswith("Calculado a partir de 8 de 9 respuestas")
+    assert "no respondiste la pregunta sobre el contraste" in weak["confidence"]["contrast"]["reason"]
+    assert {r["category"] for r in strong["recommendations"]} == {"clothing", "makeup", "hair_color", "jewelry"}
+    assert any(r["title"] == "Plata y platino" for r in strong["recommendations"])

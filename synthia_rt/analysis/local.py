@@ -56,7 +56,7 @@ from synthia_rt.settings import Settings
 from synthia_rt.uploads.validate import FORMATS, ValidatedImage
 
 MODEL = "local-opencv-1"
-RULES_VERSION = "rules-2026-12-01.1"  # bump when rules.py, a threshold or a text here changes
+RULES_VERSION = "rules-2026-12-01.2"  # bump when rules.py, a threshold or a text here changes
 MAX_SIDE = 1024
 _CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
@@ -124,6 +124,18 @@ MIN_FACE_BRIGHTNESS = 45.0  # mean grey level (0–255) of the face box before e
 MIN_FACE_SHARPNESS = 25.0  # variance of the Laplacian of the face resized to 128×128
 SECOND_FACE_SHARE = 0.4  # a second detection at least this fraction of the largest's side counts
 
+DETECTION_WEIGHT_SCALE = 4.0  # level weight → strength 1 − exp(−weight / scale); a clear face scores ~7
+
+
+def width_class(ratio: float) -> str:
+    """A width relative to the cheekbones as narrow / balanced / wide."""
+    return "narrow" if ratio < 0.85 else "wide" if ratio > 0.97 else "balanced"
+
+
+def _unit(value: float) -> float:
+    return round(min(1.0, max(0.0, value)), 2)
+
+
 POOR_SMALL = N_("The face is too small to judge; move closer so that your face fills most of the photo.")
 POOR_DARK = N_("The face is too dark to judge; take the photo facing a window or in daylight.")
 POOR_BLURRED = N_("The face is too blurred to judge; hold the camera still and make sure it is in focus.")
@@ -178,9 +190,24 @@ class _Face:
         self.box: tuple[int, int, int, int] = (0, 0, 0, 0)
         self.skin = SkinColour(0, 0, 0)
         self.skin_rgb = np.zeros(3, np.float32)
+        self.strength = 0.0  # 0–1 from the cascade's level weight of the detection
+        self.skin_share = 0.0  # share of the cheek pixels that passed the skin filter
+        self.skin_pixels = 0
+        self.widths = (0.0, 0.0, 0.0)  # forehead, cheekbones, jaw (px)
+        self.widths_measured = 0  # of the three rows, how many found the skin mask
 
     def detect(self) -> None:
         self.box = check_face(self.rgb)
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + _CASCADE_FILE)  # type: ignore[attr-defined]
+        grey = cv2.equalizeHist(cv2.cvtColor(self.rgb, cv2.COLOR_RGB2GRAY))
+        side = max(24, int(min(grey.shape) * 0.08))
+        rects, _levels, weights = cascade.detectMultiScale3(
+            grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side), outputRejectLevels=True
+        )
+        x, y, w, h = self.box
+        for (rx, ry, rw, _height), weight in zip(rects, weights, strict=False):
+            if abs(int(rx) - x) <= w // 4 and abs(int(ry) - y) <= h // 4 and abs(int(rw) - w) <= w // 4:
+                self.strength = max(self.strength, 1.0 - math.exp(-max(0.0, float(weight)) / DETECTION_WEIGHT_SCALE))
 
     def _patch(self, image: NDArray[Any], fx0: float, fy0: float, fx1: float, fy1: float) -> NDArray[Any]:
         x, y, w, h = self.box
@@ -193,8 +220,10 @@ class _Face:
         rgb = np.concatenate([self._patch(self.rgb, *p) for p in patches])
         cr_cb = np.concatenate([self._patch(ycc, *p) for p in patches])[:, 1:]
         skinlike = (cr_cb[:, 0] >= 133) & (cr_cb[:, 0] <= 173) & (cr_cb[:, 1] >= 77) & (cr_cb[:, 1] <= 127)
+        self.skin_share = float(skinlike.mean()) if skinlike.size else 0.0
         if skinlike.sum() >= max(10, lab.shape[0] // 10):  # else trust the box (odd lighting)
             lab, rgb = lab[skinlike], rgb[skinlike]
+        self.skin_pixels = int(lab.shape[0])
         lightness, a, b = (float(v) for v in np.median(lab, axis=0))
         self.skin = SkinColour(lightness, a, b)
         self.skin_rgb = np.median(rgb, axis=0).astype(np.float32) / 255.0
@@ -216,13 +245,54 @@ class _Face:
             centre = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         face = labels == centre
 
+        measured = 0
+
         def width(fraction: float) -> float:
+            nonlocal measured
             row = face[min(face.shape[0] - 1, y - y0 + int(fraction * h))]
             filled = np.flatnonzero(row)
+            measured += bool(filled.size)
             return float(filled[-1] - filled[0] + 1) if filled.size else float(w) * 0.8
 
-        forehead, cheeks, jaw = width(0.18), width(0.45), width(0.85)
-        return shape_of(forehead, max(cheeks, 1.0), jaw, 1.3 * h)
+        forehead, cheeks, jaw = width(0.18), max(width(0.45), 1.0), width(0.85)
+        self.widths, self.widths_measured = (forehead, cheeks, jaw), measured
+        return shape_of(forehead, cheeks, jaw, 1.3 * h)
+
+    def features(self) -> dict[str, Any]:
+        """The proportions the width profile gives; eyes, brows and lips are not measured."""
+        forehead, cheeks, jaw = self.widths
+        return {
+            "eye_shape": None, "eye_spacing": None, "brow_shape": None, "lip_fullness": None,
+            "forehead": width_class(forehead / cheeks), "jaw": width_class(jaw / cheeks),
+            "forehead_ratio": round(forehead / cheeks, 2), "jaw_ratio": round(jaw / cheeks, 2),
+            "length_ratio": round(1.3 * self.box[3] / cheeks, 2),
+        }
+
+    def confidence(self) -> dict[str, dict[str, Any]]:
+        """Per field: how far the measurement can be trusted, and what was measured."""
+        # Shape: the detection, and how many of the three width rows found the skin mask;
+        # capped because the face length is an average factor, not a measured chin.
+        shape = 0.7 * self.strength * (0.4 + 0.2 * self.widths_measured)
+        # Colour: the detection and the share of skin-like cheek pixels; capped because the
+        # photo's white balance shifts every colour (no colour constancy).
+        tone = 0.8 * self.strength * (0.5 + 0.5 * self.skin_share)
+        # Undertone: as the tone, less when the hue sits near a class boundary (45°, 58°).
+        margin = min(abs(self.skin.hue - 45.0), abs(self.skin.hue - 58.0))
+        under = tone * (0.6 + 0.4 * min(1.0, margin / 10.0)) * 0.85
+        return {
+            "face_shape": {"value": _unit(shape), "reason": _(
+                "Measured from the widths of forehead, cheekbones and jaw in the detected face ({rows} of 3 rows "
+                "found); the face length is estimated from the face box, not measured."
+            ).format(rows=self.widths_measured)},
+            "tone": {"value": _unit(tone), "reason": _(
+                "Measured on {pixels} skin pixels of both cheeks (ITA {ita}°); the light and white balance of the "
+                "photo shift it."
+            ).format(pixels=self.skin_pixels, ita=f"{self.skin.ita:.0f}")},
+            "undertone": {"value": _unit(under), "reason": _(
+                "From the hue angle of the cheeks ({hue}°: up to 45° reads cool, from 58° warm); a coloured light "
+                "changes it."
+            ).format(hue=f"{self.skin.hue:.0f}")},
+        }
 
 
 class LocalAnalyzer:
@@ -249,14 +319,15 @@ class LocalAnalyzer:
         await _emit(on_partial, partial, {"skin": skin})
         async with self._cpu:
             shape = await asyncio.to_thread(face.measure_shape)
-        await _emit(on_partial, partial, {"face_shape": shape})
+        await _emit(on_partial, partial, {"face_shape": shape, "features": face.features()})
         recs = [_translated(r) for r in (*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]])]
         summary = _("{shape} face, {tone} skin, {undertone} undertone (ITA {ita}°, hue {hue}°), measured locally.").format(
             shape=i18n.label("face_shape", shape).lower(), tone=i18n.label("tone", skin["tone"]).lower(),
             undertone=i18n.label("undertone", skin["undertone"]).lower(), ita=f"{face.skin.ita:.0f}", hue=f"{face.skin.hue:.0f}",
         )
         summary = summary[:1].upper() + summary[1:]
-        await _emit(on_partial, partial, {"recommendations": recs, "summary": summary})
+        confidence = face.confidence()
+        await _emit(on_partial, partial, {"recommendations": recs, "summary": summary, "confidence": confidence})
         return AnalyzerOutput(validate_result("facial", partial), self.model, {"measurements": _numbers(face)})
 
     async def chromatic(self, answers: Mapping[str, str], on_partial: PartialSink) -> AnalyzerOutput:
@@ -271,7 +342,10 @@ class LocalAnalyzer:
             "{subseason} from {count} answers (confidence {confidence}%).",
             est.answered,
         ).format(subseason=i18n.label("subseason", est.subseason), count=est.answered, confidence=round(est.confidence * 100))
-        await _emit(on_partial, partial, {"avoid": avoid, "summary": summary})
+        recs = [_translated(r) for r in (*rules.SEASON_RULES[est.season], *rules.METAL_RULES[est.undertone])]
+        await _emit(on_partial, partial, {
+            "avoid": avoid, "summary": summary, "recommendations": recs, "confidence": quiz.confidences(answers, est),
+        })
         return AnalyzerOutput(validate_result("chromatic", partial), self.model, {"confidence": est.confidence})
 
 

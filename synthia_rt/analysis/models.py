@@ -27,6 +27,12 @@ Subseason = Literal[
 ]
 Contrast = Literal["low", "medium", "high"]
 RecommendationCategory = Literal["hairstyle", "eyewear", "makeup", "colors", "accessories"]
+ChromaticCategory = Literal["clothing", "makeup", "hair_color", "jewelry"]
+EyeShape = Literal["almond", "round", "hooded", "monolid", "upturned", "downturned"]
+EyeSpacing = Literal["close", "balanced", "wide"]
+BrowShape = Literal["straight", "soft_arch", "high_arch", "rounded", "angled"]
+LipFullness = Literal["thin", "medium", "full"]
+Width = Literal["narrow", "balanced", "wide"]  # a width relative to the cheekbones
 
 SUBSEASONS: dict[str, tuple[str, ...]] = {
     "spring": ("light_spring", "warm_spring", "clear_spring"),
@@ -67,6 +73,32 @@ class Recommendation(_Model):
     detail: str = ""
 
 
+class Confidence(_Model):
+    value: float = Field(ge=0, le=1, description="How sure the analysis is of this field, 0 to 1")
+    reason: str = Field(description="Why, in one sentence in the user's language")
+
+
+class FacialConfidence(_Model):
+    face_shape: Confidence
+    tone: Confidence
+    undertone: Confidence
+
+
+class FacialFeatures(_Model):
+    """What a stylist reads off a face besides its shape. Each field is null when the analyzer
+    could not judge it (the local analyzer measures proportions only)."""
+
+    eye_shape: EyeShape | None = None
+    eye_spacing: EyeSpacing | None = None
+    brow_shape: BrowShape | None = None
+    lip_fullness: LipFullness | None = None
+    forehead: Width | None = Field(default=None, description="Forehead width relative to the cheekbones")
+    jaw: Width | None = Field(default=None, description="Jaw width relative to the cheekbones")
+    forehead_ratio: float | None = Field(default=None, description="Forehead width / cheekbone width")
+    jaw_ratio: float | None = Field(default=None, description="Jaw width / cheekbone width")
+    length_ratio: float | None = Field(default=None, description="Face length / cheekbone width")
+
+
 class FacialResult(_Model):
     # Asked of the model: false (no human face in the photo) ends the analysis with
     # ``no_face_detected`` — never a result, never cached. Results cached before the field
@@ -76,6 +108,21 @@ class FacialResult(_Model):
     skin: Skin
     recommendations: list[Recommendation] = Field(min_length=1)
     summary: str = ""
+    # Added with prompt 2026-12-01.3: optional, so results cached before them stay valid.
+    confidence: FacialConfidence | None = None
+    features: FacialFeatures | None = None
+
+
+class ChromaticRecommendation(_Model):
+    category: ChromaticCategory
+    title: str
+    detail: str = ""
+
+
+class ChromaticConfidence(_Model):
+    season: Confidence = Field(description="Of the season and its subseason")
+    undertone: Confidence
+    contrast: Confidence
 
 
 class ChromaticResult(_Model):
@@ -86,6 +133,11 @@ class ChromaticResult(_Model):
     palette: list[Swatch] = Field(min_length=3, description="Colours that flatter")
     avoid: list[Swatch] = Field(default_factory=list, description="Colours to avoid")
     summary: str = ""
+    # Added with prompt 2026-12-01.3: optional, so results cached before them stay valid.
+    recommendations: list[ChromaticRecommendation] = Field(
+        default_factory=list, description="Clothing, makeup, hair colour and jewellery metals"
+    )
+    confidence: ChromaticConfidence | None = None
 
     @model_validator(mode="after")
     def _subseason_in_season(self) -> ChromaticResult:

@@ -158,6 +158,33 @@ def estimate(answers: Mapping[str, str]) -> Estimate:
     return Estimate(SEASON_OF[sub], sub, undertone, contrast, confidence, len(answers))
 
 
+AXES = (N_("warmth"), N_("depth"), N_("colour intensity"))  # the three axes as a reader names them
+
+
+def confidences(answers: Mapping[str, str], est: Estimate) -> dict[str, dict[str, object]]:
+    """Per field of the chromatic result: a 0–1 confidence and its reason, in the current locale."""
+    w, v, c = _axes(answers)
+    total = len(QUESTIONS)
+    deciding = max(range(3), key=lambda i: (abs(w), abs(v), abs(c))[i])
+    warmth_total = sum(1 for _, options in QUESTIONS.values() if any(e[0] for _, _, e in options))
+    warmth_answered = sum(1 for q in answers if any(e[0] for _, _, e in QUESTIONS[q][1]))
+    under = 0.2 + 0.75 * (warmth_answered / warmth_total) * min(1.0, 0.3 + abs(w))
+    if "contrast" in answers:
+        contrast, contrast_reason = 0.9, gettext("You described the contrast of your hair, skin and eyes yourself.")
+    else:
+        contrast = 0.2 + 0.5 * (len(answers) / total) * min(1.0, abs(c) / 0.6)
+        contrast_reason = gettext("Inferred from how clear or soft your colouring answers are; the contrast question was not answered.")
+    return {
+        "season": {"value": est.confidence, "reason": gettext(
+            "Scored from {count} of {total} answers, with {axis} as the deciding trait."
+        ).format(count=est.answered, total=total, axis=gettext(AXES[deciding]))},
+        "undertone": {"value": round(min(0.95, under), 2), "reason": gettext(
+            "From the {count} of {total} warmth questions you answered (veins, metals, hair, eyes and others)."
+        ).format(count=warmth_answered, total=warmth_total)},
+        "contrast": {"value": round(min(0.95, contrast), 2), "reason": contrast_reason},
+    }
+
+
 def describe(answers: Mapping[str, str]) -> dict[str, str]:
     """Answers as readable question text → option label (what a model is shown)."""
     out: dict[str, str] = {}

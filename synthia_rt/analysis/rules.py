@@ -85,3 +85,35 @@ PALETTES: dict[str, tuple[_P, _P]] = {
     "cool_winter": (_swatches(N_("Icy Blue"), "#D6ECEF", N_("Royal Blue"), "#4169E1", N_("Fuchsia"), "#FF00FF", N_("Pine Green"), "#01796F", N_("Pure White"), "#FFFFFF", N_("Charcoal"), "#36454F", N_("Cherry"), "#DE3163", N_("Amethyst"), "#9966CC"), _swatches(N_("Orange"), "#FF8C00", N_("Camel"), "#C19A6B", N_("Olive"), "#808000")),
     "clear_winter": (_swatches(N_("Hot Pink"), "#FF69B4", N_("Cobalt"), "#0047AB", N_("Emerald"), "#009B77", N_("Lemon"), "#FFF44F", N_("Pure White"), "#FFFFFF", N_("Black"), "#000000", N_("True Red"), "#BF0A30", N_("Violet"), "#8F00FF"), _swatches(N_("Dusty Rose"), "#DCAE96", N_("Khaki"), "#C3B091", N_("Muted Olive"), "#7C7A4D")),
 }
+
+# The chromatic result's recommendations: clothing, makeup and hair colour by season, the
+# jewellery metals by undertone.
+SEASON_RULES: dict[str, list[Rec]] = {
+    "spring": [
+        {"category": "clothing", "title": N_("Light, warm and clear"), "detail": N_("Coral, warm turquoise and camel; ivory instead of stark white.")},
+        {"category": "makeup", "title": N_("Fresh and peachy"), "detail": N_("Peach blush, golden-brown eyeliner and coral or warm pink lips.")},
+        {"category": "hair_color", "title": N_("Golden tones"), "detail": N_("Honey, strawberry blonde or light golden brown; avoid ash.")},
+    ],
+    "summer": [
+        {"category": "clothing", "title": N_("Soft and cool"), "detail": N_("Dusty blue, lavender, rose and soft grey; soft white instead of black.")},
+        {"category": "makeup", "title": N_("Rosy and muted"), "detail": N_("Rose blush, taupe or grey-brown eyeliner and berry or mauve lips.")},
+        {"category": "hair_color", "title": N_("Ash tones"), "detail": N_("Ash blonde, cool light brown or soft highlights; avoid brassy gold.")},
+    ],
+    "autumn": [
+        {"category": "clothing", "title": N_("Rich and earthy"), "detail": N_("Olive, rust, mustard, teal and chocolate; cream instead of white.")},
+        {"category": "makeup", "title": N_("Warm and bronzed"), "detail": N_("Bronzer, brown or olive eyeliner and brick or terracotta lips.")},
+        {"category": "hair_color", "title": N_("Copper and chestnut"), "detail": N_("Auburn, copper or warm chestnut; avoid flat ash or blue-black.")},
+    ],
+    "winter": [
+        {"category": "clothing", "title": N_("Clear and contrasted"), "detail": N_("Black and pure white, jewel tones like emerald, sapphire and true red.")},
+        {"category": "makeup", "title": N_("Defined and cool"), "detail": N_("Black or charcoal eyeliner, cool pink blush and red or fuchsia lips.")},
+        {"category": "hair_color", "title": N_("Deep cool tones"), "detail": N_("Espresso, blue-black or cool dark brown; avoid golden highlights.")},
+    ],
+}
+
+METAL_RULES: dict[str, list[Rec]] = {
+    "warm": [{"category": "jewelry", "title": N_("Yellow gold"), "detail": N_("Yellow gold, brass, copper and bronze.")}],
+    "cool": [{"category": "jewelry", "title": N_("Silver and platinum"), "detail": N_("Silver, platinum and white gold.")}],
+    "neutral": [{"category": "jewelry", "title": N_("Any metal"), "detail": N_("Gold and silver both work; rose gold bridges them.")}],
+    "olive": [{"category": "jewelry", "title": N_("Antique metals"), "detail": N_("Antique gold, bronze and brushed silver rather than bright metals.")}],
+}

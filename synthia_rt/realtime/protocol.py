@@ -13,9 +13,18 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    model_validator,
+)
 
 from synthia_rt import i18n
+from synthia_rt.analysis.models import ChromaticResult, FacialResult
 from synthia_rt.errors import AppError, ErrorCode
 
 SUBPROTOCOL = "synthia.v1"
@@ -265,11 +274,32 @@ class AnalysisPartial(ChannelEvent):
     partial: dict[str, Any]
 
 
+def _result_object(value: Any) -> dict[str, Any]:
+    # Results passed validate_result when they were made; cached and stored ones are served
+    # as written (fields added later stay absent), so only the shape is checked here.
+    if not isinstance(value, dict):
+        raise ValueError("result must be an object")
+    return value
+
+
+def _one_of(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = schema.pop("anyOf")
+    schema["description"] = "FacialResult when kind is facial, ChromaticResult when kind is chromatic"
+
+
+# Documented per kind (the event's ``kind`` tells which), carried as the plain object.
+ResultPayload = Annotated[
+    dict[str, Any],
+    PlainValidator(_result_object, json_schema_input_type=FacialResult | ChromaticResult),
+    Field(json_schema_extra=_one_of),
+]
+
+
 class AnalysisResult(ChannelEvent):
     event: Literal["analysis.result"] = "analysis.result"
     analysis_id: str
     kind: Literal["facial", "chromatic"]
-    result: dict[str, Any]
+    result: ResultPayload
     # The result's raw keys (English identifiers) as words in the reader's language.
     labels: dict[str, Any] = Field(default_factory=dict)
     cached: bool

@@ -21,3 +21,18 @@ def test_every_command_is_a_message() -> None:
         message = doc["components"]["messages"][f"cmd_{op.replace('.', '_')}"]
         assert message["payload"]["properties"]["op"] == {"const": op}
         assert "id" in message["payload"]["required"]
+
+
+def test_analysis_result_is_typed_per_kind() -> None:
+    from tests.analysis_support import CHROMATIC_RESULT, FACIAL_RESULT
+
+    doc = build()
+    schemas = doc["components"]["schemas"]
+    result = doc["components"]["messages"]["AnalysisResult"]["payload"]["properties"]["result"]
+    assert result["oneOf"] == [{"$ref": "#/components/schemas/FacialResult"}, {"$ref": "#/components/schemas/ChromaticResult"}]
+    facial, chromatic = schemas["FacialResult"]["properties"], schemas["ChromaticResult"]["properties"]
+    assert {"confidence", "features"} <= set(facial) and {"confidence", "recommendations"} <= set(chromatic)
+    assert schemas["Confidence"]["properties"]["value"] == {
+        "description": "How sure the analysis is of this field, 0 to 1", "maximum": 1, "minimum": 0,
+        "title": "Value", "type": "number"}
+    assert set(FACIAL_RESULT) <= set(facial) and set(CHROMATIC_RESULT) <= set(chromatic)

@@ -9,12 +9,82 @@ export interface CacheRatio {
   ops: number;
 }
 
+export interface ChromaticConfidence {
+  contrast: Confidence;
+  /** Of the season and its subseason */
+  season: Confidence;
+  undertone: Confidence;
+}
+
+export interface ChromaticRecommendation {
+  category: "clothing" | "makeup" | "hair_color" | "jewelry";
+  detail?: string;
+  title: string;
+}
+
+export interface ChromaticResult {
+  /** Colours to avoid */
+  avoid?: Array<Swatch>;
+  confidence?: ChromaticConfidence | null;
+  contrast: "low" | "medium" | "high";
+  /** Colours that flatter */
+  palette: Array<Swatch>;
+  /** Clothing, makeup, hair colour and jewellery metals */
+  recommendations?: Array<ChromaticRecommendation>;
+  season: "spring" | "summer" | "autumn" | "winter";
+  subseason: "light_spring" | "warm_spring" | "clear_spring" | "light_summer" | "cool_summer" | "soft_summer" | "soft_autumn" | "warm_autumn" | "deep_autumn" | "deep_winter" | "cool_winter" | "clear_winter";
+  summary?: string;
+  undertone: "warm" | "cool" | "neutral" | "olive";
+}
+
+export interface Confidence {
+  /** Why, in one sentence in the user's language */
+  reason: string;
+  /** How sure the analysis is of this field, 0 to 1 */
+  value: number;
+}
+
 export interface ErrorBody {
   code: string;
   field?: string | null;
   message: string;
   retry_after?: number | null;
   temporary: boolean;
+}
+
+export interface FacialConfidence {
+  face_shape: Confidence;
+  tone: Confidence;
+  undertone: Confidence;
+}
+
+/** What a stylist reads off a face besides its shape. Each field is null when the analyzer could not judge it (the local analyzer measures proportions only). */
+export interface FacialFeatures {
+  brow_shape?: "straight" | "soft_arch" | "high_arch" | "rounded" | "angled" | null;
+  eye_shape?: "almond" | "round" | "hooded" | "monolid" | "upturned" | "downturned" | null;
+  eye_spacing?: "close" | "balanced" | "wide" | null;
+  /** Forehead width relative to the cheekbones */
+  forehead?: "narrow" | "balanced" | "wide" | null;
+  /** Forehead width / cheekbone width */
+  forehead_ratio?: number | null;
+  /** Jaw width relative to the cheekbones */
+  jaw?: "narrow" | "balanced" | "wide" | null;
+  /** Jaw width / cheekbone width */
+  jaw_ratio?: number | null;
+  /** Face length / cheekbone width */
+  length_ratio?: number | null;
+  lip_fullness?: "thin" | "medium" | "full" | null;
+}
+
+export interface FacialResult {
+  confidence?: FacialConfidence | null;
+  /** Whether the photo shows a human face */
+  face_found?: boolean;
+  face_shape: "oval" | "round" | "square" | "heart" | "diamond" | "oblong" | "triangle";
+  features?: FacialFeatures | null;
+  recommendations: Array<Recommendation>;
+  skin: Skin;
+  summary?: string;
 }
 
 export interface Limits {
@@ -29,9 +99,30 @@ export interface Percentiles {
   p95: number | null;
 }
 
+export interface Recommendation {
+  category: "hairstyle" | "eyewear" | "makeup" | "colors" | "accessories";
+  detail?: string;
+  title: string;
+}
+
 export interface Since {
   epoch: string;
   offset: number;
+}
+
+export interface Skin {
+  /** Representative skin colour #RRGGBB */
+  hex?: string | null;
+  /** Lightness class (ITA° scale) */
+  tone: "very_light" | "light" | "intermediate" | "tan" | "brown" | "dark";
+  undertone: "warm" | "cool" | "neutral" | "olive";
+}
+
+export interface Swatch {
+  /** sRGB colour as #RRGGBB */
+  hex: string;
+  /** Colour name, e.g. 'Terracotta' */
+  name: string;
 }
 
 export interface AnalysisErrorEvent {
@@ -86,9 +177,8 @@ export interface AnalysisResultEvent {
   };
   model: string;
   offset: number;
-  result: {
-    [key: string]: unknown;
-  };
+  /** FacialResult when kind is facial, ChromaticResult when kind is chromatic */
+  result: FacialResult | ChromaticResult;
   usage: {
     [key: string]: unknown;
   };

@@ -1,8 +1,10 @@
 """One handler per op: the whole of protocol section 3, in one readable table.
 
-A handler returns the reply's fields (the session wraps them in ``{"id", "ok": true}``), or,
-for the ops that join a channel, the session's :class:`~synthia_rt.realtime.session.Joined`:
-its reply is sent first, then the events the client missed.
+A handler returns the op's reply model (``protocol.REPLIES[op]``; the session wraps its fields in
+``{"id", "ok": true}``), or, for the ops that join a channel, the session's
+:class:`~synthia_rt.realtime.session.Joined` holding that model: its reply is sent first, then the
+events the client missed. :func:`dispatch` refuses any other reply type, so the reply schemas in
+docs/asyncapi.json are the replies sent.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from synthia_rt.analysis.service import AnalysisService
     from synthia_rt.realtime.session import Joined, Session
 
-Reply: TypeAlias = "dict[str, Any] | Joined"
+Reply: TypeAlias = "p.CommandReply | Joined"
 Handler = Callable[["Session", Any], Awaitable[Reply]]
 
 
@@ -54,21 +56,21 @@ async def _per_user(session: Session, limit: str, scope: str) -> None:
         raise
 
 
-def _replying(joined: Joined, fields: dict[str, Any]) -> Joined:
+def _replying(joined: Joined, reply: p.CommandReply) -> Joined:
     """``joined`` answering with the op's own reply instead of the channel position."""
-    return dataclasses.replace(joined, fields=fields)
+    return dataclasses.replace(joined, fields=reply)
 
 
-async def ping(session: Session, cmd: p.Ping) -> dict[str, Any]:
-    return {"ts": time.time()}
+async def ping(session: Session, cmd: p.Ping) -> p.PingReply:
+    return p.PingReply(ts=time.time())
 
 
-async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> dict[str, Any]:
+async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> p.AuthRefreshReply:
     principal = await session.runtime.need_tokens().verify_access(cmd.token)
     if principal.user_id != session.principal.user_id:
         raise AppError(ErrorCode.TOKEN_INVALID, "the token belongs to another user")
     session.refresh(principal)
-    return {"expires_in": max(0, int(principal.expires_at - time.time()))}
+    return p.AuthRefreshReply(expires_in=max(0, int(principal.expires_at - time.time())))
 
 
 async def subscribe(session: Session, cmd: p.Subscribe) -> Joined:
@@ -78,13 +80,13 @@ async def subscribe(session: Session, cmd: p.Subscribe) -> Joined:
     return await session.subscribe(channel, since)
 
 
-async def unsubscribe(session: Session, cmd: p.Unsubscribe) -> dict[str, Any]:
+async def unsubscribe(session: Session, cmd: p.Unsubscribe) -> p.UnsubscribeReply:
     await session.unsubscribe(cmd.channel)
-    return {}
+    return p.UnsubscribeReply()
 
 
 async def analysis_start(session: Session, cmd: p.AnalysisStart) -> Joined:
-    reply = await _analysis(session).start_analysis(
+    started = await _analysis(session).start_analysis(
         session.principal,
         kind=cmd.kind,
         content_type=cmd.content_type,
@@ -92,34 +94,37 @@ async def analysis_start(session: Session, cmd: p.AnalysisStart) -> Joined:
         sha256=cmd.sha256,
         file_id=cmd.file_id,
     )
-    return _replying(await session.subscribe(reply["channel"], None, from_start=True), reply)
+    reply = p.AnalysisStartReply.model_validate(started)
+    return _replying(await session.subscribe(reply.channel, None, from_start=True), reply)
 
 
-async def upload_status(session: Session, cmd: p.UploadStatus) -> dict[str, Any]:
-    return await _analysis(session).upload_status(session.principal, uuid.UUID(cmd.analysis_id))
+async def upload_status(session: Session, cmd: p.UploadStatus) -> p.UploadStatusReply:
+    status = await _analysis(session).upload_status(session.principal, uuid.UUID(cmd.analysis_id))
+    return p.UploadStatusReply.model_validate(status)
 
 
-async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> dict[str, Any]:
+async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> p.AnalysisCancelReply:
     await _analysis(session).cancel(session.principal, uuid.UUID(cmd.analysis_id))
-    return {}
+    return p.AnalysisCancelReply()
 
 
 async def quiz_start(session: Session, cmd: p.QuizStart) -> Joined:
     await _per_user(session, session.settings.quiz_start_limit, "quiz.start")
-    reply = await _analysis(session).quiz_start(session.principal, cmd.locale)
-    channel = analysis_channel(str(reply["quiz_id"]))
+    reply = p.QuizStartReply.model_validate(await _analysis(session).quiz_start(session.principal, cmd.locale))
+    channel = analysis_channel(reply.quiz_id)
     return _replying(await session.subscribe(channel, None, from_start=True), reply)
 
 
-async def quiz_answer(session: Session, cmd: p.QuizAnswer) -> dict[str, Any]:
-    return await _analysis(session).quiz_answer(session.principal, cmd.quiz_id, cmd.question, cmd.answer)
+async def quiz_answer(session: Session, cmd: p.QuizAnswer) -> p.QuizAnswerReply:
+    answered = await _analysis(session).quiz_answer(session.principal, cmd.quiz_id, cmd.question, cmd.answer)
+    return p.QuizAnswerReply.model_validate(answered)
 
 
 async def quiz_submit(session: Session, cmd: p.QuizSubmit) -> Reply:
-    reply = await _analysis(session).quiz_submit(session.principal, cmd.quiz_id)
-    if reply["channel"] in session.subscribed_channels():
+    reply = p.QuizSubmitReply.model_validate(await _analysis(session).quiz_submit(session.principal, cmd.quiz_id))
+    if reply.channel in session.subscribed_channels():
         return reply
-    return _replying(await session.subscribe(reply["channel"], None, from_start=True), reply)
+    return _replying(await session.subscribe(reply.channel, None, from_start=True), reply)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -138,4 +143,8 @@ assert set(HANDLERS) == set(p.COMMANDS), "every op in the protocol has exactly o
 
 
 async def dispatch(session: Session, command: p.Command) -> Reply:
-    return await HANDLERS[command.op](session, command)
+    reply = await HANDLERS[command.op](session, command)
+    fields = reply if isinstance(reply, p.CommandReply) else reply.fields
+    if type(fields) is not p.REPLIES[command.op]:  # never send a reply its schema does not describe
+        raise TypeError(f"{command.op} replied with {type(fields).__name__}, not {p.REPLIES[command.op].__name__}")
+    return reply

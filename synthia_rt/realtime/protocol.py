@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from synthia_rt import i18n
 from synthia_rt.analysis.models import ChromaticResult, FacialResult
@@ -188,9 +189,137 @@ def encode_chunk(analysis_id: uuid.UUID, offset: int, payload: bytes) -> bytes:
     return CHUNK_HEADER.pack(analysis_id.bytes, offset) + payload
 
 
-# --- replies and events (server → client) -----------------------------------------------------
-def ok_reply(command_id: int, fields: dict[str, Any] | None = None) -> bytes:
-    return orjson.dumps({"id": command_id, "ok": True, **(fields or {})})
+# --- replies (server → client): one model per op, protocol section 3 ---------------------------
+def optional_off_the_wire(schema: dict[str, Any]) -> None:
+    """JSON Schema of a model whose ``X | SkipJsonSchema[None] = None`` fields are left off the
+    wire when None: optional (not required) and never null, so no ``"default": null`` either."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None and "anyOf" not in prop:
+            del prop["default"]
+
+
+def _out_schema(schema: dict[str, Any]) -> None:
+    # The published schema does not forbid extra fields: clients must accept a server that grows.
+    schema.pop("additionalProperties", None)
+    optional_off_the_wire(schema)
+
+
+class _Out(BaseModel):
+    # Built by the server: strict, and an unknown field is a bug (never silently sent or dropped).
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, json_schema_extra=_out_schema)
+
+
+class CommandReply(_Out):
+    """The fields of one op's success reply (the session adds ``id`` and ``ok: true``).
+
+    Handlers build these (validated, strict), so what is sent is exactly what docs/asyncapi.json
+    documents as the op's ``reply``. An optional field left out (``None``) stays off the wire."""
+
+    op: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class PingReply(CommandReply):
+    op: ClassVar[str] = "ping"
+    ts: float = Field(description="the server's clock, unix seconds")
+
+
+class AuthRefreshReply(CommandReply):
+    op: ClassVar[str] = "auth.refresh"
+    expires_in: int = Field(description="seconds until the new token expires")
+
+
+class SubscribeReply(CommandReply):
+    """Where the channel stands (section 3, subscribe semantics); replayed events follow it."""
+
+    op: ClassVar[str] = "subscribe"
+    offset: int
+    epoch: str
+    recovered: bool
+
+
+class UnsubscribeReply(CommandReply):
+    op: ClassVar[str] = "unsubscribe"
+
+
+class UploadSlot(_Out):
+    offset: int = Field(description="the byte offset the first chunk starts at")
+    max_chunk_bytes: int
+
+
+class AnalysisStartReply(CommandReply):
+    """``upload`` when the image bytes are to be sent; ``cached`` without ``upload`` when the result
+    was cached (or the bytes came from ``file_id``)."""
+
+    op: ClassVar[str] = "analysis.start"
+    analysis_id: str
+    channel: str
+    upload: UploadSlot | SkipJsonSchema[None] = None
+    cached: bool | SkipJsonSchema[None] = None
+
+
+class UploadStatusReply(CommandReply):
+    op: ClassVar[str] = "upload.status"
+    offset: int = Field(description="bytes durably stored (the byte offset to resume from)")
+    size: int
+
+
+class AnalysisCancelReply(CommandReply):
+    op: ClassVar[str] = "analysis.cancel"
+
+
+class QuizOption(_Out):
+    id: str
+    label: str
+
+
+class QuizQuestion(_Out):
+    id: str
+    text: str
+    options: list[QuizOption]
+
+
+class QuizStartReply(CommandReply):
+    op: ClassVar[str] = "quiz.start"
+    quiz_id: str
+    questions: list[QuizQuestion]
+
+
+class QuizAnswerReply(CommandReply):
+    op: ClassVar[str] = "quiz.answer"
+    answered: int
+    remaining: int
+
+
+class QuizSubmitReply(CommandReply):
+    op: ClassVar[str] = "quiz.submit"
+    analysis_id: str
+    channel: str
+    cached: bool
+
+
+REPLIES: dict[str, type[CommandReply]] = {
+    cls.op: cls
+    for cls in (
+        PingReply,
+        AuthRefreshReply,
+        SubscribeReply,
+        UnsubscribeReply,
+        AnalysisStartReply,
+        UploadStatusReply,
+        AnalysisCancelReply,
+        QuizStartReply,
+        QuizAnswerReply,
+        QuizSubmitReply,
+    )
+}
+assert set(REPLIES) == set(COMMANDS), "every op has exactly one reply model"
+
+
+def ok_reply(command_id: int, reply: CommandReply) -> bytes:
+    return orjson.dumps({"id": command_id, "ok": True, **reply.fields()})
 
 
 def error_reply(command_id: int | None, error: AppError, locale: str | None = None) -> bytes:
@@ -199,15 +328,12 @@ def error_reply(command_id: int | None, error: AppError, locale: str | None = No
     return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict(locale or i18n.current())})
 
 
-def direct_event(event: str | ChannelEvent, payload: dict[str, Any] | None = None, *, channel: str | None = None) -> bytes:
-    """An event for one socket only, outside any channel's sequence (no ``offset``): a name and
-    its fields, or a typed event (``channel`` names the channel it is about, if any)."""
-    if isinstance(event, ChannelEvent):
-        name, fields = event.event, event.payload()
-    else:
-        name, fields = event, payload or {}
-    head = {"event": name} if channel is None else {"event": name, "channel": channel}
-    return orjson.dumps({**head, **fields})
+def direct_event(event: ChannelEvent, *, channel: str | None = None) -> bytes:
+    """A channel event's model sent to one socket only, outside any channel's sequence: no
+    ``offset``/``epoch`` (a refused upload chunk's ``analysis.error``; with ``channel``, the final
+    event re-sent on subscribe). Documented as the ``…Direct`` messages in docs/asyncapi.json."""
+    head = {"event": event.event} if channel is None else {"event": event.event, "channel": channel}
+    return orjson.dumps({**head, **event.payload()})
 
 
 class Limits(_Model):
@@ -228,6 +354,18 @@ class SessionReady(_Model):
 class SessionExpiring(_Model):
     event: Literal["session.expiring"] = "session.expiring"
     expires_in: int
+
+
+class UploadProgress(_Model):
+    """Direct event to the uploading socket after each accepted chunk (section 4).
+
+    Not a channel event: ``offset`` is the upload's byte offset, not a channel sequence offset,
+    and there is no ``channel``/``epoch``."""
+
+    event: Literal["upload.progress"] = "upload.progress"
+    analysis_id: str
+    offset: int = Field(description="bytes durably stored: the byte offset the next chunk starts at")
+    size: int
 
 
 class ChannelReset(_Model):

@@ -15,7 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket
 
@@ -77,7 +77,7 @@ class Joined:
     """A subscription ready to go live: the dispatcher sends ``fields`` as the ok reply, then
     calls ``go_live`` (the replay, the buffered live events, the channel's final event)."""
 
-    fields: dict[str, Any]
+    fields: p.CommandReply
     go_live: Callable[[], None]
 
 
@@ -380,7 +380,7 @@ class Session:
                 raise AppError(ErrorCode.BAD_CHUNK, "uploads are not available")
             progress = await analysis.upload_chunk(self.principal, analysis_id, offset, payload)
             self._strikes = 0
-            self.send(p.direct_event("upload.progress", progress))
+            self.send(p.UploadProgress.model_validate(progress).model_dump_json())
         except AppError as error:
             self.send(p.direct_event(p.AnalysisError.of(str(analysis_id) if analysis_id else None, error, self.locale)))
             if not error.temporary:
@@ -432,8 +432,7 @@ class Session:
             if final is not None:
                 self.send(p.direct_event(final, channel=channel))
 
-        fields = {"offset": position.offset, "epoch": position.epoch, "recovered": recovered}
-        return Joined(fields, go_live)
+        return Joined(p.SubscribeReply(offset=position.offset, epoch=position.epoch, recovered=recovered), go_live)
 
     def _replay(
         self, channel: str, sub: _Subscription, since: Position | None, position: Position, recovered: bool,

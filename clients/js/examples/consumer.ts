@@ -1,6 +1,6 @@
 // A small consumer of the published package, type-checked with `tsc --strict --noEmit` by
 // test/package.test.mjs against the packed tarball's .d.ts (not the sources).
-import { connect, SynthiaError, type AnalysisResultEvent, type ServerErrorCode } from "synthia-client";
+import { connect, SynthiaError, type AnalysisOutcome, type ServerErrorCode } from "synthia-client";
 import WebSocket from "ws";
 
 export async function main(token: string): Promise<string | undefined> {
@@ -16,7 +16,7 @@ export async function main(token: string): Promise<string | undefined> {
   const submitted = await quiz.submit();
   console.log(submitted.channel.startsWith("analysis:"));
   try {
-    const result: AnalysisResultEvent = await client.analyzeImage(new Uint8Array([1, 2, 3]), {
+    const result: AnalysisOutcome = await client.analyzeImage(new Uint8Array([1, 2, 3]), {
       contentType: "image/jpeg",
       onProgress: (sent, size) => console.log(sent / size),
       onPartial: (partial) => console.log(partial),

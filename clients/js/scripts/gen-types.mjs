@@ -2,6 +2,9 @@
 // Generates src/protocol.gen.ts from docs/asyncapi.json (itself generated from the server's
 // pydantic models by `python -m synthia_rt.cli asyncapi`). One source of truth: never edit the
 // output by hand. `node scripts/gen-types.mjs --check` exits 1 when the committed file drifts.
+// Command fields come from the `cmd_*` messages, each op's success reply from its `send`
+// operation's AsyncAPI 3 `reply`, events from the messages with an `event` const (one event name
+// may have several shapes, e.g. `analysis.error` on a channel and sent directly: a union).
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,6 +16,7 @@ export const OUTPUT = resolve(here, "../src/protocol.gen.ts");
 const typeName = (ref) => ref.split("/").pop();
 const key = (name) => (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? name : JSON.stringify(name));
 const decl = (name, body) => (body.startsWith("{") ? `export interface ${name} ${body}` : `export type ${name} = ${body};`);
+const pascal = (op) => op.split(/[._]/).map((p) => p[0].toUpperCase() + p.slice(1)).join("");
 const indent = (text, by = "  ") => text.split("\n").map((l) => (l ? by + l : l)).join("\n");
 
 function doc(schema) {
@@ -85,38 +89,61 @@ export function generate(spec) {
     out.push(`${doc(schema)}${decl(name, objectType(schema))}`, "");
   }
 
-  const events = [];
+  const events = new Map(); // event name -> interface names
   const commands = [];
   for (const [name, message] of Object.entries(messages).sort(([a], [b]) => a.localeCompare(b))) {
     const payload = message.payload ?? {};
     const eventName = payload.properties?.event?.const;
     if (eventName) {
       // `event` is the discriminant: always on the wire, even where pydantic gave it a default.
-      out.push(`${doc(payload)}${decl(`${name}Event`, objectType(payload, ["event"]))}`, "");
-      events.push([eventName, `${name}Event`]);
+      const delivery = message["x-delivery"] ? ` (${message["x-delivery"]} event)` : "";
+      const summary = doc(payload) || (delivery ? `/** \`${eventName}\`${delivery} */\n` : "");
+      out.push(`${summary}${decl(`${name}Event`, objectType(payload, ["event"]))}`, "");
+      events.set(eventName, [...(events.get(eventName) ?? []), `${name}Event`]);
     } else if (name.startsWith("cmd_")) {
       const op = payload.properties?.op?.const ?? message.name;
       const fields = { ...payload, properties: { ...payload.properties } };
       delete fields.properties.id;
       delete fields.properties.op;
       fields.required = (payload.required ?? []).filter((r) => r !== "id" && r !== "op");
-      const iface = `${message.name.split(/[._]/).map((p) => p[0].toUpperCase() + p.slice(1)).join("")}Command`;
+      const iface = `${pascal(message.name)}Command`;
       out.push(`/** Fields of the \`${op}\` command (\`id\` and \`op\` are added by the client). */`);
       out.push(decl(iface, objectType(fields)), "");
       commands.push([op, iface]);
-    } else if (name === "Reply") {
-      out.push(`${doc(payload)}${decl("ReplyFrame", objectType(payload))}`, "");
     }
   }
 
-  out.push("/** Every server event, by its `event` name. */", "export interface ServerEventMap {");
-  for (const [event, iface] of events) out.push(`  ${key(event)}: ${iface};`);
+  // Replies: each command's `send` operation names its replies; the one with `ok: true` is the
+  // op's success reply, the other the shared error reply.
+  const byRef = (ref) => messages[typeName(ref)] ?? {};
+  const replies = [];
+  let errorReply = null;
+  for (const [, operation] of Object.entries(spec.operations ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+    if (operation.action !== "send" || !operation.reply) continue;
+    const op = operation.messages?.map((m) => byRef(m.$ref).payload?.properties?.op?.const).find(Boolean);
+    if (!op) continue;
+    for (const ref of operation.reply.messages ?? []) {
+      const payload = byRef(ref.$ref).payload ?? {};
+      if (payload.properties?.ok?.const === true) {
+        const iface = `${pascal(op)}Reply`;
+        out.push(`${doc(payload) || `/** The success reply to \`${op}\`. */\n`}${decl(iface, objectType(payload))}`, "");
+        replies.push([op, iface]);
+      } else if (payload.properties?.ok?.const === false && !errorReply) {
+        errorReply = "ErrorReplyFrame";
+        out.push(`${doc(payload)}${decl(errorReply, objectType(payload))}`, "");
+      }
+    }
+  }
+
+  out.push("/** Every server event, by its `event` name (a union where it has direct and channel shapes). */");
+  out.push("export interface ServerEventMap {");
+  for (const [event, ifaces] of events) out.push(`  ${key(event)}: ${ifaces.join(" | ")};`);
   out.push("}", "", "export type ServerEventName = keyof ServerEventMap;", "");
   out.push("/** Every server event as a discriminated union on `event`. */");
   out.push(`export type ServerEvent = ServerEventMap[ServerEventName];`, "");
   out.push(
     "export const SERVER_EVENTS = [",
-    ...events.map(([event]) => `  ${JSON.stringify(event)},`),
+    ...[...events.keys()].map((event) => `  ${JSON.stringify(event)},`),
     "] as const satisfies readonly ServerEventName[];",
     "",
   );
@@ -130,6 +157,14 @@ export function generate(spec) {
     "] as const satisfies readonly CommandName[];",
     "",
   );
+
+  out.push("/** Every command's success reply, by `op` (from each operation's `reply`). */", "export interface ReplyMap {");
+  for (const [op, iface] of replies) out.push(`  ${key(op)}: ${iface};`);
+  out.push("}", "");
+  const missing = commands.filter(([op]) => !replies.some(([r]) => r === op)).map(([op]) => op);
+  if (missing.length) throw new Error(`asyncapi.json documents no reply for: ${missing.join(", ")}`);
+  out.push("/** Any reply frame: an op's success reply or the error reply. */");
+  out.push(`export type ReplyFrame = ReplyMap[CommandName]${errorReply ? ` | ${errorReply}` : ""};`, "");
 
   const closeCodes = spec.components?.["x-close-codes"] ?? {};
   out.push("/** WebSocket close codes of synthia.v1 (protocol §7). */", "export const CloseCode = {");

@@ -2,21 +2,25 @@
 // No runtime dependencies: browsers use their WebSocket; Node >= 20 takes globalThis.WebSocket
 // or a `WebSocket` option (e.g. the `ws` package). Docs: docs/client.md (= README.md).
 import type {
-  AnalysisErrorEvent,
   AnalysisPartialEvent,
-  AnalysisResultEvent,
+  AnalysisStartReply,
   CommandMap,
   CommandName,
   ErrorBody,
+  QuizQuestion,
+  ReplyMap,
   ServerEvent,
   ServerEventMap,
   SessionReadyEvent,
   Since,
 } from "./protocol.gen.js";
-import type { AnalysisStartReply, QuizQuestion, ReplyMap } from "./replies.js";
 
 export * from "./protocol.gen.js";
-export type * from "./replies.js";
+
+/** `analysis.result` as it can reach the client: on its channel, or re-sent directly from the
+ * database on subscribe (no `offset`/`epoch`: a direct event is outside the channel's sequence). */
+export type AnalysisOutcome = ServerEventMap["analysis.result"];
+type AnalysisFailure = ServerEventMap["analysis.error"];
 
 export const SUBPROTOCOL = "synthia.v1";
 export const STAGES = ["uploading", "validating", "queued", "analyzing", "persisting", "done"] as const;
@@ -597,19 +601,19 @@ export class SynthiaClient {
    * `analysis.result` event, rejects with SynthiaError on `analysis.error`. `onPartial` gets the
    * best parse so far as it streams; aborting `signal` sends `analysis.cancel`.
    */
-  async analyzeImage(input: Blob | ArrayBuffer | Uint8Array, options: AnalyzeOptions = {}): Promise<AnalysisResultEvent> {
+  async analyzeImage(input: Blob | ArrayBuffer | Uint8Array, options: AnalyzeOptions = {}): Promise<AnalysisOutcome> {
     const { onPartial = null, signal = null, timeout = 300000 } = options;
     let analysisId: string | null = null;
-    const early: Array<AnalysisResultEvent | AnalysisErrorEvent | AnalysisPartialEvent> = [];
-    let settle: ((e: AnalysisResultEvent | AnalysisErrorEvent | AnalysisPartialEvent) => void) | null = null;
-    const route = (e: AnalysisResultEvent | AnalysisErrorEvent | AnalysisPartialEvent) => {
+    const early: Array<AnalysisOutcome | AnalysisFailure | AnalysisPartialEvent> = [];
+    let settle: ((e: AnalysisOutcome | AnalysisFailure | AnalysisPartialEvent) => void) | null = null;
+    const route = (e: AnalysisOutcome | AnalysisFailure | AnalysisPartialEvent) => {
       if (analysisId === null) early.push(e);
       else if (e.analysis_id === analysisId) settle?.(e);
     };
     const offs = [this.on("analysis.result", route), this.on("analysis.error", route), this.on("analysis.partial", route)];
     let onAbort: (() => void) | null = null;
     try {
-      const outcome = new Promise<AnalysisResultEvent>((resolve, reject) => {
+      const outcome = new Promise<AnalysisOutcome>((resolve, reject) => {
         const timer = setTimeout(() => reject(new SynthiaError({ code: "timeout", message: "no analysis outcome", temporary: true })), timeout);
         const done = (fn: () => void) => { clearTimeout(timer); fn(); };
         settle = (e) => {

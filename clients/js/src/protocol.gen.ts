@@ -99,6 +99,17 @@ export interface Percentiles {
   p95: number | null;
 }
 
+export interface QuizOption {
+  id: string;
+  label: string;
+}
+
+export interface QuizQuestion {
+  id: string;
+  options: Array<QuizOption>;
+  text: string;
+}
+
 export interface Recommendation {
   category: "hairstyle" | "eyewear" | "makeup" | "colors" | "accessories";
   detail?: string;
@@ -125,6 +136,13 @@ export interface Swatch {
   name: string;
 }
 
+export interface UploadSlot {
+  max_chunk_bytes: number;
+  /** the byte offset the first chunk starts at */
+  offset: number;
+}
+
+/** `analysis.error` (channel event) */
 export interface AnalysisErrorEvent {
   analysis_id: string | null;
   channel: string;
@@ -133,18 +151,35 @@ export interface AnalysisErrorEvent {
   event: "analysis.error";
   field?: string | null;
   message: string;
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   retry_after?: number | null;
   temporary: boolean;
   [key: string]: unknown;
 }
 
+/** analysis.error sent to one socket: a refused upload chunk, or the final error re-sent on subscribe.  A refused chunk has no ``channel`` (``analysis_id`` is null when the frame was refused unread or its header could not be read); the re-sent final event names its ``channel``. Neither has ``offset``/``epoch``. */
+export interface AnalysisErrorDirectEvent {
+  analysis_id: string | null;
+  /** set on a final event re-sent on subscribe */
+  channel?: string;
+  code: string;
+  event: "analysis.error";
+  field?: string | null;
+  message: string;
+  retry_after?: number | null;
+  temporary: boolean;
+  [key: string]: unknown;
+}
+
+/** `analysis.partial` (channel event) */
 export interface AnalysisPartialEvent {
   analysis_id: string;
   channel: string;
   delta: string;
   epoch: string;
   event: "analysis.partial";
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   partial: {
     [key: string]: unknown;
@@ -153,17 +188,20 @@ export interface AnalysisPartialEvent {
   [key: string]: unknown;
 }
 
+/** `analysis.progress` (channel event) */
 export interface AnalysisProgressEvent {
   analysis_id: string;
   channel: string;
   epoch: string;
   event: "analysis.progress";
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   pct?: number | null;
   stage: "uploading" | "validating" | "queued" | "analyzing" | "persisting" | "done";
   [key: string]: unknown;
 }
 
+/** `analysis.result` (channel event) */
 export interface AnalysisResultEvent {
   analysis_id: string;
   cached: boolean;
@@ -176,7 +214,29 @@ export interface AnalysisResultEvent {
     [key: string]: unknown;
   };
   model: string;
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
+  /** FacialResult when kind is facial, ChromaticResult when kind is chromatic */
+  result: FacialResult | ChromaticResult;
+  usage: {
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+/** analysis.result re-sent to one socket from the database on subscribe (no offset/epoch). */
+export interface AnalysisResultDirectEvent {
+  analysis_id: string;
+  cached: boolean;
+  /** the analysis channel the result ended */
+  channel: string;
+  duration_ms: number;
+  event: "analysis.result";
+  kind: "facial" | "chromatic";
+  labels?: {
+    [key: string]: unknown;
+  };
+  model: string;
   /** FacialResult when kind is facial, ChromaticResult when kind is chromatic */
   result: FacialResult | ChromaticResult;
   usage: {
@@ -272,6 +332,7 @@ export interface MetricsSnapshotEvent {
   latency_ms: Percentiles;
   /** The publishing node's id (as in `session.ready.node`). */
   node: string;
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   /** WebSockets open on this node now. */
   sockets: number;
@@ -280,6 +341,7 @@ export interface MetricsSnapshotEvent {
   [key: string]: unknown;
 }
 
+/** `notification` (channel event) */
 export interface NotificationEvent {
   body: string;
   channel: string;
@@ -288,17 +350,20 @@ export interface NotificationEvent {
   event: "notification";
   id: string;
   kind: string;
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   title: string;
   [key: string]: unknown;
 }
 
+/** `quiz.estimate` (channel event) */
 export interface QuizEstimateEvent {
   answered: number;
   channel: string;
   confidence: number;
   epoch: string;
   event: "quiz.estimate";
+  /** position in the channel: +1 per event within an epoch */
   offset: number;
   quiz_id: string;
   season: string;
@@ -306,18 +371,13 @@ export interface QuizEstimateEvent {
   [key: string]: unknown;
 }
 
-export interface ReplyFrame {
-  error?: ErrorBody | null;
-  id: number | null;
-  ok: boolean;
-  [key: string]: unknown;
-}
-
+/** `session.expiring` (direct event) */
 export interface SessionExpiringEvent {
   event: "session.expiring";
   expires_in: number;
 }
 
+/** `session.ready` (direct event) */
 export interface SessionReadyEvent {
   event: "session.ready";
   expires_in: number;
@@ -327,22 +387,120 @@ export interface SessionReadyEvent {
   user_id: string;
 }
 
+/** Direct event to the uploading socket after each accepted chunk (section 4).  Not a channel event: ``offset`` is the upload's byte offset, not a channel sequence offset, and there is no ``channel``/``epoch``. */
 export interface UploadProgressEvent {
   analysis_id: string;
-  channel: string;
-  epoch: string;
   event: "upload.progress";
+  /** bytes durably stored: the byte offset the next chunk starts at */
   offset: number;
   size: number;
+}
+
+/** The success reply to `analysis.cancel`. */
+export interface AnalysisCancelReply {
+  /** the command's id */
+  id: number;
+  ok: true;
+}
+
+/** The reply to a command that failed (or to a frame that could not be read: ``id`` null). */
+export interface ErrorReplyFrame {
+  error: ErrorBody;
+  id: number | null;
+  ok: false;
   [key: string]: unknown;
 }
 
-/** Every server event, by its `event` name. */
+/** ``upload`` when the image bytes are to be sent; ``cached`` without ``upload`` when the result was cached (or the bytes came from ``file_id``). */
+export interface AnalysisStartReply {
+  analysis_id: string;
+  cached?: boolean;
+  channel: string;
+  /** the command's id */
+  id: number;
+  ok: true;
+  upload?: UploadSlot;
+}
+
+/** The success reply to `auth.refresh`. */
+export interface AuthRefreshReply {
+  /** seconds until the new token expires */
+  expires_in: number;
+  /** the command's id */
+  id: number;
+  ok: true;
+}
+
+/** The success reply to `ping`. */
+export interface PingReply {
+  /** the command's id */
+  id: number;
+  ok: true;
+  /** the server's clock, unix seconds */
+  ts: number;
+}
+
+/** The success reply to `quiz.answer`. */
+export interface QuizAnswerReply {
+  answered: number;
+  /** the command's id */
+  id: number;
+  ok: true;
+  remaining: number;
+}
+
+/** The success reply to `quiz.start`. */
+export interface QuizStartReply {
+  /** the command's id */
+  id: number;
+  ok: true;
+  questions: Array<QuizQuestion>;
+  quiz_id: string;
+}
+
+/** The success reply to `quiz.submit`. */
+export interface QuizSubmitReply {
+  analysis_id: string;
+  cached: boolean;
+  channel: string;
+  /** the command's id */
+  id: number;
+  ok: true;
+}
+
+/** Where the channel stands (section 3, subscribe semantics); replayed events follow it. */
+export interface SubscribeReply {
+  epoch: string;
+  /** the command's id */
+  id: number;
+  offset: number;
+  ok: true;
+  recovered: boolean;
+}
+
+/** The success reply to `unsubscribe`. */
+export interface UnsubscribeReply {
+  /** the command's id */
+  id: number;
+  ok: true;
+}
+
+/** The success reply to `upload.status`. */
+export interface UploadStatusReply {
+  /** the command's id */
+  id: number;
+  /** bytes durably stored (the byte offset to resume from) */
+  offset: number;
+  ok: true;
+  size: number;
+}
+
+/** Every server event, by its `event` name (a union where it has direct and channel shapes). */
 export interface ServerEventMap {
-  "analysis.error": AnalysisErrorEvent;
+  "analysis.error": AnalysisErrorEvent | AnalysisErrorDirectEvent;
   "analysis.partial": AnalysisPartialEvent;
   "analysis.progress": AnalysisProgressEvent;
-  "analysis.result": AnalysisResultEvent;
+  "analysis.result": AnalysisResultEvent | AnalysisResultDirectEvent;
   "channel.reset": ChannelResetEvent;
   "metrics.snapshot": MetricsSnapshotEvent;
   notification: NotificationEvent;
@@ -399,6 +557,23 @@ export const COMMANDS = [
   "unsubscribe",
   "upload.status",
 ] as const satisfies readonly CommandName[];
+
+/** Every command's success reply, by `op` (from each operation's `reply`). */
+export interface ReplyMap {
+  "analysis.cancel": AnalysisCancelReply;
+  "analysis.start": AnalysisStartReply;
+  "auth.refresh": AuthRefreshReply;
+  ping: PingReply;
+  "quiz.answer": QuizAnswerReply;
+  "quiz.start": QuizStartReply;
+  "quiz.submit": QuizSubmitReply;
+  subscribe: SubscribeReply;
+  unsubscribe: UnsubscribeReply;
+  "upload.status": UploadStatusReply;
+}
+
+/** Any reply frame: an op's success reply or the error reply. */
+export type ReplyFrame = ReplyMap[CommandName] | ErrorReplyFrame;
 
 /** WebSocket close codes of synthia.v1 (protocol §7). */
 export const CloseCode = {

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from synthia_rt.store.analyses import figures
+
 START, END, TZ = "2031-03-02", "2031-03-08", "Europe/Madrid"
 PRICES = {"model_price_input_per_1m": 1.0, "model_price_output_per_1m": 10.0}
 
@@ -35,11 +37,14 @@ async def seed(pg_url: str) -> dict[str, str]:
 
         async def analysis(user: str, kind: str, status: str, created: str, result: dict[str, Any] | None,
                            usage: dict[str, int], cached: bool = False, error_code: str | None = None) -> None:
+            f = figures(result, usage)  # the columns the service writes with result/usage
             await conn.execute(
                 "INSERT INTO analyses (id, \"user\", kind, status, inputs, result, cached, model, prompt_version,"
-                " usage, error_code, created_at) VALUES ($1, $2, $3, $4, '{}', $5, $6, 'gemini', 'v1', $7, $8, $9)",
+                " usage, error_code, created_at, season, face_shape, prompt_tokens, output_tokens, thought_tokens)"
+                " VALUES ($1, $2, $3, $4, '{}', $5, $6, 'gemini', 'v1', $7, $8, $9, $10, $11, $12, $13, $14)",
                 uuid.uuid4(), users[user], kind, status, None if result is None else json.dumps(result), cached,
-                json.dumps(usage), error_code, at(created),
+                json.dumps(usage), error_code, at(created), f["season"], f["face_shape"], f["prompt_tokens"],
+                f["output_tokens"], f["thought_tokens"],
             )
 
         await analysis("u1", "facial", "done", "2031-03-02T10:00", {"face_shape": "oval"},

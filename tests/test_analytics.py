@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -165,3 +166,40 @@ async def test_migration_creates_the_analytics_indexes(pg_url: str, pg_app: Pair
         await conn.close()
     assert {"analyses_created_at_user", "users_created_at", "refresh_families_created_at",
             "push_subscriptions_created_at"} <= names
+
+
+async def test_finished_rows_carry_the_figures_the_report_sums(pg_url: str, pg_app: Pair) -> None:
+    """mark_done and cached rows copy season/face shape/tokens into columns (no JSON read per row)."""
+    from synthia_rt.store import analyses
+
+    _, client = pg_app
+    user = (await register(client))["user"]["id"]
+    run, hit = uuid.uuid4(), uuid.uuid4()
+    await analyses.create(run, user, "chromatic", inputs={}, image_sha256=None, model="m", prompt_version="v")
+    assert await analyses.mark_running(run)
+    assert await analyses.mark_done(
+        run, result={"season": "winter", "palette": []},
+        usage={"prompt_tokens": 1200, "output_tokens": 300, "thought_tokens": 40}, duration_ms=5, model="m",
+    )
+    await analyses.create_cached(hit, user, "facial", inputs={}, image_sha256=None, model="m", prompt_version="v",
+                                 result={"face_shape": "heart"}, usage={})
+    conn = await asyncpg.connect(pg_url)
+    try:
+        rows = {r["id"]: dict(r) for r in await conn.fetch(
+            "SELECT id, season, face_shape, prompt_tokens, output_tokens, thought_tokens FROM analyses"
+            " WHERE id = ANY($1::uuid[])", [run, hit])}
+    finally:
+        await conn.close()
+    assert rows[run] == {"id": run, "season": "winter", "face_shape": None, "prompt_tokens": 1200,
+                         "output_tokens": 300, "thought_tokens": 40}
+    assert rows[hit] == {"id": hit, "season": None, "face_shape": "heart", "prompt_tokens": 0,
+                         "output_tokens": 0, "thought_tokens": 0}
+
+
+async def test_migration_creates_the_covering_index(pg_url: str, pg_app: Pair) -> None:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        definition = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'analyses_analytics'")
+    finally:
+        await conn.close()
+    assert definition is not None and "INCLUDE" in definition and "prompt_tokens" in definition

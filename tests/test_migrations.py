@@ -106,3 +106,56 @@ async def test_two_processes_starting_together_migrate_once(fresh_pg: str) -> No
     assert sorted(r["name"] for r in rows) == migration_ids()
     assert all(r["n"] == 1 for r in rows)
     await check_schema(fresh_pg)
+
+
+BEFORE_ANALYTICS_COLUMNS = "2026-12-01T01:00:00:000000"
+
+
+async def _legacy_rows_are_backfilled(url: str) -> None:
+    """Rows written before the analytics columns existed get them from their JSON."""
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    from synthia_rt.store.tables import Analysis
+
+    engine = store.configure(url)
+    await store.open_pool(engine)
+    try:
+        assert (await run_forwards(app_name="synthia", migration_id=BEFORE_ANALYTICS_COLUMNS)).success
+        user = "6f1c1d2e-0000-4000-8000-000000000001"
+        await engine.run_ddl(
+            "INSERT INTO users (id, email, password_hash, display_name, role, active, created_at, updated_at, plan)"
+            f" VALUES ('{user}', 'legacy@example.com', 'x', '', 'user', true, '2026-01-01T00:00:00+00:00',"
+            " '2026-01-01T00:00:00+00:00', 'free')"
+        )
+        legacy = (
+            ("6f1c1d2e-0000-4000-8000-00000000000a", "chromatic", '{"season": "autumn", "palette": []}',
+             '{"prompt_tokens": 1000, "output_tokens": 200, "thought_tokens": 30}'),
+            ("6f1c1d2e-0000-4000-8000-00000000000b", "facial", '{"face_shape": "oval"}', "{}"),
+            ("6f1c1d2e-0000-4000-8000-00000000000c", "facial", "NULL", '{"prompt_tokens": 500}'),
+        )
+        for aid, kind, result, usage in legacy:
+            result_sql = result if result == "NULL" else f"'{result}'"
+            await engine.run_ddl(
+                "INSERT INTO analyses (id, \"user\", kind, status, inputs, result, cached, model, prompt_version,"
+                f" usage, created_at) VALUES ('{aid}', '{user}', '{kind}', 'done', '{{}}', {result_sql}, false,"
+                f" 'm', 'v', '{usage}', '2026-01-02T00:00:00+00:00')"
+            )
+        await store.migrate(url)
+        rows = await Analysis.raw(
+            "SELECT season, face_shape, prompt_tokens, output_tokens, thought_tokens FROM analyses ORDER BY id"
+        ).run()
+    finally:
+        await store.close_pool(engine)
+    assert [tuple(r.values()) for r in rows] == [
+        ("autumn", None, 1000, 200, 30),
+        (None, "oval", 0, 0, 0),
+        (None, None, 500, 0, 0),
+    ]
+
+
+async def test_sqlite_backfills_the_analytics_columns(tmp_path: Path) -> None:
+    await _legacy_rows_are_backfilled(f"sqlite:///{tmp_path / 'legacy.sqlite3'}")
+
+
+async def test_postgres_backfills_the_analytics_columns(fresh_pg: str) -> None:
+    await _legacy_rows_are_backfilled(fresh_pg)

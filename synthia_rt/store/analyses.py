@@ -19,6 +19,29 @@ OPEN = ("queued", "running")
 TERMINAL = ("done", "failed", "cancelled")
 
 
+def _label(result: dict[str, Any], key: str) -> str | None:
+    value = result.get(key)
+    return None if value is None else (value if isinstance(value, str) else str(value))[:40]
+
+
+def _tokens(usage: dict[str, Any], key: str) -> int:
+    return int(usage.get(key) or 0)
+
+
+def figures(result: dict[str, Any] | None, usage: dict[str, Any]) -> dict[str, Any]:
+    """The analytics columns of a finished row, copied from its ``result`` and ``usage`` when it
+    is written (the admin report sums columns instead of decoding JSON per row; the migration
+    ``2026-12-01T02:00:01`` backfilled older rows with the same rules)."""
+    result = result or {}
+    return {
+        "season": _label(result, "season"),
+        "face_shape": _label(result, "face_shape"),
+        "prompt_tokens": _tokens(usage, "prompt_tokens"),
+        "output_tokens": _tokens(usage, "output_tokens"),
+        "thought_tokens": _tokens(usage, "thought_tokens"),
+    }
+
+
 async def _insert(analysis_id: uuid.UUID, user_id: str, kind: str, **columns: Any) -> None:
     await Analysis.insert(
         Analysis(id=analysis_id, user=uuid.UUID(user_id), kind=kind, created_at=utcnow(), **columns)
@@ -58,7 +81,7 @@ async def create_cached(
     await _insert(
         analysis_id, user_id, kind, status="done", image_sha256=image_sha256, inputs=inputs,
         result=result, cached=True, model=model, prompt_version=prompt_version, usage=usage,
-        duration_ms=0, started_at=now, finished_at=now,
+        duration_ms=0, started_at=now, finished_at=now, **figures(result, usage),
     )
 
 
@@ -87,6 +110,7 @@ async def mark_done(
         Analysis.duration_ms: duration_ms,
         Analysis.model: model,
         Analysis.finished_at: utcnow(),
+        **{Analysis._meta.get_column_by_name(name): value for name, value in figures(result, usage).items()},
     }
     return await _transition(analysis_id, ("running",), values)
 

@@ -11,6 +11,7 @@ PostgreSQL only: the embedded SQLite store answers ``unavailable`` (see :class:`
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -23,36 +24,41 @@ from synthia_rt.store import faults
 from synthia_rt.store.tables import Analysis
 
 # Who was "active": created an analysis, or signed in with a password (a new refresh-token
-# family: login or registration), on that local day.
-ACTIVITY_SQL = """
-    SELECT "user" AS u, created_at FROM analyses WHERE created_at >= {} AND created_at < {}
-    UNION ALL
-    SELECT "user" AS u, created_at FROM refresh_families WHERE created_at >= {} AND created_at < {}
+# family: login or registration), on that local day. One pass: the distinct (day, user) pairs
+# are grouped three ways at once — per day, per ISO week (Monday of the day), whole range — so
+# the range is read once and each set sorted once (it used to be three scans and three sorts).
+# Both sides are index-only scans of their ``(created_at, "user")`` / ``(created_at)`` indexes.
+ACTIVE_SQL = """
+SELECT GROUPING(day, week) AS level, day, week, count(DISTINCT u) AS n
+FROM (
+    SELECT day, day - (extract(isodow FROM day)::int - 1) AS week, u
+    FROM (
+        SELECT DISTINCT (created_at AT TIME ZONE {}) ::date AS day, u FROM (
+            SELECT "user" AS u, created_at FROM analyses WHERE created_at >= {} AND created_at < {}
+            UNION ALL
+            SELECT "user" AS u, created_at FROM refresh_families WHERE created_at >= {} AND created_at < {}
+        ) AS activity
+    ) AS pairs
+) AS pairs
+GROUP BY GROUPING SETS ((day), (week), ())
 """
-
-DAILY_ACTIVE_SQL = f"""
-SELECT (created_at AT TIME ZONE {{}})::date AS day, count(DISTINCT u) AS n
-FROM ({ACTIVITY_SQL}) AS activity GROUP BY 1
-"""
-
-WEEKLY_ACTIVE_SQL = f"""
-SELECT date_trunc('week', created_at AT TIME ZONE {{}})::date AS week, count(DISTINCT u) AS n
-FROM ({ACTIVITY_SQL}) AS activity GROUP BY 1
-"""
-
-RANGE_ACTIVE_SQL = f"SELECT count(DISTINCT u) AS n FROM ({ACTIVITY_SQL}) AS activity"
+# GROUPING(day, week): 1 = the per-day rows (week not grouped), 2 = per-week rows, 3 = range.
+LEVEL_DAY, LEVEL_WEEK, LEVEL_RANGE = 1, 2, 3
 
 # One pass over the range's analyses: counts by outcome, cache hits, tokens, result labels.
+# Labels and token counts are plain columns copied from ``result``/``usage`` when a row is
+# written (store/analyses.py ``figures``): no JSON is decoded per row. The covering index
+# ``analyses_analytics`` (migration 2026-12-01T02:00:02) makes this an index-only scan.
 ANALYSES_SQL = """
 SELECT (created_at AT TIME ZONE {}) ::date AS day, kind, status,
        coalesce(error_code, '') AS error_code,
-       CASE WHEN status = 'done' AND kind = 'chromatic' THEN result ->> 'season' END AS season,
-       CASE WHEN status = 'done' AND kind = 'facial' THEN result ->> 'face_shape' END AS face_shape,
+       CASE WHEN status = 'done' AND kind = 'chromatic' THEN season END AS season,
+       CASE WHEN status = 'done' AND kind = 'facial' THEN face_shape END AS face_shape,
        count(*) AS n,
        count(*) FILTER (WHERE cached) AS cached,
-       coalesce(sum((usage ->> 'prompt_tokens')::bigint), 0) AS prompt_tokens,
-       coalesce(sum((usage ->> 'output_tokens')::bigint), 0) AS output_tokens,
-       coalesce(sum((usage ->> 'thought_tokens')::bigint), 0) AS thought_tokens
+       coalesce(sum(prompt_tokens), 0) AS prompt_tokens,
+       coalesce(sum(output_tokens), 0) AS output_tokens,
+       coalesce(sum(thought_tokens), 0) AS thought_tokens
 FROM analyses WHERE created_at >= {} AND created_at < {}
 GROUP BY 1, 2, 3, 4, 5, 6
 """
@@ -144,22 +150,34 @@ async def report(start: date, end: date, tz_name: str) -> Report:
     lo, hi = bounds(start, end, tz)
     days = {start + timedelta(days=i): Day(start + timedelta(days=i)) for i in range((end - start).days + 1)}
 
-    async def per_day(sql: str, attr: str, *args: Any) -> None:
-        for row in await _rows(sql, *args):
+    # The passes are independent: run them at once on separate pool connections (the two big
+    # ones, activity and analyses, then overlap instead of adding up).
+    active, signups, pushes, conversions, analyses = await asyncio.gather(
+        _rows(ACTIVE_SQL, tz_name, lo, hi, lo, hi),
+        _rows(SIGNUPS_SQL, tz_name, lo, hi),
+        _rows(PUSH_SQL, tz_name, lo, hi),
+        _rows(CONVERSIONS_SQL, tz_name, hi, lo),
+        _rows(ANALYSES_SQL, tz_name, lo, hi),
+    )
+    for rows, attr in ((signups, "signups"), (pushes, "push_optins"), (conversions, "conversions")):
+        for row in rows:
             setattr(days[row["day"]], attr, int(row["n"]))
-
-    activity = (lo, hi, lo, hi)
-    await per_day(DAILY_ACTIVE_SQL, "active_users", tz_name, *activity)
-    await per_day(SIGNUPS_SQL, "signups", tz_name, lo, hi)
-    await per_day(PUSH_SQL, "push_optins", tz_name, lo, hi)
-    await per_day(CONVERSIONS_SQL, "conversions", tz_name, hi, lo)
-    weekly = sorted((r["week"], int(r["n"])) for r in await _rows(WEEKLY_ACTIVE_SQL, tz_name, *activity))
-    total_active = int((await _rows(RANGE_ACTIVE_SQL, *activity))[0]["n"])
+    weekly: list[tuple[date, int]] = []
+    total_active = 0
+    for row in active:
+        level, n = int(row["level"]), int(row["n"])
+        if level == LEVEL_DAY:
+            days[row["day"]].active_users = n
+        elif level == LEVEL_WEEK:
+            weekly.append((row["week"], n))
+        else:
+            total_active = n
+    weekly.sort()
 
     outcomes: dict[tuple[date, str, str, str], int] = defaultdict(int)
     seasons: dict[str, int] = defaultdict(int)
     shapes: dict[str, int] = defaultdict(int)
-    for row in await _rows(ANALYSES_SQL, tz_name, lo, hi):
+    for row in analyses:
         n = int(row["n"])
         day = days[row["day"]]
         day.analyses += n

@@ -74,6 +74,13 @@ class Analysis(Table, tablename="analyses"):
     created_at = Timestamptz(index=True)
     started_at = Timestamptz(null=True, default=None)
     finished_at = Timestamptz(null=True, default=None)
+    # Copies of what the admin analytics aggregate (synthia_rt/store/analytics.py), written with
+    # ``result``/``usage`` (store/analyses.py ``figures``) so no report decodes JSON per row.
+    season = Varchar(length=40, null=True, default=None)  # result.season
+    face_shape = Varchar(length=40, null=True, default=None)  # result.face_shape
+    prompt_tokens = Integer(default=0)  # usage.prompt_tokens (0 when absent)
+    output_tokens = Integer(default=0)
+    thought_tokens = Integer(default=0)
 
 
 class Feedback(Table, tablename="feedback"):

@@ -9,9 +9,10 @@ exception text, no stack trace) ever reaches a client.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from synthia_rt.i18n import N_, gettext
+from synthia_rt.i18n import N_, gettext, ngettext
 
 
 class ErrorCode(enum.StrEnum):
@@ -102,11 +103,18 @@ TEMPORARY = {
 
 @dataclass
 class AppError(Exception):
+    """A refusal. ``message`` is the English msgid; one with ``{name}`` placeholders takes its
+    values from ``params`` and is formatted *after* translation, so the catalog holds one entry
+    per sentence, not one per number.  ``plural`` (see :func:`counted`) is the msgid_plural,
+    chosen by ``params["n"]``."""
+
     code: ErrorCode
     message: str = ""
     retry_after: float | None = None
     field: str | None = None
     temporary: bool | None = None
+    params: Mapping[str, object] | None = None
+    plural: str | None = None
 
     def __post_init__(self) -> None:
         if not self.message:
@@ -117,18 +125,38 @@ class AppError(Exception):
             self.retry_after = UNAVAILABLE_RETRY_AFTER  # waiting is the remedy: say how long
 
     def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+        return f"{self.code}: {self.text()}"
 
     @property
     def status(self) -> int:
         return ERROR_DOCS[self.code][0]
 
+    def text(self, locale: str | None = None) -> str:
+        """The message in ``locale`` (None: the English source), its placeholders filled.
+        A translation whose placeholders do not match falls back to the English sentence, and
+        params that do not match it leave it unfilled: a message never raises."""
+        english = self.message
+        if self.plural is not None:
+            n = int(str((self.params or {}).get("n", 1)))
+            english = self.message if n == 1 else self.plural
+            shown = ngettext(self.message, self.plural, n, locale) if locale else english
+        else:
+            shown = gettext(self.message, locale) if locale else english
+        if not self.params:
+            return shown
+        for text in (shown, english):
+            try:
+                return text.format_map(self.params)
+            except (KeyError, IndexError, ValueError):
+                continue
+        return english
+
     def to_dict(self, locale: str | None = None) -> dict[str, object]:
         """The client's view; with ``locale`` the message is translated (the English message
-        is the msgid; one without a catalog entry, e.g. formatted, stays English)."""
+        is the msgid, its ``params`` filled in after translation)."""
         body: dict[str, object] = {
             "code": str(self.code),
-            "message": gettext(self.message, locale) if locale else self.message,
+            "message": self.text(locale),
             "temporary": bool(self.temporary),
         }
         if self.retry_after is not None:
@@ -136,6 +164,41 @@ class AppError(Exception):
         if self.field is not None:
             body["field"] = self.field
         return body
+
+
+def counted(
+    code: ErrorCode,
+    singular: str,
+    plural: str,
+    n: int,
+    *,
+    params: Mapping[str, object] | None = None,
+    retry_after: float | None = None,
+    field: str | None = None,
+) -> AppError:
+    """An :class:`AppError` whose sentence depends on the count ``n`` (``{n}`` in it): both
+    forms are extracted (keyword ``counted:2,3``) and ``ngettext`` picks the locale's form."""
+    return AppError(code, singular, retry_after=retry_after, field=field, params={**(params or {}), "n": n}, plural=plural)
+
+
+# Generic messages for a field pydantic refused (its own English detail is not shown).
+FIELD_MESSAGES = {
+    "type": N_("The field {field} has the wrong type."),
+    "missing": N_("The field {field} is required."),
+    "extra": N_("The field {field} is not allowed."),
+    "invalid": N_("The field {field} has an invalid value."),
+}
+
+
+def field_error(code: ErrorCode, kind: str, field: str) -> AppError:
+    """The error for pydantic's ``kind`` of problem on ``field`` (translated; ``field`` kept)."""
+    if kind.endswith("_type"):
+        key = "type"
+    elif kind in ("missing", "extra_forbidden"):
+        key = "missing" if kind == "missing" else "extra"
+    else:
+        key = "invalid"
+    return AppError(code, FIELD_MESSAGES[key], field=field, params={"field": field})
 
 
 @dataclass

@@ -7,8 +7,10 @@
   English texts (``pybabel extract -F babel.cfg``); English is the identity catalog.
 * **Marking.** ``N_("…")`` marks a string for extraction where it is defined (tables of
   questions, rules, labels, error docs); it is translated where it is shown. Literal
-  messages of ``AppError(code, "…")`` are extracted too (keyword ``AppError:2``): errors are
-  translated at the edge, when serialised for a locale, with the English message as msgid.
+  messages of ``AppError(code, "…")`` are extracted too (keyword ``AppError:2``; plurals via
+  ``errors.counted``, keyword ``counted:2,3``): errors are translated at the edge, when
+  serialised for a locale, with the English message as msgid and its ``{params}`` filled after
+  translation (never an f-string: the extractor skips those and the text would stay English).
 * **The current locale** is a context variable: the REST helper and the socket session set it
   for the work they start, and tasks spawned from there (an analysis run) inherit it.
 * **Negotiation.** The user's saved locale, else ``Accept-Language``, else ``DEFAULT_LOCALE``.

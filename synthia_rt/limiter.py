@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -101,9 +101,17 @@ class Limiter:
         self._limiter = MovingWindowRateLimiter(self._storage)
 
     async def hit(
-        self, item: RateLimitItem, scope: str, key: str, *, message: str = "", cost: int = 1
+        self,
+        item: RateLimitItem,
+        scope: str,
+        key: str,
+        *,
+        message: str = "",
+        params: Mapping[str, object] | None = None,
+        cost: int = 1,
     ) -> None:
-        """Count ``cost`` against ``item`` for ``(scope, key)``; raise RATE_LIMITED past it."""
+        """Count ``cost`` against ``item`` for ``(scope, key)``; raise RATE_LIMITED past it
+        (``message`` a msgid, its ``{placeholders}`` filled from ``params`` after translation)."""
         hashed = digest(key)
         with _unavailable():
             if await self._limiter.hit(item, scope, hashed, cost=cost):
@@ -114,6 +122,7 @@ class Limiter:
             ErrorCode.RATE_LIMITED,
             message or "Too many requests; try again later.",
             retry_after=wait,
+            params=params,
         )
 
     async def remaining(self, item: RateLimitItem, scope: str, key: str) -> int:

@@ -7,13 +7,16 @@ import uuid
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
+from synthia_rt import i18n
 from synthia_rt.analysis.service import AnalysisService
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import analyses as store
+from synthia_rt.uploads.store import UploadMeta
 from tests.analysis_support import (
     analysis_runtime,
     astronaut_jpeg,
@@ -352,3 +355,30 @@ async def test_runs_orphaned_by_a_dead_node_are_ended(settings_for: Any) -> None
         row = await store.get(orphan)
         assert row is not None and (row["status"], row["error_code"]) == ("failed", "unavailable")
         assert "analysis.error" in names(await events(runtime, f"analysis:{orphan}"))
+
+
+async def test_a_taken_over_upload_runs_in_its_uploaders_locale(settings_for: Any) -> None:
+    """The upload's node died with every byte stored: the node that takes it over (sweeper,
+    upload.status) runs it in the uploader's language, kept in the upload meta — not in its own.
+    (One runtime plays both nodes: the run never started here, as on a dead node.)"""
+    async with analysis_runtime(settings_for("redis")) as runtime:
+        svc = service(runtime)
+        user = await new_user()
+        data = astronaut_jpeg()
+        with i18n.using("es"):
+            aid = (await start(svc, user, data))["analysis_id"]
+        # every byte reached the shared store, but the node died before it started the run
+        meta, length = await svc.uploads.append(user.user_id, aid, 0, data)
+        assert length == len(data) and meta.locale == "es"
+        with i18n.using("en"):  # the sweeper's context is another language
+            assert await svc.sweep_abandoned(older_than=0) >= 1
+        row = await wait_terminal(aid)
+        assert row["status"] == "done" and row["result"]["summary"].startswith("Rostro "), row["result"]
+
+
+def test_upload_metas_without_a_locale_still_load() -> None:
+    old = orjson.dumps({"analysis_id": "a", "user_id": "u", "size": 1, "sha256": "0" * 64, "content_type": None,
+                        "kind": "facial", "created_at": 1.0, "complete": False})
+    assert UploadMeta.load(old).locale is None
+    newer = orjson.dumps({**orjson.loads(old), "locale": "es", "field_of_a_newer_node": 1})
+    assert UploadMeta.load(newer).locale == "es"

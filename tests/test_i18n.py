@@ -18,7 +18,7 @@ from tests.rest_helpers import API, bearer, register
 from tests.wsclient import ws_session
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYWORDS = {"N_": None, "_": None, "gettext": None, "ngettext": (1, 2), "AppError": (2,)}
+KEYWORDS = {"N_": None, "_": None, "gettext": None, "ngettext": (1, 2), "AppError": (2,), "counted": (2, 3)}
 
 
 def catalog(lang: str) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def catalog(lang: str) -> dict[str, Any]:
 
 def extracted() -> set[str]:
     found: set[str] = set()
-    for _, _, message, _, _ in extract_from_dir(str(ROOT / "synthia_rt"), [("**.py", "python")], KEYWORDS):
+    for _, _, message, _, _ in extract_from_dir(str(ROOT / "synthia_rt"), [("**.py", "python")], keywords=KEYWORDS):
         msgid = message if isinstance(message, str) else message[0]
         if msgid:
             found.add(msgid)
@@ -102,3 +102,57 @@ async def test_spanish_over_rest_and_the_socket(settings_for: Any, backend: str)
         assert r.json()["error"]["message"] == "No existe ese recurso o no tienes acceso a él."
         r = await http.patch(f"{API}/users/profile", json={"locale": "fr"}, headers=bearer(token))
         assert r.status_code == 422 and r.json()["error"]["field"] == "locale"
+
+
+def test_formatted_messages_are_translated_then_filled() -> None:
+    """Placeholders are filled after translation (one catalog entry per sentence), plural
+    forms follow the count, and a translation with broken placeholders falls back to English."""
+    from synthia_rt.errors import counted
+
+    few = counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question.", "Answer at least {n} questions.", 4, field="answers")
+    assert few.to_dict("es") == {"code": "validation_error", "message": "Responde al menos 4 preguntas.", "temporary": False, "field": "answers"}
+    assert few.to_dict("en")["message"] == "Answer at least 4 questions." and str(few) == "validation_error: Answer at least 4 questions."
+    one = counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question.", "Answer at least {n} questions.", 1)
+    assert (one.to_dict("es")["message"], one.to_dict("en")["message"]) == ("Responde al menos 1 pregunta.", "Answer at least 1 question.")
+    offset = AppError(ErrorCode.BAD_CHUNK, "Wrong offset: the upload continues at {offset}.", params={"offset": 42})
+    assert offset.to_dict("es")["message"] == "Posición incorrecta: la subida continúa en 42."
+    broken = AppError(ErrorCode.BAD_CHUNK, "Wrong offset: the upload continues at {offset}.", params={"other": 1})
+    assert broken.to_dict("es")["message"] == "Wrong offset: the upload continues at {offset}."  # never raises
+    assert AppError(ErrorCode.INTERNAL, "An unexpected error occurred (request {rid}).", params={"rid": "r-1"}).to_dict("es")["message"] \
+        == "Se produjo un error inesperado (solicitud r-1)."
+
+
+@pytest.mark.parametrize("backend", ["memory"])
+async def test_spanish_formatted_messages_over_rest_and_the_socket(settings_for: Any, backend: str) -> None:
+    from synthia_rt.rest.deps import MAX_BODY_BYTES
+
+    async with serving(settings_for(backend, default_locale="es")) as live, httpx.AsyncClient(base_url=f"http://{live}") as http:
+        user = await register(http)
+        token = user["access_token"]
+        r = await http.patch(f"{API}/users/profile", json={"locale": "es"}, headers=bearer(token))
+        assert r.status_code == 200
+        # a count in the sentence, filled after translation
+        r = await http.post(f"{API}/chromatic-analysis/analyze", headers=bearer(token), json={"answers": {"veins": "blue_purple"}})
+        assert r.status_code == 422 and r.json()["error"] == {
+            "code": "validation_error", "message": "Responde al menos 4 preguntas.", "temporary": False, "field": "answers"}
+        r = await http.post(f"{API}/chromatic-analysis/analyze", headers={**bearer(token), "content-type": "application/json"},
+                            content=b" " * (MAX_BODY_BYTES + 1))
+        assert r.status_code == 413 and r.json()["error"]["message"] == f"El cuerpo supera {MAX_BODY_BYTES} bytes."
+        # pydantic's detail: a translated generic sentence, the field kept
+        r = await http.patch(f"{API}/users/profile", json={"locale": "fr"}, headers=bearer(token))
+        assert r.status_code == 422 and r.json()["error"]["field"] == "locale"
+        assert r.json()["error"]["message"] == "El campo locale tiene un valor no válido."
+        r = await http.patch(f"{API}/users/profile", json={"display_name": 5}, headers=bearer(token))
+        assert r.status_code == 400 and r.json()["error"]["field"] == "display_name"
+        assert r.json()["error"]["message"] == "El campo display_name tiene un tipo incorrecto."
+
+        async with ws_session(f"ws://{live}/ws", token) as client:
+            started = await client.command("quiz.start")
+            await client.command("quiz.answer", quiz_id=started["quiz_id"], question="veins", answer="blue_purple")
+            early = await client.command("quiz.submit", quiz_id=started["quiz_id"])
+            assert early["error"] == {"code": "validation_error", "message": "Primero responde al menos 4 preguntas.",
+                                      "temporary": False, "field": "quiz_id"}
+            unknown = await client.command("quiz.nope")
+            assert unknown["error"]["message"] == "operación desconocida: quiz.nope"
+            bad = await client.command("quiz.submit")
+            assert bad["error"] == {**bad["error"], "field": "quiz_id", "message": "El campo quiz_id es obligatorio."}

@@ -175,6 +175,24 @@ async def test_a_finished_analysis_is_pushed(settings_for: Any, push_service: Pu
         assert got.message["url"].startswith("/?analysis=")
 
 
+async def test_the_analysis_push_is_in_the_recipients_saved_locale(settings_for: Any, push_service: PushService) -> None:
+    """Built by the run, without a request context: translated for the user's saved locale
+    (es here), whatever language the request that started the run spoke."""
+    from tests.test_rest_analyze import ANSWERS
+
+    async with push_app(settings_for, "memory") as (app, client):
+        user = await register(client)
+        token = user["access_token"]
+        assert (await client.patch(f"{API}/users/profile", json={"locale": "es"}, headers=bearer(token))).status_code == 200
+        browser = push_service.browser("analysis-es")
+        assert (await subscribe(client, token, browser.subscription())).status_code == 201
+        r = await client.post(f"{API}/chromatic-analysis/analyze", headers={**bearer(token), "Accept-Language": "en"},
+                              json={"answers": ANSWERS})
+        assert r.status_code == 200, r.text
+        got = await push_service.next()
+        assert (got.message["title"], got.message["body"]) == ("Tu análisis está listo", "Tu análisis de color ha terminado.")
+
+
 async def test_the_service_worker_is_served_with_a_root_scope(settings_for: Any) -> None:
     async with running_app(settings_for("memory")) as (_, client):
         r = await client.get("/sw.js")

@@ -38,7 +38,7 @@ async def test_store_appends_in_order_and_refuses_without_changing_anything(kv: 
     await uploads.create(new_meta(aid, "alice", 10, "0" * 64, "image/png", "facial"))
     assert (await uploads.append("alice", aid, 0, b"0123"))[1] == 4
     err = await bad_chunk(uploads.append("alice", aid, 2, b"xx"))  # wrong offset (a replay)
-    assert "continues at 4" in err.message
+    assert "continues at 4" in err.text() and err.params == {"offset": 4}
     await bad_chunk(uploads.append("alice", aid, 4, b"x" * 7))  # past the declared size
     await bad_chunk(uploads.append("bob", aid, 4, b"45"))  # someone else's upload
     await bad_chunk(uploads.append("alice", str(uuid.uuid4()), 0, b"45"))  # unknown

@@ -50,7 +50,9 @@ class Endings:
 
     async def claim(self, analysis_id: str, error: AppError | None) -> bool:
         """True when the caller is the one to publish the terminal event (``error`` None: a result)."""
-        told: dict[str, Any] = {"code": None} if error is None else {"code": str(error.code), "message": error.message}
+        told: dict[str, Any] = {"code": None}
+        if error is not None:  # its msgid and params: each reader gets it in their own locale
+            told = {"code": str(error.code), "message": error.message, "params": error.params, "plural": error.plural}
         return await self.kv.set(keys.ending(analysis_id), orjson.dumps(told), self.ttl, nx=True)
 
     async def told(self, analysis_id: str) -> AppError | None:
@@ -62,4 +64,9 @@ class Endings:
         code = told.get("code")
         if code not in ErrorCode._value2member_map_:
             return None
-        return AppError(ErrorCode(code), told.get("message") or "")
+        params = told.get("params")
+        plural = told.get("plural")
+        return AppError(
+            ErrorCode(code), told.get("message") or "", params=params if isinstance(params, dict) else None,
+            plural=plural if isinstance(plural, str) else None,
+        )

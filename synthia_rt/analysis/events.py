@@ -13,8 +13,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from synthia_rt import i18n
 from synthia_rt.broker.base import Broker
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel, user_channel
 from synthia_rt.store.analyses import OPEN
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
     from synthia_rt.push.sender import Pusher
 
 log = logging.getLogger(__name__)
+
+
+# The push sent when an analysis ends (msgids: the push worker translates them for the user).
+DONE_TITLE = N_("Your analysis is ready")
+DONE_BODY = {"facial": N_("Your face analysis has finished."), "chromatic": N_("Your colour analysis has finished.")}
 
 
 class AnalysisEvents:
@@ -67,9 +74,11 @@ class AnalysisEvents:
         if self.push is not None:
             from synthia_rt.push.sender import Message
 
+            # Built here without a request context: the worker translates it into the user's
+            # saved locale, else the run's (the language the user asked in).
             self.push.offer(self.user_id, Message(
-                "analysis.done", "Your analysis is ready", f"The {event.kind} analysis has finished.",
-                url=f"/?analysis={self.analysis_id}",
+                "analysis.done", DONE_TITLE, DONE_BODY.get(event.kind, DONE_BODY["facial"]),
+                url=f"/?analysis={self.analysis_id}", translate=True, locale=i18n.current(),
             ))  # fmt: skip
 
     async def error(self, err: AppError) -> None:

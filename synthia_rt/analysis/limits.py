@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from synthia_rt.analysis import keys
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import ErrorCode, counted
 from synthia_rt.kv.base import KeyValue
 
 RETRY_AFTER = 5.0  # seconds; a typical analysis is done by then
@@ -41,9 +41,11 @@ class ActiveSlots:
         await self.kv.zadd(key, analysis_id, now + (lifetime or self.lifetime), ttl=self._key_ttl)
         if await self.kv.zcount_above(key, now) > self.limit:
             await self.kv.zrem(key, analysis_id)
-            raise AppError(
+            raise counted(
                 ErrorCode.RATE_LIMITED,
-                f"At most {self.limit} analyses may run at once; wait for one to finish.",
+                "At most {n} analysis may run at once; wait for it to finish.",
+                "At most {n} analyses may run at once; wait for one to finish.",
+                self.limit,
                 retry_after=RETRY_AFTER,
             )
 

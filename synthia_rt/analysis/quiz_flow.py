@@ -17,7 +17,7 @@ from synthia_rt.analysis.cache import answers_digest
 from synthia_rt.analysis.launcher import Launcher
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, counted
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel
 from synthia_rt.store.ids import as_uuid
@@ -69,7 +69,8 @@ class QuizFlow:
             raise _not_found()
         answers = await self.store.answers(user.user_id, qid)
         if len(answers) < quiz.MIN_ANSWERS:
-            raise AppError(ErrorCode.VALIDATION_ERROR, f"Answer at least {quiz.MIN_ANSWERS} questions first.", field="quiz_id")
+            raise counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question first.", "Answer at least {n} questions first.",
+                          quiz.MIN_ANSWERS, field="quiz_id")
         if not await self.store.claim_submit(user.user_id, qid):
             raise AppError(ErrorCode.CONFLICT, "This quiz was already submitted.", field="quiz_id")
         try:

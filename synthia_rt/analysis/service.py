@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+from synthia_rt import i18n
 from synthia_rt.analysis import keys, quiz
 from synthia_rt.analysis.analyzer import Analyzer
 from synthia_rt.analysis.cache import ResultCache
@@ -39,7 +40,7 @@ from synthia_rt.analysis.pipeline import Job, Pipeline
 from synthia_rt.analysis.quiz_flow import QuizFlow
 from synthia_rt.analysis.quiz_store import QuizStore
 from synthia_rt.auth.principal import Principal
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, counted
 from synthia_rt.limiter import rule
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel, analysis_id_of
@@ -211,7 +212,10 @@ class AnalysisService:
         return {"analysis_id": aid, "offset": length, "size": meta.size}
 
     def _upload_job(self, user_id: str, aid: str, meta: UploadMeta) -> Job:
-        return Job(uuid.UUID(aid), user_id, "facial", self.launch.key(user_id, "facial", meta.sha256), upload=meta)
+        """The run of a complete upload, in its uploader's locale (stored in the meta): a node
+        taking it over (sweeper, ``upload.status``) answers in it, not in its own context's."""
+        with i18n.using(meta.locale or i18n.current()):
+            return Job(uuid.UUID(aid), user_id, "facial", self.launch.key(user_id, "facial", meta.sha256), upload=meta)
 
     @faults.guard
     async def upload_status(self, user: Principal, analysis_id: uuid.UUID | str) -> dict[str, int]:
@@ -282,7 +286,7 @@ class AnalysisService:
     async def _end_unstarted(self, aid: uuid.UUID, user_id: str, err: AppError, status: str) -> bool:
         """End an analysis no node runs; only the caller whose UPDATE ended it, and that is
         first to claim its ending, publishes (one terminal event per analysis)."""
-        if not await store.mark_failed(aid, status=status, code=str(err.code), message=err.message):
+        if not await store.mark_failed(aid, status=status, code=str(err.code), message=err.text()):
             return False
         await self.slots.release(user_id, str(aid))
         if await self.endings.claim(str(aid), err):
@@ -336,7 +340,8 @@ class AnalysisService:
         for question, answer in answers.items():
             quiz.check_answer(question, answer)
         if len(answers) < quiz.MIN_ANSWERS:
-            raise AppError(ErrorCode.VALIDATION_ERROR, f"Answer at least {quiz.MIN_ANSWERS} questions.", field="answers")
+            raise counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question.", "Answer at least {n} questions.",
+                          quiz.MIN_ANSWERS, field="answers")
         aid = uuid.uuid4()
         task = await self.quiz.start_chromatic(user, aid, answers)
         if task is None:

@@ -64,10 +64,9 @@ def verify(settings: Settings, payload: bytes, signature: str | None) -> stripe.
         return event
     except stripe.SignatureVerificationError as exc:
         stale = "tolerance" in str(exc).lower()
-        raise AppError(
-            ErrorCode.BAD_REQUEST,
-            "The signature timestamp is outside the tolerance." if stale else "The signature does not verify.",
-        ) from None
+        if stale:
+            raise AppError(ErrorCode.BAD_REQUEST, "The signature timestamp is outside the tolerance.") from None
+        raise AppError(ErrorCode.BAD_REQUEST, "The signature does not verify.") from None
     except ValueError:
         raise AppError(ErrorCode.BAD_REQUEST, "The payload is not a Stripe event.") from None
 

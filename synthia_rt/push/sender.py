@@ -21,15 +21,17 @@ import contextlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 from pywebpush import WebPusher
 
+from synthia_rt import i18n
 from synthia_rt.push import vapid as vapid_keys
 from synthia_rt.store import push as store
+from synthia_rt.store import users
 
 if TYPE_CHECKING:
     from synthia_rt.runtime import Runtime
@@ -44,10 +46,19 @@ GONE = frozenset({404, 410})
 
 @dataclass(frozen=True)
 class Message:
+    """A push. With ``translate`` the title and body are msgids, translated when it is sent
+    into the recipient's saved locale, else ``locale``, else ``DEFAULT_LOCALE`` (system
+    notices are built without a request context); otherwise they go as written (admin text)."""
+
     kind: str
     title: str
     body: str
     url: str | None = None
+    translate: bool = False
+    locale: str | None = None
+
+    def localized(self, locale: str) -> Message:
+        return replace(self, title=i18n.gettext(self.title, locale), body=i18n.gettext(self.body, locale), translate=False)
 
     def encode(self) -> bytes:
         data: dict[str, str] = {"kind": self.kind, "title": self.title, "body": self.body[:500]}
@@ -151,22 +162,37 @@ class Pusher:
         hub = self.runtime.hub
         return hub is not None and await hub.presence.count(user_id) > 0
 
+    async def _payload(self, message: Message, user_id: str) -> bytes:
+        """The encoded push for ``user_id``: a system notice in their saved language."""
+        if not message.translate:
+            return message.encode()
+        try:
+            saved = await users.saved_locale(user_id)
+        except Exception:  # noqa: BLE001 - the database blinked: the run's language will do
+            saved = None
+        locale = i18n.normalise(saved) or i18n.normalise(message.locale) or self.runtime.settings.default_locale
+        return message.localized(locale).encode()
+
     async def _fan_out(self, job: _Job) -> None:
-        data = job.message.encode()
         if job.user_id is not None:
             if await self._online(job.user_id):
                 return
             targets = await store.of_user(job.user_id)
+            if not targets:
+                return
+            data = await self._payload(job.message, job.user_id)
             await asyncio.gather(*(self._send(t, data, 0) for t in targets))
             return
         after: uuid.UUID | None = None
         online: dict[str, bool] = {}
+        shared = None if job.message.translate else job.message.encode()
         while page := await store.everyone(after):
             after = page[-1][0]
             for _, target in page:
                 if target.user_id not in online:
                     online[target.user_id] = await self._online(target.user_id)
                 if not online[target.user_id]:
+                    data = shared or await self._payload(job.message, target.user_id)
                     await self._send(target, data, 0)
 
     async def _send(self, target: store.Target, data: bytes, attempt: int) -> None:

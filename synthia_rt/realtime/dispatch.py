@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from synthia_rt.broker.base import Position
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_
 from synthia_rt.limiter import rule
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel
@@ -47,7 +48,7 @@ async def _per_user(session: Session, limit: str, scope: str) -> None:
     ``rate_limited`` with ``retry_after`` past it."""
     try:
         await session.runtime.need_limiter().hit(
-            _rule(limit), scope, session.principal.user_id, message=f"too many {scope} commands"
+            _rule(limit), scope, session.principal.user_id, message=N_("too many {scope} commands"), params={"scope": scope}
         )
     except AppError as error:
         metrics = session.runtime.metrics

@@ -114,7 +114,9 @@ def _subprotocol(websocket: WebSocket) -> str | None:
     if SUBPROTOCOL in offered:
         return SUBPROTOCOL
     if offered:
-        raise AppError(ErrorCode.BAD_REQUEST, f"unsupported subprotocol; this server speaks {SUBPROTOCOL}")
+        raise AppError(
+            ErrorCode.BAD_REQUEST, "unsupported subprotocol; this server speaks {subprotocol}", params={"subprotocol": SUBPROTOCOL}
+        )
     return None
 
 

@@ -26,7 +26,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from synthia_rt import i18n
 from synthia_rt.analysis.models import ChromaticResult, FacialResult
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, field_error
 
 SUBPROTOCOL = "synthia.v1"
 BEARER_PREFIX = "bearer."
@@ -167,14 +167,13 @@ def decode_command(raw: str | bytes) -> Command:
         raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "op must be a string", field="op"), command_id)
     model = COMMANDS.get(op)
     if model is None:
-        raise ProtocolError(AppError(ErrorCode.UNKNOWN_OP, f"unknown op: {op[:64]}"), command_id)
+        raise ProtocolError(AppError(ErrorCode.UNKNOWN_OP, "unknown op: {op}", params={"op": op[:64]}), command_id)
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "frame"
-        message = f"invalid field {where}: {first['msg']}"
-        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, message, field=where), command_id) from None
+        raise ProtocolError(field_error(ErrorCode.BAD_REQUEST, first["type"], where), command_id) from None
 
 
 def decode_chunk(data: bytes) -> tuple[uuid.UUID, int, bytes]:

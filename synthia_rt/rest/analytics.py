@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from synthia_rt.auth.principal import Principal
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, counted
 from synthia_rt.observability.audit import audit
 from synthia_rt.rest.deps import client_ip, runtime_of
 from synthia_rt.rest.routing import api
@@ -108,7 +108,8 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise AppError(
-            ErrorCode.VALIDATION_ERROR, f"tz: {name!r} is not an IANA time zone (e.g. Europe/Madrid).", field="tz"
+            ErrorCode.VALIDATION_ERROR, "tz: '{name}' is not an IANA time zone (e.g. Europe/Madrid).", field="tz",
+            params={"name": name},
         ) from None
 
 
@@ -118,8 +119,9 @@ def _range(query: AnalyticsQuery, tz: ZoneInfo) -> tuple[date, date]:
     if start > end:
         raise AppError(ErrorCode.VALIDATION_ERROR, "from: must not be after `to`.", field="from")
     if (end - start).days + 1 > MAX_DAYS:
-        raise AppError(
-            ErrorCode.VALIDATION_ERROR, f"from: the range spans more than {MAX_DAYS} days.", field="from"
+        raise counted(
+            ErrorCode.VALIDATION_ERROR, "from: the range spans more than {n} day.", "from: the range spans more than {n} days.",
+            MAX_DAYS, field="from",
         )
     return start, end
 

@@ -257,8 +257,9 @@ async def invalidate(request: Request, principal: Principal) -> Deleted:
     if namespace not in NAMESPACES or namespace not in namespace_ttls(runtime_of(request).settings):
         raise AppError(
             ErrorCode.VALIDATION_ERROR,
-            f"namespace must be one of {', '.join(NAMESPACES)}",
+            "namespace must be one of {namespaces}",
             field="namespace",
+            params={"namespaces": ", ".join(NAMESPACES)},
         )
     # "ns", not "namespace": the audit filter drops keys containing "name".
     deleted = await _delete_audited(
@@ -287,9 +288,10 @@ async def delete_keys(request: Request, principal: Principal) -> Deleted:
     elif not PATTERN.fullmatch(pattern):
         raise AppError(
             ErrorCode.VALIDATION_ERROR,
-            f"pattern must start with a cache namespace ({', '.join(NAMESPACES)}) and ':', or "
+            "pattern must start with a cache namespace ({namespaces}) and ':', or "
             "with 'cache:', and use only letters, digits, _ - . : and the globs * ?",
             field="pattern",
+            params={"namespaces": ", ".join(NAMESPACES)},
         )
     deleted = await _delete_audited(
         request, principal, pattern, "admin.cache.delete", pattern=pattern

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
 from synthia_rt.clientaddr import client_address
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, counted, field_error
 from synthia_rt.runtime import Runtime
 from synthia_rt.store import users
 
@@ -80,21 +80,24 @@ def validation_error(exc: ValidationError) -> AppError:
     kind = first["type"]
     if kind == "json_invalid" or field is None:
         return AppError(ErrorCode.BAD_REQUEST, "The body must be a JSON object.")
-    if kind.endswith("_type"):
-        return AppError(ErrorCode.BAD_REQUEST, f"{field}: {first['msg']}", field=field)
-    return AppError(ErrorCode.VALIDATION_ERROR, f"{field}: {first['msg']}", field=field)
+    code = ErrorCode.BAD_REQUEST if kind.endswith("_type") else ErrorCode.VALIDATION_ERROR
+    return field_error(code, kind, field)
+
+
+def _too_large() -> AppError:
+    return counted(ErrorCode.TOO_LARGE, "The body exceeds {n} byte.", "The body exceeds {n} bytes.", MAX_BODY_BYTES)
 
 
 async def _read_bounded(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise AppError(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        raise _too_large()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise AppError(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+            raise _too_large()
         chunks.append(chunk)
     return b"".join(chunks)
 

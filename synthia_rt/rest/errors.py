@@ -60,10 +60,9 @@ def internal_error(exc: BaseException) -> Response:
     if faults.is_unavailable(exc):
         return error_response(faults.unavailable(exc, f"request {rid}" if rid else "request"))
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
-    message = (
-        f"An unexpected error occurred (request {rid})." if rid else "An unexpected error occurred."
-    )
-    return error_response(AppError(ErrorCode.INTERNAL, message))
+    if rid:
+        return error_response(AppError(ErrorCode.INTERNAL, "An unexpected error occurred (request {rid}).", params={"rid": rid}))
+    return error_response(AppError(ErrorCode.INTERNAL, "An unexpected error occurred."))
 
 
 def _locale(request: Request) -> str:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from piccolo.custom_types import Combinable
 
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError, ErrorCode, counted
 from synthia_rt.store import faults
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import UsageMonth, User, utcnow
@@ -100,10 +100,12 @@ async def usage(user_id: str, free_limit: int, now: datetime | None = None) -> U
 
 def quota_error(now: datetime, limit: int) -> AppError:
     resets_at = next_reset(now)
-    return AppError(
+    return counted(
         ErrorCode.QUOTA_EXCEEDED,
-        f"The free plan's {limit} model-backed analyses this month are used up; "
-        f"resets at {resets_at.isoformat().replace('+00:00', 'Z')}. Upgrade to premium for more.",
+        "The free plan's {n} model-backed analysis this month is used up; resets at {resets_at}. Upgrade to premium for more.",
+        "The free plan's {n} model-backed analyses this month are used up; resets at {resets_at}. Upgrade to premium for more.",
+        limit,
+        params={"resets_at": resets_at.isoformat().replace("+00:00", "Z")},
         retry_after=max(1.0, (resets_at - now).total_seconds()),
     )
 

@@ -20,11 +20,14 @@ and complete uploads being decoded count against this process's in-flight bytes.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 import orjson
 
+from synthia_rt import i18n
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.i18n import N_
 from synthia_rt.kv.base import KeyValue
 from synthia_rt.settings import Settings
 from synthia_rt.uploads.quota import ProcessBytes, UserBytes
@@ -41,10 +44,19 @@ class UploadMeta:
     kind: str
     created_at: float
     complete: bool = False
+    # The uploader's language: a node that takes the run over answers in it. None in metas
+    # written before it was stored (the run then uses the taking node's current locale).
+    locale: str | None = None
+
+    @classmethod
+    def load(cls, raw: bytes) -> UploadMeta:
+        """From its JSON; fields this version does not know (a newer node wrote it) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in orjson.loads(raw).items() if k in known})
 
 
-def _bad_chunk(message: str) -> AppError:
-    return AppError(ErrorCode.BAD_CHUNK, message)
+def _bad_chunk(message: str, params: Mapping[str, object] | None = None) -> AppError:
+    return AppError(ErrorCode.BAD_CHUNK, message, params=params)
 
 
 class UploadStore:
@@ -79,7 +91,7 @@ class UploadStore:
 
     async def meta(self, user_id: str, analysis_id: str) -> UploadMeta | None:
         raw = await self.kv.get(self._key(user_id, analysis_id, "meta"))
-        return UploadMeta(**orjson.loads(raw)) if raw else None
+        return UploadMeta.load(raw) if raw else None
 
     async def offset(self, user_id: str, analysis_id: str) -> int:
         return await self.kv.strlen(self._key(user_id, analysis_id, "data"))
@@ -92,15 +104,15 @@ class UploadStore:
         """
         meta = await self.meta(user_id, analysis_id)
         if meta is None:
-            raise _bad_chunk("No upload in progress with this id.")
+            raise _bad_chunk(N_("No upload in progress with this id."))
         if meta.complete:
-            raise _bad_chunk("This upload is already complete.")
+            raise _bad_chunk(N_("This upload is already complete."))
         if offset < 0 or offset + len(payload) > meta.size:
-            raise _bad_chunk("The chunk ends past the declared size.")
+            raise _bad_chunk(N_("The chunk ends past the declared size."))
         with self.in_flight.hold(len(payload)):
             length = await self.kv.append_at(self._key(user_id, analysis_id, "data"), offset, payload, self.ttl)
         if length < 0:
-            raise _bad_chunk(f"Wrong offset: the upload continues at {-length - 1}.")
+            raise _bad_chunk(N_("Wrong offset: the upload continues at {offset}."), {"offset": -length - 1})
         await self.kv.expire(self._key(user_id, analysis_id, "meta"), self.ttl)
         return meta, length
 
@@ -144,4 +156,5 @@ class UploadStore:
 
 
 def new_meta(analysis_id: str, user_id: str, size: int, sha256: str, content_type: str | None, kind: str) -> UploadMeta:
-    return UploadMeta(analysis_id, user_id, size, sha256, content_type, kind, time.time())
+    """A new upload's meta, in the current (the uploader's) locale."""
+    return UploadMeta(analysis_id, user_id, size, sha256, content_type, kind, time.time(), locale=i18n.current())

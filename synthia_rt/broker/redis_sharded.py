@@ -32,6 +32,7 @@ NodeClient = Callable[[str, int], Redis]  # host, port → a client with a pool 
 
 class ShardedListener:
     check_interval = 1.0  # seconds between slot-map checks
+    degraded_interval = 0.2  # … while a shard serving channels is disconnected
 
     def __init__(
         self,
@@ -136,8 +137,16 @@ class ShardedListener:
 
     async def _watch(self) -> None:
         while True:
+            # While a shard that serves channels is unreachable (its primary died), look more
+            # often: the replica's promotion is then noticed within a fraction of a second.
+            degraded = any(
+                not listener.connected
+                for name, (listener, _) in self._shards.items()
+                if name in self._owner.values()
+            )
+            interval = self.degraded_interval if degraded else self.check_interval
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.check_interval):
+                async with asyncio.timeout(interval):
                     await self._changed.wait()
             self._changed.clear()
             try:

@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import Connection
 from redis.crc import key_slot
-from redis.exceptions import MovedError, TryAgainError
+from redis.exceptions import MovedError, SlotNotCoveredError, TryAgainError
 
 from synthia_rt.broker import BrokerUnavailable, Position, create_broker, keys
 from synthia_rt.broker.redis import RedisBroker
@@ -263,3 +263,27 @@ async def test_cluster_refusals_are_unavailable(
     finally:
         await broker.stop()
         await kv.close()
+
+
+async def test_subscribing_to_an_uncovered_slot_is_unavailable(
+    redis_cluster: RedisCluster, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mid-failover the slot map can lack the channel's slot: ``subscribe`` then raises
+    ``BrokerUnavailable`` (the socket's ``unavailable``), not redis-py's SlotNotCoveredError."""
+    broker = create_broker(redis_cluster.url, Settings(redis_namespace=namespace), "n1")
+    Node().attach(broker)
+    await broker.start()
+    try:
+        assert isinstance(broker, RedisBroker)
+        cluster = broker.listener._cluster  # type: ignore[union-attr]
+
+        def uncovered(key: str, replica: bool = False) -> None:
+            raise SlotNotCoveredError(f'Slot "{key_slot(key.encode())}" is not covered')
+
+        monkeypatch.setattr(cluster, "get_node_from_key", uncovered)
+        with pytest.raises(BrokerUnavailable):
+            await broker.subscribe("c")
+        monkeypatch.undo()
+        await broker.subscribe("c")
+    finally:
+        await broker.stop()

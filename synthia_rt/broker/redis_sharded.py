@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from synthia_rt.broker.base import BrokerUnavailable
 from synthia_rt.broker.redis_listener import MessageHandler, PubSubListener, ResubscribedHandler
@@ -57,7 +57,7 @@ class ShardedListener:
     async def start(self) -> None:
         try:
             await self._cluster.initialize()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise BrokerUnavailable("Redis Cluster is unreachable") from exc
         for node in self._cluster.get_primaries():
             await self._shard(node.name, node.host, int(node.port))
@@ -114,7 +114,10 @@ class ShardedListener:
 
     # -- topology -----------------------------------------------------------------------
     async def _route(self, channel: str) -> str:
-        node = self._cluster.get_node_from_key(self._key_for(channel).decode())
+        try:
+            node = self._cluster.get_node_from_key(self._key_for(channel).decode())
+        except RedisClusterException as exc:  # the slot map lacks the slot (mid-failover)
+            raise BrokerUnavailable("no primary owns the channel's slot") from exc
         if node is None:
             raise BrokerUnavailable("no primary owns the channel's slot")
         await self._shard(node.name, node.host, int(node.port))

@@ -29,7 +29,7 @@ from limits.errors import ConfigurationError, StorageError
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.redis_pool import is_cluster
@@ -89,7 +89,8 @@ def _storage(settings: Settings) -> Storage:
 def _unavailable() -> Iterator[None]:
     try:
         yield
-    except (StorageError, RedisError, OSError) as exc:
+    except (StorageError, RedisError, RedisClusterException, OSError) as exc:
+        # RedisClusterException (no node for a slot mid-failover) is not a RedisError.
         raise AppError(
             ErrorCode.UNAVAILABLE, "rate limit store unavailable", retry_after=1
         ) from exc

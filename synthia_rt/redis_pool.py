@@ -25,6 +25,23 @@ Two kinds of retry, because a command may only run twice when running it twice i
 
 The connections themselves keep redis-py's ``Retry(NoBackoff(), 0)``: redis-py applies a
 connection's retry to the whole command, written or not, so it cannot tell the two apart.
+
+**Redis Cluster** (:func:`cluster_client`) gets the same two kinds, built differently because
+redis-py's cluster client has no pool checkout to hook into:
+
+* redis-py's own cluster retry (by default three more runs of *any* command after a
+  connection error or timeout, the publish script included) is switched off.
+* Its connections (:class:`CheckedClusterConnection`) do the checkout check themselves, before
+  the command's first byte: a connection the server closed or left dirty is reconnected, an
+  idle one PINGs, and a failure there is :class:`NotRunError`.  So is every cluster answer
+  that means "not run here" (CLUSTERDOWN, TRYAGAIN, a MOVED/ASK storm that outlasts redis-py's
+  16 redirects, a slot no node covers).  :class:`GatedRedisCluster` retries exactly those,
+  with the checkout backoff, after redis-py has marked its slot map for a re-read (a dead
+  node, CLUSTERDOWN) — so a command sent after a failover finds the promoted replica.
+* Idempotent commands are retried once more on any connection error (:func:`idempotent`).
+
+Everything else (a connection that died after the write, a timeout) fails once, as on a single
+server; callers turn it into ``unavailable`` (503, ``temporary:true``).
 """
 
 from __future__ import annotations
@@ -35,11 +52,19 @@ from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.exceptions import AuthenticationError, MaxConnectionsError
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    ClusterError,
+    MaxConnectionsError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
 T = TypeVar("T")
@@ -134,18 +159,86 @@ def cluster_startup_nodes(url: str) -> list[tuple[str, int]]:
     return nodes
 
 
+class NotRunError(RedisConnectionError):
+    """The command did not run on any node (see the module docstring), so running it again
+    cannot run it twice.  A ConnectionError: callers already map those to ``unavailable``."""
+
+
+def not_run(exc: Exception) -> bool:
+    return isinstance(exc, NotRunError)
+
+
+# Cluster answers that mean the command was refused, not run: CLUSTERDOWN (ClusterError),
+# TRYAGAIN, MOVED/ASK left over when redis-py's redirect budget ran out, "TTL exhausted"
+# (ClusterError), no node for the slot (RedisClusterException, which is not even a RedisError).
+REFUSED = (ClusterError, TryAgainError, AskError, RedisClusterException)
+
+
+class CheckedClusterConnection(Connection):
+    """A cluster node's connection that checks itself before each command, as
+    :class:`CheckedPool` does at checkout; a failure there raises :class:`NotRunError`."""
+
+    _handshake = False  # on_connect's own commands (HELLO, CLIENT SETNAME) are not checked
+
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        self._handshake = True
+        try:
+            await super().connect_check_health(*args, **kwargs)
+        finally:
+            self._handshake = False
+
+    async def send_packed_command(
+        self, command: bytes | str | Any, check_health: bool = True
+    ) -> None:
+        if self._handshake:
+            await super().send_packed_command(command, check_health)
+            return
+        try:
+            if self.is_connected:
+                try:
+                    if await self.can_read():  # unread bytes: not safe to use
+                        raise RedisConnectionError("Connection has data")
+                except (RedisConnectionError, RedisTimeoutError, OSError):
+                    await self.disconnect()  # closed by the server (a restart) or dirty
+            if not self.is_connected:
+                await self.connect_check_health(check_health=False)
+            if check_health:
+                await self.check_health()  # type: ignore[no-untyped-call]
+        except RedisConnectionError as exc:
+            if isinstance(exc, NotRunError):
+                raise
+            raise NotRunError(*exc.args) from exc
+        await super().send_packed_command(command, check_health=False)
+
+
 class GatedRedisCluster(RedisCluster):
-    """A RedisCluster whose commands queue for one of ``max_connections`` slots: redis-py's
+    """A RedisCluster whose commands queue for one of ``max_connections`` slots (redis-py's
     cluster node pool raises MaxConnectionsError at once when full, where the single-server
-    pool (BlockingConnectionPool) waits.  A burst of publishes then waits instead of failing."""
+    pool waits: a burst of publishes then waits instead of failing), and whose commands are
+    retried only when they did not run (module docstring)."""
 
     def __init__(self, *, max_connections: int = 64, **kwargs: Any) -> None:
-        super().__init__(max_connections=max_connections, **kwargs)
+        # retry: redis-py's cluster retry would send a written command again; ours is below.
+        super().__init__(max_connections=max_connections, retry=Retry(NoBackoff(), 0), **kwargs)
+        self.connection_kwargs["connection_class"] = CheckedClusterConnection
+        for node in self.startup_nodes:
+            node.connection_class = CheckedClusterConnection
         self._gate = asyncio.Semaphore(max_connections)
+        self._not_run_retry = _retry(CHECKOUT_RETRIES)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        run: Callable[..., Awaitable[Any]] = super().execute_command
+
+        async def once() -> Any:
+            try:
+                return await run(*args, **kwargs)
+            except NotRunError:
+                raise
+            except REFUSED as exc:
+                raise NotRunError(f"{type(exc).__name__}: {exc}") from exc
+
         async with self._gate:
-            return await super().execute_command(*args, **kwargs)
+            return await self._not_run_retry.call_with_retry(once, _ignore, is_retryable=not_run)
 
 
 def cluster_client(url: str, **kwargs: Any) -> RedisCluster:

@@ -3,6 +3,10 @@
 ``redis-server --cluster-enabled yes`` six times in a temp dir, then ``redis-cli --cluster
 create … --cluster-replicas 1 --cluster-yes``.  Started once per test session (see
 ``conftest.redis_cluster``), never the shared server; no persistence.
+
+``NODE_TIMEOUT_MS`` is short so that a killed primary is replaced by its replica within a
+couple of seconds (``kill`` / ``restart``: the restarted process rejoins as a replica from its
+``nodes.conf``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+NODE_TIMEOUT_MS = 1000  # cluster-node-timeout: a dead primary is failed over after about this
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "redis-cli"
 
@@ -62,7 +67,7 @@ class RedisCluster:
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "2000",
+                str(NODE_TIMEOUT_MS),
                 "--save",
                 "",
                 "--appendonly",
@@ -130,6 +135,35 @@ class RedisCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError("the cluster did not become ok")
             time.sleep(0.1)
+
+    def owner(self, key: str) -> int:
+        """The port of the primary that serves ``key``'s slot now."""
+        for port, proc in self.processes.items():
+            if proc.poll() is not None:
+                continue
+            client = redis.Redis(port=port, socket_connect_timeout=0.5)
+            try:
+                slot = int(client.cluster("keyslot", key))
+                for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):  # type: ignore[no-untyped-call]
+                    if start <= slot <= end:
+                        return int(primary[1])
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+        raise RuntimeError(f"no live node knows who owns {key!r}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node's process (no shutdown, no failover handshake)."""
+        proc = self.processes[port]
+        proc.kill()
+        proc.wait()
+
+    def restart(self, port: int, timeout: float = 30.0) -> None:
+        """Start a killed node again on its port and config; waits until the cluster is ok with
+        every replica attached (a former primary comes back as a replica of its successor)."""
+        self.start_node(port)
+        self.wait_ok(time.monotonic() + timeout)
 
     def stop(self) -> None:
         for proc in self.processes.values():

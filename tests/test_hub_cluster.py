@@ -10,10 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 import redis.asyncio as aioredis
 
+from synthia_rt.broker import keys
 from tests.nodes import Node, start_node
 from tests.opshelpers import admin_on_nodes, bearer
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import private_redis
 from tests.wsclient import Client, register, ws_session
 
@@ -172,3 +175,94 @@ async def test_events_published_right_after_a_redis_restart_reach_every_socket(
         finally:
             await b.stop()
             await a.stop()
+
+
+async def test_sockets_survive_a_killed_cluster_primary(
+    node_env: dict[str, str], pg_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Two nodes on a Redis Cluster; the primary that owns a user's channel is SIGKILLed
+    (issue 12 item 1).  Sockets stay open, REST publishes during the election answer 503 (never
+    500), and once the replica is promoted every published notification reaches both sockets
+    (live, or through the hub's catch-up from the replicated history) without a reset."""
+    cluster = RedisCluster(tmp_path / "cluster")
+    await asyncio.to_thread(cluster.start)
+    env = {**node_env, "REDIS_URL": cluster.url}
+    a = await start_node(env)
+    b = await start_node(env)
+    try:
+        async with httpx.AsyncClient() as http, contextlib.AsyncExitStack() as stack:
+            admin = await admin_on_nodes(http, a.http, pg_url)
+            user = await register(a.http)
+            user_id = user["user"]["id"]
+            sockets = [
+                await stack.enter_async_context(ws_session(node.ws, user["access_token"]))
+                for node in (a, b)
+            ]
+
+            async def notify(node: Node, title: str) -> int:
+                r = await http.post(
+                    f"{node.http}/api/v1/admin/notifications",
+                    json={"user_id": user_id, "kind": "info", "title": title, "body": "b"},
+                    headers=bearer(admin["access_token"]),
+                    timeout=DEADLINE,
+                )
+                assert r.status_code in (201, 503), r.text  # never a 500
+                return r.status_code
+
+            assert await notify(a, "before") == 201
+            for client in sockets:
+                await client.event("notification", timeout=DEADLINE, title="before")
+
+            primary = cluster.owner(keys.meta_key(namespace, f"user:{user_id}"))
+            await asyncio.to_thread(_wait_replicated, primary)
+            loop = asyncio.get_running_loop()
+            cluster.kill(primary)
+            killed = loop.time()
+
+            sent: list[str] = []
+            refused = 0
+            first_ok: float | None = None
+            async with asyncio.timeout(DEADLINE):
+                i = 0
+                while len(sent) < 6:
+                    title = f"after-{i}"
+                    if await notify((a, b)[i % 2], title) == 201:
+                        sent.append(title)
+                        first_ok = first_ok or loop.time()
+                    else:
+                        refused += 1
+                    i += 1
+                    await asyncio.sleep(0.1)
+
+            async def collect(client: Client) -> float:
+                got: list[str] = []
+                async with asyncio.timeout(DEADLINE):
+                    while not set(sent) <= set(got):
+                        frame = await client.event(timeout=DEADLINE)
+                        assert frame["event"] == "notification", frame  # no channel.reset
+                        got.append(frame["title"])
+                assert sorted(got) == sorted(sent)  # each once
+                return loop.time()
+
+            delivered = max(await asyncio.gather(*(collect(c) for c in sockets)))
+            for client in sockets:  # still open and served
+                assert (await client.command("ping"))["ok"] is True
+            assert first_ok is not None
+            print(
+                f"\nprimary killed: first REST publish 201 after {first_ok - killed:.2f} s "
+                f"({refused} answered 503, none 500); every socket had every notification "
+                f"{delivered - killed:.2f} s after the kill"
+            )
+    finally:
+        await b.stop()
+        await a.stop()
+        cluster.stop()
+
+
+def _wait_replicated(primary: int) -> None:
+    """Until the primary's replica has acknowledged everything written so far."""
+    client = redis.Redis(port=primary)
+    try:
+        assert client.execute_command("WAIT", 1, 5000) >= 1  # type: ignore[no-untyped-call]
+    finally:
+        client.close()

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from synthia_rt.broker.base import BrokerUnavailable
 from synthia_rt.broker.redis_listener import MessageHandler, PubSubListener, ResubscribedHandler
@@ -32,6 +32,7 @@ NodeClient = Callable[[str, int], Redis]  # host, port → a client with a pool 
 
 class ShardedListener:
     check_interval = 1.0  # seconds between slot-map checks
+    degraded_interval = 0.2  # … while a shard serving channels is disconnected
 
     def __init__(
         self,
@@ -48,6 +49,7 @@ class ShardedListener:
         self._on_resubscribed = on_resubscribed
         self._shards: dict[str, tuple[PubSubListener, Redis]] = {}  # node name → listener
         self._owner: dict[str, str] = {}  # channel → node name of its listener
+        self._retry: set[str] = set()  # moved channels whose new subscription failed
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -55,7 +57,7 @@ class ShardedListener:
     async def start(self) -> None:
         try:
             await self._cluster.initialize()
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise BrokerUnavailable("Redis Cluster is unreachable") from exc
         for node in self._cluster.get_primaries():
             await self._shard(node.name, node.host, int(node.port))
@@ -92,6 +94,10 @@ class ShardedListener:
     def channels(self) -> list[str]:
         return list(self._owner)
 
+    def nodes(self) -> list[str]:
+        """The nodes (``host:port``) this process holds a pub/sub connection to."""
+        return list(self._shards)
+
     # -- subscriptions ------------------------------------------------------------------
     async def subscribe(self, channel: str) -> None:
         name = self._owner.get(channel)
@@ -102,12 +108,16 @@ class ShardedListener:
 
     async def unsubscribe(self, channel: str) -> None:
         name = self._owner.pop(channel, None)
+        self._retry.discard(channel)
         if name is not None and name in self._shards:
             await self._shards[name][0].unsubscribe(channel)
 
     # -- topology -----------------------------------------------------------------------
     async def _route(self, channel: str) -> str:
-        node = self._cluster.get_node_from_key(self._key_for(channel).decode())
+        try:
+            node = self._cluster.get_node_from_key(self._key_for(channel).decode())
+        except RedisClusterException as exc:  # the slot map lacks the slot (mid-failover)
+            raise BrokerUnavailable("no primary owns the channel's slot") from exc
         if node is None:
             raise BrokerUnavailable("no primary owns the channel's slot")
         await self._shard(node.name, node.host, int(node.port))
@@ -130,8 +140,16 @@ class ShardedListener:
 
     async def _watch(self) -> None:
         while True:
+            # While a shard that serves channels is unreachable (its primary died), look more
+            # often: the replica's promotion is then noticed within a fraction of a second.
+            degraded = any(
+                not listener.connected
+                for name, (listener, _) in self._shards.items()
+                if name in self._owner.values()
+            )
+            interval = self.degraded_interval if degraded else self.check_interval
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.check_interval):
+                async with asyncio.timeout(interval):
                     await self._changed.wait()
             self._changed.clear()
             try:
@@ -146,11 +164,13 @@ class ShardedListener:
         moved: list[str] = []
         for channel, old in list(self._owner.items()):
             new = await self._route(channel)
-            if new == old:
+            if new == old and channel not in self._retry:
                 continue
-            self._shards[old][0].drop(channel)  # the old owner dropped it (or is dead)
-            self._owner[channel] = new
+            if new != old:
+                self._shards[old][0].drop(channel)  # the old owner dropped it (or is dead)
+                self._owner[channel] = new
             moved.append(channel)
+        await self._retire()
         if not moved:
             return
         log.info("%d channels moved to another shard; re-subscribing", len(moved))
@@ -158,10 +178,31 @@ class ShardedListener:
             *(self._shards[self._owner[c]][0].subscribe(c) for c in moved if c in self._owner),
             return_exceptions=True,
         )
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, BrokerUnavailable):
+        done: list[str] = []
+        for channel, result in zip([c for c in moved if c in self._owner], results, strict=True):
+            if isinstance(result, BrokerUnavailable):
+                # Not confirmed yet (the new primary is still starting to serve): again at the
+                # next check, and the hub hears of it only once it is effective.
+                self._retry.add(channel)
+            elif isinstance(result, BaseException):
                 raise result
-        await _report(self._on_resubscribed, [c for c in moved if c in self._owner])
+            else:
+                self._retry.discard(channel)
+                done.append(channel)
+        if self._retry:
+            log.warning("%d channels not re-subscribed yet; retrying", len(self._retry))
+            self._changed.set()
+        await _report(self._on_resubscribed, done)
+
+    async def _retire(self) -> None:
+        """Close the listeners of nodes that are no longer primaries and serve no channel
+        (a killed primary's listener would otherwise reconnect to it forever)."""
+        primaries = {node.name for node in self._cluster.get_primaries()}
+        used = set(self._owner.values())
+        for name in [n for n in self._shards if n not in primaries and n not in used]:
+            listener, client = self._shards.pop(name)
+            await listener.stop()
+            await client.aclose()
 
 
 async def _report(handler: Callable[[list[str]], Awaitable[None]], channels: list[str]) -> None:

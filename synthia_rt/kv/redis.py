@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ClusterDownError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
-from synthia_rt.redis_pool import checked_pool, cluster_client, idempotent, is_cluster
+from synthia_rt.redis_pool import REFUSED, checked_pool, cluster_client, idempotent, is_cluster
 
 SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
 HEALTH_CHECK_INTERVAL = 15
@@ -60,7 +60,10 @@ def _ms(ttl: float) -> int:
 def _unavailable() -> Iterator[None]:
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, ClusterDownError) as exc:
+    except (RedisConnectionError, RedisTimeoutError, *REFUSED) as exc:
+        # REFUSED: a cluster mid-failover or mid-migration (CLUSTERDOWN, TRYAGAIN, MOVED/ASK
+        # storms, an uncovered slot) — also from MULTI pipelines, which bypass the client's
+        # own mapping to NotRunError.
         raise AppError(ErrorCode.UNAVAILABLE) from exc
     except ResponseError as exc:
         # Redis at `maxmemory` under `noeviction` refuses writes ("OOM command not allowed…",

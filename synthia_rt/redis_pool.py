@@ -208,7 +208,13 @@ class CheckedClusterConnection(Connection):
             if isinstance(exc, NotRunError):
                 raise
             raise NotRunError(*exc.args) from exc
-        await super().send_packed_command(command, check_health=False)
+        try:
+            await super().send_packed_command(command, check_health=False)
+        except RuntimeError as exc:
+            # uvloop refuses a write on a transport that closed after the check above ("the
+            # handler is closed"): nothing was written, so the command did not run.
+            await self.disconnect()
+            raise NotRunError(f"transport closed: {exc}") from exc
 
 
 class GatedRedisCluster(RedisCluster):

@@ -184,6 +184,11 @@ class CheckedClusterConnection(Connection):
         self._handshake = True
         try:
             await super().connect_check_health(*args, **kwargs)
+        except RuntimeError as exc:
+            # uvloop refuses a handshake write on a transport the node just closed: the
+            # connection never came up, which callers handle as a connection error.
+            await self.disconnect()
+            raise RedisConnectionError(f"transport closed during the handshake: {exc}") from exc
         finally:
             self._handshake = False
 
@@ -254,5 +259,8 @@ def cluster_client(url: str, **kwargs: Any) -> RedisCluster:
     return GatedRedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in cluster_startup_nodes(url)],
         require_full_coverage=True,
+        # As for the single-server pool (module docstring); it also adds a command to every
+        # new node connection's handshake that a dying node can fail half-way.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
         **kwargs,
     )

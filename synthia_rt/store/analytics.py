@@ -91,6 +91,7 @@ GROUP BY 1
 # changes; they take ROLLUP_LOCK_ID shared, a build takes it exclusively (no lost invalidation,
 # no double build).
 ROLLUP_LOCK_ID = 7_318_462_019  # keep in sync with the migration
+BUILD_CHUNK_DAYS = 7
 ROLLUP_READ_SQL = """
 SELECT day, active, groups::text AS groups FROM analytics_days WHERE tz = {} AND day >= {} AND day <= {}
 """
@@ -223,7 +224,9 @@ async def _closed(start: date, end: date, tz_name: str) -> Days:
     """Closed days from the rollup, building the missing ones first."""
     rows = await _rows(ROLLUP_READ_SQL, tz_name, start, end)
     if len(rows) < (end - start).days + 1:
-        await _build(start, end, tz_name)
+        # a week per build transaction: writers wait for the lock at most one week's build
+        for first in _dates(start, end)[::BUILD_CHUNK_DAYS]:
+            await _build(first, min(first + timedelta(days=BUILD_CHUNK_DAYS - 1), end), tz_name)
         rows = await _rows(ROLLUP_READ_SQL, tz_name, start, end)
     days = Days()
     for row in rows:

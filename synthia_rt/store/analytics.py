@@ -12,9 +12,10 @@ PostgreSQL only: the embedded SQLite store answers ``unavailable`` (see :class:`
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,26 +25,21 @@ from synthia_rt.store import faults
 from synthia_rt.store.tables import Analysis
 
 # Who was "active": created an analysis, or signed in with a password (a new refresh-token
-# family: login or registration), on that local day. One pass: the distinct (day, user) pairs
-# are grouped three ways at once — per day, per ISO week (Monday of the day), whole range — so
-# the range is read once and each set sorted once (it used to be three scans and three sorts).
-# Both sides are index-only scans of their ``(created_at, "user")`` / ``(created_at)`` indexes.
+# family: login or registration), on that local day. The distinct (day, user) pairs of the range,
+# each user as its dense ``users.seq`` (its bit in the day's active-users bitmap): days, weeks and
+# the whole range are then exact unions of per-day bitmaps, stored for closed days
+# (``analytics_days``) and computed live for the open ones.
 ACTIVE_SQL = """
-SELECT GROUPING(day, week) AS level, day, week, count(DISTINCT u) AS n
+SELECT pairs.day, array_agg(users.seq) AS seqs
 FROM (
-    SELECT day, day - (extract(isodow FROM day)::int - 1) AS week, u
-    FROM (
-        SELECT DISTINCT (created_at AT TIME ZONE {}) ::date AS day, u FROM (
-            SELECT "user" AS u, created_at FROM analyses WHERE created_at >= {} AND created_at < {}
-            UNION ALL
-            SELECT "user" AS u, created_at FROM refresh_families WHERE created_at >= {} AND created_at < {}
-        ) AS activity
-    ) AS pairs
-) AS pairs
-GROUP BY GROUPING SETS ((day), (week), ())
+    SELECT DISTINCT (created_at AT TIME ZONE {}) ::date AS day, u FROM (
+        SELECT "user" AS u, created_at FROM analyses WHERE created_at >= {} AND created_at < {}
+        UNION ALL
+        SELECT "user" AS u, created_at FROM refresh_families WHERE created_at >= {} AND created_at < {}
+    ) AS activity
+) AS pairs JOIN users ON users.id = pairs.u
+GROUP BY pairs.day
 """
-# GROUPING(day, week): 1 = the per-day rows (week not grouped), 2 = per-week rows, 3 = range.
-LEVEL_DAY, LEVEL_WEEK, LEVEL_RANGE = 1, 2, 3
 
 # One pass over the range's analyses: counts by outcome, cache hits, tokens, result labels.
 # Labels and token counts are plain columns copied from ``result``/``usage`` when a row is
@@ -87,6 +83,25 @@ SELECT (created_at AT TIME ZONE {})::date AS day, count(*) AS n FROM (
 WHERE plan = 'premium' AND (before IS NULL OR before = 'free') AND created_at >= {}
 GROUP BY 1
 """
+
+
+# The rollup of closed days (migration 2026-12-01T03:00:00): one row per (zone, local day) that
+# ended before it was built, with the day's active-users bitmap and its ANALYSES_SQL groups.
+# Triggers on analyses/refresh_families delete a day's rows (every zone) when a row of it
+# changes; they take ROLLUP_LOCK_ID shared, a build takes it exclusively (no lost invalidation,
+# no double build).
+ROLLUP_LOCK_ID = 7_318_462_019  # keep in sync with the migration
+BUILD_CHUNK_DAYS = 7
+ROLLUP_READ_SQL = """
+SELECT day, active, groups::text AS groups FROM analytics_days WHERE tz = {} AND day >= {} AND day <= {}
+"""
+ROLLUP_INSERT_SQL = """
+INSERT INTO analytics_days (tz, day, lo, hi, active, groups)
+SELECT {}, d, l, h, a, g::jsonb
+FROM unnest({}::date[], {}::timestamptz[], {}::timestamptz[], {}::bytea[], {}::text[]) AS t(d, l, h, a, g)
+"""
+GROUP_KEYS = ("kind", "status", "error_code", "season", "face_shape", "n", "cached", "prompt_tokens",
+              "output_tokens", "thought_tokens")
 
 
 class NeedsPostgres(Exception):
@@ -142,42 +157,132 @@ async def _rows(sql: str, *args: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def now() -> datetime:
+    """The clock deciding which days are closed (tests move it)."""
+    return datetime.now(UTC)
+
+
+def bitmap(seqs: list[int]) -> bytes:
+    """Little-endian bit set: bit ``seq`` on for each user number."""
+    bits = bytearray((max(seqs) >> 3) + 1 if seqs else 0)
+    for seq in seqs:
+        bits[seq >> 3] |= 1 << (seq & 7)
+    return bytes(bits)
+
+
+@dataclass
+class Days:
+    """Per-day active-users bitmaps (as ints) and ANALYSES_SQL groups, from rollup or live."""
+
+    active: dict[date, int] = field(default_factory=dict)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _compute(start: date, end: date, tz_name: str) -> tuple[dict[date, bytes], dict[date, list[dict[str, Any]]]]:
+    """Raw-row figures of ``start … end`` (the slow passes: run for open days and builds)."""
+    lo, hi = bounds(start, end, ZoneInfo(tz_name))
+    active_rows = await _rows(ACTIVE_SQL, tz_name, lo, hi, lo, hi)
+    analyses_rows = await _rows(ANALYSES_SQL, tz_name, lo, hi)
+    active = {row["day"]: bitmap(list(row["seqs"])) for row in active_rows}
+    groups: dict[date, list[dict[str, Any]]] = defaultdict(list)
+    for row in analyses_rows:
+        groups[row["day"]].append({k: int(row[k]) if k in GROUP_KEYS[5:] else row[k] for k in GROUP_KEYS})
+    return active, groups
+
+
+async def _live(start: date, end: date, tz_name: str) -> Days:
+    active, groups = await _compute(start, end, tz_name)
+    return Days(
+        active={day: int.from_bytes(bits, "little") for day, bits in active.items()},
+        groups=[{"day": day, **g} for day, rows in groups.items() for g in rows],
+    )
+
+
+async def _build(start: date, end: date, tz_name: str) -> None:
+    """Roll up the missing closed days of ``start … end`` under the exclusive advisory lock.
+
+    The lock waits for writers in flight (their triggers hold it shared until they commit) and
+    serialises builders: a request that waited re-reads and builds nothing already built.
+    """
+    tz = ZoneInfo(tz_name)
+    async with Analysis._meta.db.transaction():
+        await _rows("SELECT pg_advisory_xact_lock({})", ROLLUP_LOCK_ID)
+        have = {row["day"] for row in await _rows(
+            "SELECT day FROM analytics_days WHERE tz = {} AND day >= {} AND day <= {}", tz_name, start, end)}
+        missing = [d for d in _dates(start, end) if d not in have]
+        if not missing:
+            return
+        active, groups = await _compute(missing[0], missing[-1], tz_name)
+        spans = [bounds(d, d, tz) for d in missing]
+        await _rows(
+            ROLLUP_INSERT_SQL, tz_name, missing, [s[0] for s in spans], [s[1] for s in spans],
+            [active.get(d, b"") for d in missing], [json.dumps(groups.get(d, [])) for d in missing],
+        )
+
+
+async def _closed(start: date, end: date, tz_name: str) -> Days:
+    """Closed days from the rollup, building the missing ones first."""
+    rows = await _rows(ROLLUP_READ_SQL, tz_name, start, end)
+    if len(rows) < (end - start).days + 1:
+        # a week per build transaction: writers wait for the lock at most one week's build
+        for first in _dates(start, end)[::BUILD_CHUNK_DAYS]:
+            await _build(first, min(first + timedelta(days=BUILD_CHUNK_DAYS - 1), end), tz_name)
+        rows = await _rows(ROLLUP_READ_SQL, tz_name, start, end)
+    days = Days()
+    for row in rows:
+        days.active[row["day"]] = int.from_bytes(row["active"], "little")
+        days.groups.extend({"day": row["day"], **g} for g in json.loads(row["groups"]))
+    return days
+
+
+def _dates(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+async def _none() -> Days:
+    return Days()
+
+
 @faults.guard
 async def report(start: date, end: date, tz_name: str) -> Report:
     if not isinstance(Analysis._meta.db, PostgresEngine):
         raise NeedsPostgres
     tz = ZoneInfo(tz_name)
     lo, hi = bounds(start, end, tz)
-    days = {start + timedelta(days=i): Day(start + timedelta(days=i)) for i in range((end - start).days + 1)}
+    days = {d: Day(d) for d in _dates(start, end)}
+    # closed days (ended before now) come from the rollup; the rest (today) are computed live
+    clock = now()
+    closed = [d for d in days if bounds(d, d, tz)[1] <= clock]
+    first_open = closed[-1] + timedelta(days=1) if closed else start
 
-    # The passes are independent: run them at once on separate pool connections (the two big
-    # ones, activity and analyses, then overlap instead of adding up).
-    active, signups, pushes, conversions, analyses = await asyncio.gather(
-        _rows(ACTIVE_SQL, tz_name, lo, hi, lo, hi),
+    # The passes are independent: run them at once on separate pool connections.
+    rolled, live, signups, pushes, conversions = await asyncio.gather(
+        _closed(closed[0], closed[-1], tz_name) if closed else _none(),
+        _live(first_open, end, tz_name) if first_open <= end else _none(),
         _rows(SIGNUPS_SQL, tz_name, lo, hi),
         _rows(PUSH_SQL, tz_name, lo, hi),
         _rows(CONVERSIONS_SQL, tz_name, hi, lo),
-        _rows(ANALYSES_SQL, tz_name, lo, hi),
     )
     for rows, attr in ((signups, "signups"), (pushes, "push_optins"), (conversions, "conversions")):
         for row in rows:
             setattr(days[row["day"]], attr, int(row["n"]))
-    weekly: list[tuple[date, int]] = []
-    total_active = 0
-    for row in active:
-        level, n = int(row["level"]), int(row["n"])
-        if level == LEVEL_DAY:
-            days[row["day"]].active_users = n
-        elif level == LEVEL_WEEK:
-            weekly.append((row["week"], n))
-        else:
-            total_active = n
-    weekly.sort()
+
+    # active users: popcounts of per-day bitmaps and of their unions (exact distinct counts)
+    active = {**rolled.active, **live.active}
+    weeks: dict[date, int] = {}
+    everyone = 0
+    for day, bits in active.items():
+        days[day].active_users = bits.bit_count()
+        week = day - timedelta(days=day.weekday())
+        weeks[week] = weeks.get(week, 0) | bits
+        everyone |= bits
+    weekly = sorted((week, bits.bit_count()) for week, bits in weeks.items() if bits)
+    total_active = everyone.bit_count()
 
     outcomes: dict[tuple[date, str, str, str], int] = defaultdict(int)
     seasons: dict[str, int] = defaultdict(int)
     shapes: dict[str, int] = defaultdict(int)
-    for row in analyses:
+    for row in (*rolled.groups, *live.groups):
         n = int(row["n"])
         day = days[row["day"]]
         day.analyses += n

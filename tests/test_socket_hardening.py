@@ -170,7 +170,9 @@ async def test_invalid_utf8_closes_1007_without_an_error_log(
 
 # --- 10.10: session.ready first, each event at most once per socket ---------------------------
 async def test_session_ready_is_first_during_a_storm(settings_for: Any) -> None:
-    async with serving(settings_for("redis")) as live:
+    # The per-user cap is not what this tests: closed sockets leave the cluster-wide count in
+    # batches, so on a loaded machine a later wave could meet 4029 instead of session.ready.
+    async with serving(settings_for("redis", max_connections_per_user=1000)) as live:
         user = await register(f"http://{live}")
         channel = user_channel(user["user"]["id"])
         stop = asyncio.Event()
@@ -186,7 +188,7 @@ async def test_session_ready_is_first_during_a_storm(settings_for: Any) -> None:
         task = asyncio.ensure_future(storm())
         try:
             firsts = []
-            for _ in range(4):  # the user's cap is 20 sockets
+            for _ in range(4):
                 firsts += await asyncio.gather(*(first_frame() for _ in range(15)))
         finally:
             stop.set()

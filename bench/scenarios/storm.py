@@ -136,7 +136,7 @@ class StormClient:
                     self.unauthorised += 1
                     raise
                 self.retries += 1
-            except (OSError, TimeoutError, ConnectionError):
+            except Exception:  # noqa: BLE001 - 1013/503, timeouts, resets: retried
                 self.retries += 1
             else:
                 fields: dict[str, Any] = {"channel": "broadcast"}
@@ -145,8 +145,9 @@ class StormClient:
                 command_id, _ = session.send("subscribe", **fields)
                 try:
                     reply = await session.reply(command_id)
-                except ConnectionError:
+                except Exception:  # noqa: BLE001 - closed during the handshake, or no reply
                     code = session.ws.closed.result() if session.ws.closed.done() else None
+                    session.ws.abort()
                     if code in UNAUTHORISED_CLOSES:
                         self.unauthorised += 1
                         raise
@@ -199,13 +200,16 @@ async def storm_worker(args: dict[str, Any], ctl: Any) -> dict[str, Any]:
         await s2.close()
 
     tasks = [asyncio.ensure_future(life(c, s)) for c, s in zip(clients, sessions, strict=True)]
+    deadline = time.monotonic() + 300
     while sum(1 for c in clients if c.reconnected_at is not None or c.unauthorised) < len(clients):
+        if time.monotonic() > deadline:
+            break
         await asyncio.sleep(0.05)
     ctl.send({"reconnected": max((c.reconnected_at or 0.0) for c in clients)})
     message = await ctl.recv()  # publishing is over
     published = message["published"]
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(sum(c.seen[:published]) < published for c in clients):
+    while time.monotonic() < deadline and any(sum(c.seen[:published]) < published for c in clients):  # noqa: ASYNC110 - polls many counters
         await asyncio.sleep(0.1)
     stop.set()
     await asyncio.gather(*tasks)

@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.targets import ALL_TARGETS
 
-SCENARIOS = ("idle", "fanout", "upload", "analysis", "churn")
+SCENARIOS = ("idle", "fanout", "upload", "analysis", "churn", "storm")
 PEER_SCENARIOS = {"idle", "fanout"}  # the only ones the peers implement
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--churn-sockets", type=int, default=200)
     s.add_argument("--churn-seconds", type=float, default=15.0)
     s.add_argument("--churn-rate", type=float, default=20.0, help="events/s published while sockets churn")
+    s.add_argument("--storm-handshake-users", type=int, default=3000, help="distinct users (one socket each) per handshake round")
+    s.add_argument("--storm-rounds", type=int, default=4, help="handshake rounds; the first fills the caches")
+    s.add_argument("--storm-sockets", type=int, default=5000, help="sockets on node A when it is killed")
+    s.add_argument("--storm-rate", type=float, default=20.0, help="events/s published through the storm")
     return p
 
 
@@ -94,6 +98,7 @@ SMOKE = {
     "idle_sockets": 40, "fanout_subscribers": 30, "fanout_rate": 20.0, "fanout_load_rate": 40.0, "fanout_seconds": 0.5, "fanout_burst": 10,
     "upload_sizes": [0.6], "upload_repeat": 1, "upload_concurrency": [2], "analysis_count": 2, "cached_count": 3,
     "model_latency_ms": 20.0, "churn_sockets": 6, "churn_seconds": 2.0, "churn_rate": 20.0, "procs": 1,
+    "storm_handshake_users": 20, "storm_rounds": 2, "storm_sockets": 20,
     "connect_concurrency": 20,
 }
 

@@ -31,6 +31,7 @@ def public_view(user: UserRecord) -> dict[str, Any]:
         "role": user.role,
         "active": user.active,
         "plan": user.plan,
+        "locale": user.locale,
         "created_at": user.created_at.isoformat(),
         "updated_at": user.updated_at.isoformat(),
     }
@@ -48,6 +49,7 @@ def record_of(view: dict[str, Any]) -> UserRecord:
         created_at=datetime.fromisoformat(view["created_at"]),
         updated_at=datetime.fromisoformat(view["updated_at"]),
         plan=view["plan"],
+        locale=view.get("locale"),
     )
 
 
@@ -75,6 +77,19 @@ class UserCache:
         """The current role of an active user; None when blocked or gone."""
         view = await self.view(user_id)
         return str(view["role"]) if view is not None and view["active"] else None
+
+    async def locale(self, user_id: str) -> str | None:
+        """The user's saved language (None: none saved, or no such user). Served from the
+        cache: a socket handshake costs no SQL; ``set_locale`` forgets the entry."""
+        cached = await self.cache.get(NAMESPACE, user_id)
+        if isinstance(cached, dict) and "locale" in cached:  # entries cached before had none
+            value = cached["locale"]
+            return value if isinstance(value, str) else None
+        view = await self.view(user_id) if not isinstance(cached, dict) else None
+        if view is not None and "locale" in view:
+            value = view["locale"]
+            return value if isinstance(value, str) else None
+        return await user_store.saved_locale(user_id)
 
     async def forget(self, user_id: str) -> None:
         await self.cache.delete(NAMESPACE, user_id)

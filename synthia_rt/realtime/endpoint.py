@@ -158,7 +158,11 @@ async def handshake_locale(websocket: WebSocket, runtime: Runtime, principal: Pr
     saved = None
     if principal is not None:
         try:
-            saved = await users.saved_locale(principal.user_id)
+            cache = runtime.user_cache
+            if cache is not None:  # no SQL per connect (the user's record is cached)
+                saved = await cache.locale(principal.user_id)
+            else:
+                saved = await users.saved_locale(principal.user_id)
         except AppError:  # the database blinked: the header still tells the language
             saved = None
     locale = i18n.negotiate(saved, websocket.headers.get("accept-language"), runtime.settings.default_locale)

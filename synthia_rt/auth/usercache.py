@@ -31,6 +31,7 @@ def public_view(user: UserRecord) -> dict[str, Any]:
         "role": user.role,
         "active": user.active,
         "plan": user.plan,
+        "locale": user.locale,
         "created_at": user.created_at.isoformat(),
         "updated_at": user.updated_at.isoformat(),
     }
@@ -48,6 +49,7 @@ def record_of(view: dict[str, Any]) -> UserRecord:
         created_at=datetime.fromisoformat(view["created_at"]),
         updated_at=datetime.fromisoformat(view["updated_at"]),
         plan=view["plan"],
+        locale=view.get("locale"),  # entries written before the field read as "not saved"
     )
 
 

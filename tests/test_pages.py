@@ -413,3 +413,46 @@ async def test_errors_in_the_app_say_what_to_do(web_node: Node, browser: Browser
     assert page.errors == []  # type: ignore[attr-defined]
     await page.context.close()
 
+
+
+async def test_a_result_draws_only_the_fields_it_has(web_node: Node, browser: Browser) -> None:
+    """The result models grow (confidence, reasons, more): the page draws the fields it knows
+    that are there, skips malformed ones and ignores the rest. Opened from a notification's link."""
+    s, labels = words("es")["strings"], words("es")["labels"]
+    page = await open_page(browser, "phone", "es")
+    await page.goto(f"{web_node.http}/")
+    await page.fill("#email", unique_email())
+    await page.fill("#password", PASSWORD)
+    await page.click("#register")
+    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+    aid = "0190a1b2-0000-7000-8000-00000000abcd"
+    entry = {
+        "id": aid, "kind": "facial", "status": "done", "cached": False, "model": "future-model",
+        "created_at": "2031-03-02T10:00:00Z", "labels": {"face_shape": "Corazón", "unknown_group": {"x": 1}},
+        "result": {
+            "face_shape": "heart", "confidence": 0.82, "reasons": ["wide forehead", {"why": "a shape"}],
+            "skin": {"tone": "tan", "undertone": 7, "hex": "not a colour"},
+            "recommendations": [{"category": "headwear", "title": "Wide brims"}, "junk", {"detail": "no title"}, None],
+            "brand_new": {"nested": [1, 2, 3]},
+        },
+    }
+
+    async def fulfil(route: Any) -> None:
+        await route.fulfill(json=entry)
+
+    await page.route(f"**/api/v1/analyses/{aid}", fulfil)
+    await page.goto(f"{web_node.http}/?analysis={aid}")  # same tab: still signed in
+    detail = page.locator("#history-result")
+    await expect(detail.locator("[data-field='face_shape'] .big-value")).to_have_text(labels["face_shape"]["heart"], timeout=15000)
+    await expect(detail.locator("[data-field='face_shape']")).to_contain_text(s["result.confidence"].format(pct=82))
+    await expect(detail.locator("dd[data-field='skin.tone']")).to_have_text(labels["tone"]["tan"])
+    await expect(detail.locator("dd[data-field='skin.undertone']")).to_have_count(0)  # not a word: skipped
+    await expect(detail.locator(".skin-swatch")).to_have_count(1)  # the tone's colour stands in for a bad hex
+    await expect(detail.locator("[data-field='recommendations'] li")).to_have_count(1)
+    await expect(detail.locator("[data-field='recommendations'] .chip")).to_have_text("Headwear")  # unknown key, readable
+    assert await detail.locator(".result-card").count() == 3  # shape, skin, recommendations; nothing for the rest
+    await expect(page.locator("#history-detail-title")).to_contain_text(s["kind.facial"])
+    width, inner = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner
+    assert page.errors == []  # type: ignore[attr-defined]
+    await page.context.close()

@@ -296,7 +296,7 @@ async function analyse(file) {
   $("facial").dataset.status = "running";
   facial.id = null;
   renderFacial();
-  $("facial-status").textContent = t("analyze.working");
+  $("facial-status").textContent = t("analyze.uploading");
   try {
     await client.uploadImage(file, {
       kind: "facial",
@@ -687,11 +687,18 @@ function endSession(message = "", { info = false } = {}) {
   analyses.clear();
   facial.id = null;
   Object.assign(quiz, { quizId: null, analysisId: null, total: 0, estimate: null });
+  Object.assign(past, { cursor: null, opened: null });
   for (const id of ["facial-result", "quiz-result", "quiz-questions", "history", "history-result", "notifications"]) $(id).replaceChildren();
   for (const id of ["facial-status", "quiz-status", "profile-result", "password-result"]) $(id).textContent = "";
-  $("upload-area").hidden = true;
+  for (const id of ["facial-error", "quiz-error", "history-error", "history-detail-error", "profile-error", "password-error", "delete-error"]) showNotice($(id), null);
+  for (const id of ["upload-area", "quiz-estimate", "quiz-submit", "history-detail"]) $(id).hidden = true;
+  $("history-list").hidden = false;
+  $("facial").dataset.status = $("quiz").dataset.status = "idle";
+  $("quiz-start").dataset.i18n = "quiz.start";
+  $("quiz-start").textContent = t("quiz.start");
+  $("photo-preview").removeAttribute("src");
   $("password").value = "";
-  for (const form of ["password-form", "delete-form"]) $(form).reset();
+  for (const form of ["profile-form", "password-form", "delete-form"]) $(form).reset();
   showNotice($("auth-error"), message || null, { info });
   showConnection("closed");
 }

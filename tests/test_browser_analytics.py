@@ -54,7 +54,8 @@ async def test_admin_page_draws_the_analytics_charts(web_node: Node, browser: Br
         # a bad zone is answered in the section, not as a page error
         await page.fill("#analytics-tz", "Mars/Olympus_Mons")
         await page.click("#analytics-form button[type=submit]")
-        await expect(page.locator("#analytics-result")).to_contain_text("validation_error")
+        await expect(page.locator("#analytics-result")).to_contain_text("is not an IANA time zone")
+        await expect(page.locator("#analytics-tz")).to_have_attribute("aria-invalid", "true")
         assert page.errors == []  # type: ignore[attr-defined]
     finally:
         await unseed(pg_url, users)

@@ -52,6 +52,17 @@ async def test_profile_read_and_rename(app_client: Pair) -> None:
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "display_name"
 
 
+async def test_the_saved_language_is_read_back(app_client: Pair) -> None:
+    """The profile is served from the user cache: the saved locale must be part of it."""
+    _, client = app_client
+    headers = bearer((await register(client))["access_token"])
+    assert (await client.get(f"{API}/users/profile", headers=headers)).json()["locale"] is None  # cached now
+    r = await client.patch(f"{API}/users/profile", headers=headers, json={"locale": "en"})
+    assert r.status_code == 200 and r.json()["user"]["locale"] == "en"
+    for _ in range(2):  # a miss (the patch forgot the entry), then a hit
+        assert (await client.get(f"{API}/users/profile", headers=headers)).json()["locale"] == "en"
+
+
 async def test_password_change_needs_the_current_password(app_client: Pair) -> None:
     _, client = app_client
     session = await register(client)

@@ -49,7 +49,7 @@ def record_of(view: dict[str, Any]) -> UserRecord:
         created_at=datetime.fromisoformat(view["created_at"]),
         updated_at=datetime.fromisoformat(view["updated_at"]),
         plan=view["plan"],
-        locale=view.get("locale"),
+        locale=view.get("locale"),  # entries written before the field read as "not saved"
     )
 
 

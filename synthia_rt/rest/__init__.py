@@ -24,6 +24,7 @@ MODULES: tuple[str, ...] = (
     "analyze",
     "billing",
     "push",
+    "i18n",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
+from synthia_rt import i18n
 from synthia_rt.auth.principal import Principal
 from synthia_rt.errors import AppError, ErrorCode
 from synthia_rt.rest.routing import api
@@ -25,6 +26,7 @@ def analysis_out(record: AnalysisRecord) -> AnalysisOut:
         kind=record.kind,
         status=record.status,  # type: ignore[arg-type]  # validated by the Literal
         result=record.result,
+        labels=i18n.result_labels(record.kind, record.result) if isinstance(record.result, dict) else {},
         cached=record.cached,
         model=record.model,
         error=error,

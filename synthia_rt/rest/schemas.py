@@ -140,6 +140,10 @@ class AnalysisOut(Out):
     kind: str
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     result: dict[str, Any] | None = None
+    labels: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The result's keys as words in the caller's language, as in `analysis.result`.",
+    )
     cached: bool
     model: str
     error: AnalysisErrorOut | None = None

@@ -1,5 +1,7 @@
 // The operations dashboard at `/admin`: every node's metrics.snapshot on `admin:metrics`,
-// drawn as small canvas charts; recent audit entries; notification and block forms.
+// drawn as small canvas charts; recent audit entries; notification and block forms; user
+// search; usage analytics. Its words come from the catalogs like the app's (i18n.js).
+import { adoptAddressChoice, apply, fetchBundle, formatDate, locale, localeFetch, rememberChoice, showConnection, t } from "./i18n.js";
 import { SynthiaApi, SynthiaClient } from "./synthia-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -10,7 +12,8 @@ const COLOURS = ["#6c5ce7", "#00b894", "#e17055", "#0984e3", "#fdcb6e", "#d63031
 
 const api = new SynthiaApi({
   tokens: JSON.parse(sessionStorage.getItem(STORAGE_KEY) || "null"),
-  onTokens: (t) => (t ? sessionStorage.setItem(STORAGE_KEY, JSON.stringify(t)) : sessionStorage.removeItem(STORAGE_KEY)),
+  onTokens: (tokens) => (tokens ? sessionStorage.setItem(STORAGE_KEY, JSON.stringify(tokens)) : sessionStorage.removeItem(STORAGE_KEY)),
+  fetch: localeFetch,
 });
 let client = null;
 let auditTimer = null;
@@ -51,7 +54,7 @@ function drawChart(canvas, lines, { fixedMax = null } = {}) {
     ctx.lineTo(w, h * f);
     ctx.stroke();
   }
-  ctx.fillStyle = "#888";
+  ctx.fillStyle = "#55526a";
   ctx.font = "10px system-ui, sans-serif";
   ctx.fillText(String(max), 2, 10);
   for (const { points, colour } of lines) {
@@ -144,7 +147,7 @@ function render() {
   $("total-nodes").textContent = String(live);
   $("total-inflight").textContent = String(inflight);
   $("total-frames").textContent = fmt(frames);
-  $("last-update").textContent = `updated ${new Date().toLocaleTimeString()}`;
+  $("last-update").textContent = t("admin.updated", { time: new Date().toLocaleTimeString(locale()) });
   redraw();
 }
 
@@ -156,12 +159,14 @@ async function loadAudit() {
     $("audit-rows").replaceChildren(...body.items.map((a) => {
       const tr = document.createElement("tr");
       tr.dataset.action = a.action;
-      for (const text of [new Date(a.created_at).toLocaleString(), a.action, a.actor_id ?? "—", a.subject_id ?? "—", a.ip ?? "—",
-        Object.entries(a.detail ?? {}).map(([k, v]) => `${k}=${v}`).join(" ")]) {
+      const cells = [formatDate(a.created_at), a.action, a.actor_id ?? "—", a.subject_id ?? "—", a.ip ?? "—",
+        Object.entries(a.detail ?? {}).map(([k, v]) => `${k}=${v}`).join(" ")];
+      cells.forEach((text, i) => {
         const td = document.createElement("td");
         td.textContent = text;
+        if (i === cells.length - 1) td.className = "detail";
         tr.append(td);
-      }
+      });
       return tr;
     }));
   } catch (err) {
@@ -176,10 +181,10 @@ async function sendNotification(e) {
   if (userId) body.user_id = userId; else body.all = true;
   try {
     const r = await api.request("POST", "/api/v1/admin/notifications", body);
-    $("notify-result").textContent = `Sent to ${r.target}.`;
+    $("notify-result").textContent = t("admin.sent_to", { target: r.target });
     loadAudit();
   } catch (err) {
-    $("notify-result").textContent = `${err.code}: ${err.message}`;
+    $("notify-result").textContent = problem(err);
   }
 }
 
@@ -188,10 +193,10 @@ async function setBlocked(blocked) {
   if (!userId) return;
   try {
     await api.request("POST", `/api/v1/admin/users/${encodeURIComponent(userId)}/${blocked ? "block" : "unblock"}`);
-    $("block-result").textContent = blocked ? "Blocked; their sockets were closed." : "Unblocked.";
+    $("block-result").textContent = t(blocked ? "admin.blocked_done" : "admin.unblocked_done");
     loadAudit();
   } catch (err) {
-    $("block-result").textContent = `${err.code}: ${err.message}`;
+    $("block-result").textContent = problem(err);
   }
 }
 
@@ -205,8 +210,8 @@ function userRow(u) {
   tr.dataset.status = u.blocked ? "blocked" : "active";
   const cells = [
     ["email", u.email], ["name", u.display_name || "—"], ["id", u.id], ["role", u.role],
-    ["status", u.blocked ? "blocked" : "active"], ["sockets", u.open_sockets ?? "?"],
-    ["analyses", u.analyses], ["joined", new Date(u.created_at).toLocaleString()],
+    ["status", t(u.blocked ? "admin.blocked" : "admin.active")], ["sockets", u.open_sockets ?? "?"],
+    ["analyses", u.analyses], ["joined", formatDate(u.created_at)],
   ];
   for (const [name, text] of cells) {
     const td = document.createElement("td");
@@ -219,17 +224,17 @@ function userRow(u) {
   const block = document.createElement("button");
   block.type = "button";
   block.className = u.blocked ? "secondary toggle-block" : "danger toggle-block";
-  block.textContent = u.blocked ? "Unblock" : "Block";
-  block.setAttribute("aria-label", `${u.blocked ? "Unblock" : "Block"} ${u.email}`);
+  block.textContent = t(u.blocked ? "admin.unblock" : "admin.block");
+  block.setAttribute("aria-label", t(u.blocked ? "admin.unblock_who" : "admin.block_who", { email: u.email }));
   block.addEventListener("click", () => toggleBlock(tr, u));
   const notify = document.createElement("button");
   notify.type = "button";
   notify.className = "secondary notify";
-  notify.textContent = "Notify";
-  notify.setAttribute("aria-label", `Notify ${u.email}`);
+  notify.textContent = t("admin.notify");
+  notify.setAttribute("aria-label", t("admin.notify_who", { email: u.email }));
   notify.addEventListener("click", () => {
     $("notify-user").value = u.id;
-    $("notify-result").textContent = `Recipient: ${u.email}`;
+    $("notify-result").textContent = t("admin.recipient", { email: u.email });
     $("notify-title").focus();
   });
   actions.append(block, " ", notify);
@@ -254,11 +259,11 @@ async function searchUsers({ more = false } = {}) {
     userSearch.cursor = page.next_cursor;
     $("user-more").hidden = !page.next_cursor;
     const shown = $("user-rows").children.length;
-    $("user-search-result").textContent = shown ? `${shown} user${shown === 1 ? "" : "s"} shown${page.next_cursor ? ", more available" : ""}.` : "No user matches.";
+    $("user-search-result").textContent = shown ? t(page.next_cursor ? "admin.users_shown_more" : "admin.users_shown", { count: shown }) : t("admin.no_user");
   } catch (err) {
     if (seq !== userSearch.seq) return;
     if (err.status === 403) refuse(err.message);
-    else $("user-search-result").textContent = `${err.code}: ${err.message}`;
+    else $("user-search-result").textContent = problem(err);
   }
 }
 
@@ -271,11 +276,11 @@ async function toggleBlock(tr, u) {
     const fresh = userRow(updated);
     tr.replaceWith(fresh);
     fresh.querySelector("button.toggle-block").focus(); // keyboard users stay on the row
-    $("user-search-result").textContent = updated.blocked ? `Blocked ${u.email}; their sockets were closed.` : `Unblocked ${u.email}.`;
+    $("user-search-result").textContent = t(updated.blocked ? "admin.blocked_who" : "admin.unblocked_who", { email: u.email });
     loadAudit();
   } catch (err) {
     button.disabled = false;
-    $("user-search-result").textContent = `${err.code}: ${err.message}`;
+    $("user-search-result").textContent = problem(err);
   }
 }
 
@@ -300,10 +305,11 @@ const outcomeColour = (key) => OUTCOME_COLOURS[key] ?? (key.startsWith("failed")
 function drawStackedBars(svg, days, stacks, { title = (d, s) => `${d} ${s.key}: ${s.value}` } = {}) {
   const w = Number(svg.getAttribute("width"));
   const h = Number(svg.getAttribute("height"));
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`); // scales down with its box on a phone
   const top = niceCeiling(Math.max(1, ...stacks.map((st) => st.reduce((a, s) => a + s.value, 0))));
   const slot = w / Math.max(1, days.length);
   const scale = (h - 16) / top;
-  svg.replaceChildren(svgEl("text", { x: 2, y: 10, class: "axis", "font-size": 10, fill: "#888" }, String(top)));
+  svg.replaceChildren(svgEl("text", { x: 2, y: 10, class: "axis", "font-size": 10, fill: "#55526a" }, String(top)));
   days.forEach((day, i) => {
     let y = h - 2;
     for (const seg of stacks[i]) {
@@ -326,7 +332,7 @@ function drawDistribution(svg, counts) {
   const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
   const max = Math.max(1, ...entries.map(([, n]) => n));
   svg.replaceChildren();
-  if (!entries.length) svg.append(svgEl("text", { x: 4, y: 16, fill: "#888", "font-size": 12 }, "no data"));
+  if (!entries.length) svg.append(svgEl("text", { x: 4, y: 16, fill: "#55526a", "font-size": 12 }, t("admin.no_data")));
   entries.forEach(([key, n], i) => {
     const y = 4 + i * 20;
     const bar = svgEl("rect", { x: 90, y, height: 14, width: Math.max(1, ((w - 140) * n) / max), fill: COLOURS[i % COLOURS.length] });
@@ -335,7 +341,9 @@ function drawDistribution(svg, counts) {
     svg.append(svgEl("text", { x: 2, y: y + 11, "font-size": 11 }, key), bar,
       svgEl("text", { x: 94 + ((w - 140) * n) / max, y: y + 11, "font-size": 11 }, String(n)));
   });
-  svg.setAttribute("height", String(Math.max(40, entries.length * 20 + 8)));
+  const h = Math.max(40, entries.length * 20 + 8);
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
 }
 
 function renderAnalytics(body) {
@@ -360,12 +368,12 @@ function renderAnalytics(body) {
     body.daily.map((d) => [{ key: "active", value: d.active_users, colour: "#6c5ce7" }]));
   drawDistribution($("chart-seasons"), body.seasons);
   drawDistribution($("chart-shapes"), body.face_shapes);
-  const t = body.totals;
+  const totals = body.totals;
   $("analytics-totals").replaceChildren(...[
-    ["active-users", t.active_users, "active users"], ["signups", t.signups, "sign-ups"],
-    ["analyses", t.analyses, "analyses"], ["cached", t.cached, "model calls saved"],
-    ["conversions", t.conversions, "conversions"], ["push", t.push_optins, "push opt-ins"],
-    ["cost", `$${t.cost_usd.toFixed(2)}`, `est. cost (${t.prompt_tokens + t.output_tokens + t.thought_tokens} tokens)`],
+    ["active-users", totals.active_users, t("admin.total_active")], ["signups", totals.signups, t("admin.total_signups")],
+    ["analyses", totals.analyses, t("admin.total_analyses")], ["cached", totals.cached, t("admin.total_cached")],
+    ["conversions", totals.conversions, t("admin.total_conversions")], ["push", totals.push_optins, t("admin.total_push")],
+    ["cost", `$${totals.cost_usd.toFixed(2)}`, t("admin.total_cost", { tokens: totals.prompt_tokens + totals.output_tokens + totals.thought_tokens })],
   ].map(([id, value, label]) => {
     const div = document.createElement("div");
     const big = document.createElement("span");
@@ -386,13 +394,15 @@ function analyticsQuery() {
 
 async function loadAnalytics(e) {
   e?.preventDefault();
-  $("analytics-result").textContent = "Loading…";
+  $("analytics-result").textContent = t("loading");
+  $("analytics-tz").removeAttribute("aria-invalid");
   try {
     const body = await api.request("GET", "/api/v1/admin/analytics", undefined, { query: analyticsQuery() });
     renderAnalytics(body);
     $("analytics-result").textContent = `${body.date_from} … ${body.date_to} (${body.tz})`;
   } catch (err) {
-    $("analytics-result").textContent = `${err.code}: ${err.message}`;
+    $("analytics-result").textContent = problem(err);
+    if (err.field === "tz") $("analytics-tz").setAttribute("aria-invalid", "true");
   }
 }
 
@@ -409,7 +419,7 @@ async function downloadAnalyticsCsv(e) {
     a.click();
     URL.revokeObjectURL(a.href);
   } catch (err) {
-    $("analytics-result").textContent = `CSV export failed: ${err.message}`;
+    $("analytics-result").textContent = t("admin.csv_failed", { message: err.message });
   }
 }
 
@@ -426,10 +436,17 @@ function initAnalytics() {
 
 // -- session -----------------------------------------------------------------------------------------
 
-function setState(state) {
-  const pill = $("conn-state");
-  pill.dataset.state = state;
-  pill.textContent = { ready: "live", connecting: "connecting…", reconnecting: "reconnecting…", closed: "offline", idle: "offline" }[state] ?? state;
+const setState = showConnection;
+
+/** An error as a sentence: the server's message in the page's language. */
+const problem = (err) => err?.message || t("hint.generic");
+
+async function changeLocale(code) {
+  rememberChoice(code);
+  if (code === locale()) return;
+  apply(await fetchBundle(api, code));
+  if (client) render();
+  if (!$("dashboard").hidden) { loadAudit(); loadAnalytics(); if ($("user-rows").children.length) searchUsers(); }
 }
 
 function show(view) {
@@ -439,7 +456,7 @@ function show(view) {
 
 function refuse(reason) {
   stop();
-  $("refused-reason").textContent = `${reason || "This dashboard requires the admin role."}`;
+  $("refused-reason").textContent = reason || t("admin.refused_reason");
   show("refused");
 }
 
@@ -460,8 +477,8 @@ async function startDashboard() {
     await client.connect();
     await client.subscribe("admin:metrics");
   } catch (err) {
-    if (err.code === "forbidden") refuse("This dashboard requires the admin role; your account does not have it.");
-    else { stop(); show("auth"); $("auth-error").textContent = `${err.code}: ${err.message}`; }
+    if (err.code === "forbidden") refuse(t("admin.refused_reason"));
+    else { stop(); show("auth"); $("auth-error").textContent = problem(err); }
     return;
   }
   show("dashboard");
@@ -479,11 +496,14 @@ async function login(e) {
     if (!api.user) api.user = { email: $("email").value.trim() };
     await startDashboard();
   } catch (err) {
-    $("auth-error").textContent = err.message || err.code;
+    $("auth-error").textContent = problem(err);
   }
 }
 
 function main() {
+  adoptAddressChoice();
+  $("locale-select").value = locale();
+  $("locale-select").addEventListener("change", (e) => changeLocale(e.target.value).catch(() => {}));
   $("auth-form").addEventListener("submit", login);
   $("notify-form").addEventListener("submit", sendNotification);
   $("block-form").addEventListener("submit", (e) => { e.preventDefault(); setBlocked(true); });

@@ -31,7 +31,9 @@ class RegistrationError(RuntimeError):
 async def register_one(client: httpx.AsyncClient, base_url: str, tag: str) -> Account:
     email = f"bench-{tag}-{secrets.token_hex(6)}@example.com"
     for attempt in range(5):
-        r = await client.post(f"{base_url}/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+        r = await client.post(
+            f"{base_url}/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
         if r.status_code == 201:
             body = r.json()
             return Account(email, str(body["user"]["id"]), str(body["access_token"]))
@@ -65,9 +67,13 @@ async def register_many(
         return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-def sockets_plan(accounts: list[Account], nodes: list[str], sockets: int, per_user: int) -> list[tuple[str, str]]:
+def sockets_plan(
+    accounts: list[Account], nodes: list[str], sockets: int, per_user: int
+) -> list[tuple[str, str]]:
     """``(node_url, token)`` for ``sockets`` sockets: user i holds sockets i*per_user…, nodes alternate."""
     needed = -(-sockets // per_user)
     if len(accounts) < needed:
-        raise ValueError(f"{sockets} sockets at {per_user} per user need {needed} users, have {len(accounts)}")
+        raise ValueError(
+            f"{sockets} sockets at {per_user} per user need {needed} users, have {len(accounts)}"
+        )
     return [(nodes[i % len(nodes)], accounts[i // per_user].token) for i in range(sockets)]

@@ -39,20 +39,46 @@ TARGET_MS = 200.0
 BATCH = 50_000
 TZ = "Europe/Madrid"
 SHAPES = ("oval", "round", "square", "heart", "diamond", "oblong", "triangle")
-SUBSEASONS = {"spring": "warm_spring", "summer": "soft_summer", "autumn": "deep_autumn", "winter": "cool_winter"}
+SUBSEASONS = {
+    "spring": "warm_spring",
+    "summer": "soft_summer",
+    "autumn": "deep_autumn",
+    "winter": "cool_winter",
+}
 
 
 def _facial(shape: str) -> str:
-    recs = [{"category": c, "title": f"{c} suggestion for an {shape} face", "detail": "Keep lines soft " * 6}
-            for c in ("hairstyle", "eyewear", "makeup", "colors", "accessories")]
-    return json.dumps({"face_shape": shape, "skin": {"tone": "light", "undertone": "warm", "hex": "#D9A58B"},
-                       "recommendations": recs, "summary": f"An {shape} face with warm undertones. " * 3})
+    recs = [
+        {
+            "category": c,
+            "title": f"{c} suggestion for an {shape} face",
+            "detail": "Keep lines soft " * 6,
+        }
+        for c in ("hairstyle", "eyewear", "makeup", "colors", "accessories")
+    ]
+    return json.dumps(
+        {
+            "face_shape": shape,
+            "skin": {"tone": "light", "undertone": "warm", "hex": "#D9A58B"},
+            "recommendations": recs,
+            "summary": f"An {shape} face with warm undertones. " * 3,
+        }
+    )
 
 
 def _chromatic(season: str) -> str:
     palette = [{"name": f"Colour {i}", "hex": f"#{i * 20:02X}8844"} for i in range(10)]
-    return json.dumps({"season": season, "subseason": SUBSEASONS[season], "undertone": "warm", "contrast": "medium",
-                       "palette": palette, "avoid": palette[:4], "summary": f"A {season} palette. " * 4})
+    return json.dumps(
+        {
+            "season": season,
+            "subseason": SUBSEASONS[season],
+            "undertone": "warm",
+            "contrast": "medium",
+            "palette": palette,
+            "avoid": palette[:4],
+            "summary": f"A {season} palette. " * 4,
+        }
+    )
 
 
 FACIAL = [_facial(s) for s in SHAPES]
@@ -64,7 +90,9 @@ def _url(name: str) -> str:
     return f"{ADMIN_URL.rpartition('/')[0]}/{name}"
 
 
-async def seed(url: str, rows: int, users: int, days: int, end: datetime, rng: random.Random) -> None:
+async def seed(
+    url: str, rows: int, users: int, days: int, end: datetime, rng: random.Random
+) -> None:
     start = end - timedelta(days=days)
     span = (end - start).total_seconds()
     conn = await asyncpg.connect(url)
@@ -76,50 +104,154 @@ async def seed(url: str, rows: int, users: int, days: int, end: datetime, rng: r
             for when in [start + timedelta(seconds=rng.random() * span)]
         ]
         await conn.copy_records_to_table(
-            "users", records=people,
-            columns=["id", "email", "password_hash", "display_name", "role", "active", "tokens_valid_after",
-                     "created_at", "updated_at", "plan"],
+            "users",
+            records=people,
+            columns=[
+                "id",
+                "email",
+                "password_hash",
+                "display_name",
+                "role",
+                "active",
+                "tokens_valid_after",
+                "created_at",
+                "updated_at",
+                "plan",
+            ],
         )
-        logins = [(uuid.uuid4(), rng.choice(ids), "j", False, t, t + timedelta(days=30), t)
-                  for _ in range(users * 3) for t in [start + timedelta(seconds=rng.random() * span)]]
+        logins = [
+            (uuid.uuid4(), rng.choice(ids), "j", False, t, t + timedelta(days=30), t)
+            for _ in range(users * 3)
+            for t in [start + timedelta(seconds=rng.random() * span)]
+        ]
         await conn.copy_records_to_table(
-            "refresh_families", records=logins,
-            columns=["id", "user", "current_jti", "revoked", "created_at", "expires_at", "last_used_at"])
-        pushes = [(uuid.uuid4(), uid, f"https://push.example/{uid}", "k", "a", start + timedelta(seconds=rng.random() * span))
-                  for uid in ids[: users // 4]]
+            "refresh_families",
+            records=logins,
+            columns=[
+                "id",
+                "user",
+                "current_jti",
+                "revoked",
+                "created_at",
+                "expires_at",
+                "last_used_at",
+            ],
+        )
+        pushes = [
+            (
+                uuid.uuid4(),
+                uid,
+                f"https://push.example/{uid}",
+                "k",
+                "a",
+                start + timedelta(seconds=rng.random() * span),
+            )
+            for uid in ids[: users // 4]
+        ]
         await conn.copy_records_to_table(
-            "push_subscriptions", records=pushes, columns=["id", "user", "endpoint", "p256dh", "auth", "created_at"])
-        plans = [(uuid.uuid4(), "billing.subscription", None, str(uid), None, json.dumps({"plan": plan}), t)
-                 for uid in ids[: users // 10] for plan, t in (
-                     ("premium", start + timedelta(seconds=rng.random() * span / 2)),
-                     ("premium", start + timedelta(seconds=span / 2 + rng.random() * span / 2)))]
+            "push_subscriptions",
+            records=pushes,
+            columns=["id", "user", "endpoint", "p256dh", "auth", "created_at"],
+        )
+        plans = [
+            (
+                uuid.uuid4(),
+                "billing.subscription",
+                None,
+                str(uid),
+                None,
+                json.dumps({"plan": plan}),
+                t,
+            )
+            for uid in ids[: users // 10]
+            for plan, t in (
+                ("premium", start + timedelta(seconds=rng.random() * span / 2)),
+                ("premium", start + timedelta(seconds=span / 2 + rng.random() * span / 2)),
+            )
+        ]
         await conn.copy_records_to_table(
-            "audit_log", records=plans, columns=["id", "action", "actor_id", "subject_id", "ip", "detail", "created_at"])
+            "audit_log",
+            records=plans,
+            columns=["id", "action", "actor_id", "subject_id", "ip", "detail", "created_at"],
+        )
 
-        columns = ["id", "user", "kind", "status", "inputs", "result", "cached", "model", "prompt_version", "usage",
-                   "error_code", "duration_ms", "created_at", "finished_at", "season", "face_shape", "prompt_tokens",
-                   "output_tokens", "thought_tokens"]
+        columns = [
+            "id",
+            "user",
+            "kind",
+            "status",
+            "inputs",
+            "result",
+            "cached",
+            "model",
+            "prompt_version",
+            "usage",
+            "error_code",
+            "duration_ms",
+            "created_at",
+            "finished_at",
+            "season",
+            "face_shape",
+            "prompt_tokens",
+            "output_tokens",
+            "thought_tokens",
+        ]
         with tqdm(total=rows, unit="row", desc="analyses") as bar:
             for offset in range(0, rows, BATCH):
                 batch = []
                 for _ in range(min(BATCH, rows - offset)):
                     kind = "facial" if rng.random() < 0.55 else "chromatic"
                     roll = rng.random()
-                    status, error = ("done", None) if roll < 0.9 else ("failed", "model_error") if roll < 0.96 else (
-                        "cancelled", None)
+                    status, error = (
+                        ("done", None)
+                        if roll < 0.9
+                        else ("failed", "model_error")
+                        if roll < 0.96
+                        else ("cancelled", None)
+                    )
                     cached = status == "done" and rng.random() < 0.3
-                    result = (rng.choice(FACIAL) if kind == "facial" else rng.choice(CHROMATIC)) if status == "done" else None
-                    tokens = {} if cached else {
-                        "prompt_tokens": rng.randint(900, 1400), "output_tokens": rng.randint(200, 700),
-                        "thought_tokens": rng.randint(0, 300), "total_tokens": 0}
+                    result = (
+                        (rng.choice(FACIAL) if kind == "facial" else rng.choice(CHROMATIC))
+                        if status == "done"
+                        else None
+                    )
+                    tokens = (
+                        {}
+                        if cached
+                        else {
+                            "prompt_tokens": rng.randint(900, 1400),
+                            "output_tokens": rng.randint(200, 700),
+                            "thought_tokens": rng.randint(0, 300),
+                            "total_tokens": 0,
+                        }
+                    )
                     usage = json.dumps(tokens)
                     # the columns the service writes with result/usage (store/analyses.py figures)
                     f = figures(None if result is None else PARSED[result], tokens)
                     created = start + timedelta(seconds=rng.random() * span)
-                    batch.append((uuid.uuid4(), rng.choice(ids), kind, status, "{}", result, cached, "gemini-2.5-flash",
-                                  "v3", usage, error, rng.randint(800, 9000), created, created + timedelta(seconds=5),
-                                  f["season"], f["face_shape"], f["prompt_tokens"], f["output_tokens"],
-                                  f["thought_tokens"]))
+                    batch.append(
+                        (
+                            uuid.uuid4(),
+                            rng.choice(ids),
+                            kind,
+                            status,
+                            "{}",
+                            result,
+                            cached,
+                            "gemini-2.5-flash",
+                            "v3",
+                            usage,
+                            error,
+                            rng.randint(800, 9000),
+                            created,
+                            created + timedelta(seconds=5),
+                            f["season"],
+                            f["face_shape"],
+                            f["prompt_tokens"],
+                            f["output_tokens"],
+                            f["thought_tokens"],
+                        )
+                    )
                 await conn.copy_records_to_table("analyses", records=batch, columns=columns)
                 bar.update(len(batch))
         # a bulk load is followed by autovacuum in production; run it now so the visibility map
@@ -154,14 +286,23 @@ async def measure(url: str, end: date, runs: int) -> dict[str, Any]:
         conn = await asyncpg.connect(url)
         try:
             days, size = await conn.fetchrow(
-                "SELECT count(*), pg_total_relation_size('analytics_days') FROM analytics_days")
+                "SELECT count(*), pg_total_relation_size('analytics_days') FROM analytics_days"
+            )
         finally:
             await conn.close()
         return {
-            "range_days": 90, "from": start.isoformat(), "to": end.isoformat(), "tz": TZ, "runs": runs,
-            "first_request_build_ms": round(build_ms, 1), "rollup_days": days, "rollup_bytes": size,
-            "median_ms": round(statistics.median(times), 1), "min_ms": round(min(times), 1),
-            "max_ms": round(max(times), 1), "analyses_in_range": out.totals.analyses,
+            "range_days": 90,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "tz": TZ,
+            "runs": runs,
+            "first_request_build_ms": round(build_ms, 1),
+            "rollup_days": days,
+            "rollup_bytes": size,
+            "median_ms": round(statistics.median(times), 1),
+            "min_ms": round(min(times), 1),
+            "max_ms": round(max(times), 1),
+            "analyses_in_range": out.totals.analyses,
         }
     finally:
         await engine.close_pool(db)
@@ -194,9 +335,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await admin.close()
     summary = {
         "scenario": "admin analytics, GET /admin/analytics query for 90 days",
-        "rows": args.rows, "users": args.users, "days_seeded": args.days, "seed_seconds": round(seeded_s, 1),
-        **result, "target_ms": TARGET_MS, "met": result["median_ms"] <= TARGET_MS,
-        "postgres": server, "python": platform.python_version(), "cpus": os.cpu_count(),
+        "rows": args.rows,
+        "users": args.users,
+        "days_seeded": args.days,
+        "seed_seconds": round(seeded_s, 1),
+        **result,
+        "target_ms": TARGET_MS,
+        "met": result["median_ms"] <= TARGET_MS,
+        "postgres": server,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
     }
     return summary
 
@@ -208,7 +356,9 @@ if __name__ == "__main__":
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not write the results file")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only, do not write the results file"
+    )
     summary = asyncio.run(main(parser.parse_args()))
     print(json.dumps(summary, indent=2))
     if not parser.parse_args().no_write:

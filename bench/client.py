@@ -63,7 +63,9 @@ class WsClient(asyncio.Protocol):
 
     # -- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.transport = cast(
+            asyncio.Transport, transport
+        )  # uvloop's transports are not subclasses
         self.transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
@@ -246,7 +248,9 @@ async def connect(
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(timeout):
-        _, protocol = await loop.create_connection(lambda: WsClient(request, key, on_message), host, port)
+        _, protocol = await loop.create_connection(
+            lambda: WsClient(request, key, on_message), host, port
+        )
         try:
             await protocol.open
         except BaseException:

@@ -57,8 +57,12 @@ class Context:
     accounts: list[Account] = field(default_factory=list)
     gemini_url: str = ""
     fake_model: Any = None  # bench.deploy.TimedFakeGemini when the analysis scenario can run
-    log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="synthia-bench-logs-")))
-    server_logs: list[dict[str, Any]] = field(default_factory=list)  # per server: log path and counts
+    log_dir: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="synthia-bench-logs-"))
+    )
+    server_logs: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # per server: log path and counts
     scenario: str = ""  # the scenario running now (names profiles)
     profiles: list[dict[str, Any]] = field(default_factory=list)  # --profile: one entry per server
 
@@ -68,7 +72,14 @@ class Context:
 
     # -- progress ------------------------------------------------------------------------------
     def bar(self, total: int, desc: str) -> tqdm:
-        return tqdm(total=total, desc=desc, unit="", leave=False, dynamic_ncols=True, disable=self.options.quiet)
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="",
+            leave=False,
+            dynamic_ncols=True,
+            disable=self.options.quiet,
+        )
 
     def say(self, text: str) -> None:
         if not self.options.quiet:
@@ -79,7 +90,9 @@ class Context:
     async def deploy(self, target: str, nodes: int) -> AsyncIterator[Deployment]:
         if target == SYNTHIA and self.options.node:
             urls = list(self.options.node)[:nodes]
-            yield Deployment(target, urls, self.options.namespace, pid_override=self.options.server_pid)
+            yield Deployment(
+                target, urls, self.options.namespace, pid_override=self.options.server_pid
+            )
             return
         servers: list[deploy.Server] = []
         spies: list[PySpy] = []
@@ -89,34 +102,61 @@ class Context:
                 assert self.synthia is not None
                 channel = self.synthia.namespace
                 for i in range(nodes):
-                    probe = profile_dir / f"{self.scenario}-{target}-node{i}.probe.json" if profile_dir else None
-                    servers.append(await deploy.start_synthia(self.synthia.env(), self.log_dir, probe=probe))
+                    probe = (
+                        profile_dir / f"{self.scenario}-{target}-node{i}.probe.json"
+                        if profile_dir
+                        else None
+                    )
+                    servers.append(
+                        await deploy.start_synthia(self.synthia.env(), self.log_dir, probe=probe)
+                    )
             else:
                 channel = f"bench-{target}-{secrets.token_hex(4)}"
                 for i in range(nodes):
-                    probe = profile_dir / f"{self.scenario}-{target}-node{i}.probe.json" if profile_dir else None
-                    servers.append(await deploy.start_peer(target, self.redis_url, channel, self.log_dir, probe=probe))
+                    probe = (
+                        profile_dir / f"{self.scenario}-{target}-node{i}.probe.json"
+                        if profile_dir
+                        else None
+                    )
+                    servers.append(
+                        await deploy.start_peer(
+                            target, self.redis_url, channel, self.log_dir, probe=probe
+                        )
+                    )
             if profile_dir is not None:
                 for i, server in enumerate(servers):
-                    spies.append(PySpy(server.pid, profile_dir / f"{self.scenario}-{target}-node{i}.raw"))
+                    spies.append(
+                        PySpy(server.pid, profile_dir / f"{self.scenario}-{target}-node{i}.raw")
+                    )
                     await spies[-1].start()
             yield Deployment(target, [s.url for s in servers], channel, servers)
         finally:
             await asyncio.gather(*(spy.stop() for spy in spies))
             await asyncio.gather(*(s.stop() for s in servers))
             for s in servers:
-                self.server_logs.append({"target": s.target, "port": s.port, "log": str(s.log), **s.log_counts()})
+                self.server_logs.append(
+                    {"target": s.target, "port": s.port, "log": str(s.log), **s.log_counts()}
+                )
             for i, spy in enumerate(spies):
                 name = f"{self.scenario}-{target}-node{i}"
                 assert profile_dir is not None
-                self.profiles.append({"name": name, "raw": str(spy.out), **summarize_raw(spy.out),
-                                      **read_probe(profile_dir / f"{name}.probe.json")})
+                self.profiles.append(
+                    {
+                        "name": name,
+                        "raw": str(spy.out),
+                        **summarize_raw(spy.out),
+                        **read_probe(profile_dir / f"{name}.probe.json"),
+                    }
+                )
 
     async def census(self, target: str, nodes: int) -> None:
         """With ``--profile``: ask each node's probe for a heap census now (waits up to 10 s)."""
         if self.options.profile is None:
             return
-        requests = [self.options.profile / f"{self.scenario}-{target}-node{i}.probe.json.census" for i in range(nodes)]
+        requests = [
+            self.options.profile / f"{self.scenario}-{target}-node{i}.probe.json.census"
+            for i in range(nodes)
+        ]
         for r in requests:
             r.touch()
         for _ in range(100):
@@ -124,7 +164,9 @@ class Context:
                 return
             await asyncio.sleep(0.1)
 
-    def stalls_in(self, target: str, nodes: int, start: float, end: float) -> list[dict[str, Any]] | None:
+    def stalls_in(
+        self, target: str, nodes: int, start: float, end: float
+    ) -> list[dict[str, Any]] | None:
         """Per node: GC pauses and loop lags (>= 5 ms) between wall-clock ``start`` and ``end``.
 
         Only with ``--profile`` (the probes write them); None otherwise.
@@ -133,17 +175,25 @@ class Context:
             return None
         out = []
         for i in range(nodes):
-            probe = read_probe(self.options.profile / f"{self.scenario}-{target}-node{i}.probe.json")
-            inside = [s for s in probe.get("stalls", []) if start <= s[0] - s[1] and s[0] <= end + 5]
+            probe = read_probe(
+                self.options.profile / f"{self.scenario}-{target}-node{i}.probe.json"
+            )
+            inside = [
+                s for s in probe.get("stalls", []) if start <= s[0] - s[1] and s[0] <= end + 5
+            ]
             gcs = [s for s in inside if s[2] >= 0]
             lags = [s[1] for s in inside if s[2] < 0]
-            out.append({
-                "gc_pauses": len(gcs), "gc_full": sum(1 for s in gcs if s[2] == 2),
-                "gc_total_ms": round(sum(s[1] for s in gcs) * 1000, 1),
-                "gc_full_total_ms": round(sum(s[1] for s in gcs if s[2] == 2) * 1000, 1),
-                "gc_max_ms": round(max((s[1] for s in gcs), default=0) * 1000, 1),
-                "lags_over_100ms": sum(1 for v in lags if v > 0.1), "lag_max_ms": round(max(lags, default=0) * 1000, 1),
-            })
+            out.append(
+                {
+                    "gc_pauses": len(gcs),
+                    "gc_full": sum(1 for s in gcs if s[2] == 2),
+                    "gc_total_ms": round(sum(s[1] for s in gcs) * 1000, 1),
+                    "gc_full_total_ms": round(sum(s[1] for s in gcs if s[2] == 2) * 1000, 1),
+                    "gc_max_ms": round(max((s[1] for s in gcs), default=0) * 1000, 1),
+                    "lags_over_100ms": sum(1 for v in lags if v > 0.1),
+                    "lag_max_ms": round(max(lags, default=0) * 1000, 1),
+                }
+            )
         return out
 
     # -- users ---------------------------------------------------------------------------------

@@ -99,26 +99,52 @@ def make_image(name: str) -> bytes:
 
 async def _register(client: httpx.AsyncClient) -> dict[str, str]:
     email = f"bench-{secrets.token_hex(6)}@example.com"
-    r = await client.post(f"{API}/auth/register", json={"email": email, "password": "correct horse battery staple"})
+    r = await client.post(
+        f"{API}/auth/register", json={"email": email, "password": "correct horse battery staple"}
+    )
     r.raise_for_status()
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-async def _upload(client: httpx.AsyncClient, auth: dict[str, str], data: bytes, filename: str) -> str:
-    r = await client.post(f"{API}/files/upload", headers=auth, files={"image": (filename, data, "application/octet-stream")})
+async def _upload(
+    client: httpx.AsyncClient, auth: dict[str, str], data: bytes, filename: str
+) -> str:
+    r = await client.post(
+        f"{API}/files/upload",
+        headers=auth,
+        files={"image": (filename, data, "application/octet-stream")},
+    )
     if r.status_code == 201:
         return "201"
     return f"{r.status_code} {r.json().get('error', {}).get('code', '?')}"
 
 
-async def run_case(src: Path, case: str, image: bytes, parallel: int, extra: dict[str, str]) -> dict[str, Any]:
+async def run_case(
+    src: Path, case: str, image: bytes, parallel: int, extra: dict[str, str]
+) -> dict[str, Any]:
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="bench-decode-") as data_dir:
-        env = {**os.environ, "PYTHONPATH": str(src), "DATA_DIR": data_dir, "LOG_LEVEL": "WARNING",
-               "DATABASE_URL": "", "REDIS_URL": "", "GEMINI_API_KEY": "", **extra}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(src),
+            "DATA_DIR": data_dir,
+            "LOG_LEVEL": "WARNING",
+            "DATABASE_URL": "",
+            "REDIS_URL": "",
+            "GEMINI_API_KEY": "",
+            **extra,
+        }
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "synthia_rt.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-            cwd=str(src), env=env,
+            sys.executable,
+            "-m",
+            "synthia_rt.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            cwd=str(src),
+            env=env,
         )
         try:
             base = f"http://127.0.0.1:{port}"
@@ -138,7 +164,9 @@ async def run_case(src: Path, case: str, image: bytes, parallel: int, extra: dic
                 before = _status(proc.pid)
                 _reset_peak(proc.pid)
                 start = time.perf_counter()
-                codes = await asyncio.gather(*(_upload(client, u, image, f"x{i}") for i, u in enumerate(users)))
+                codes = await asyncio.gather(
+                    *(_upload(client, u, image, f"x{i}") for i, u in enumerate(users))
+                )
                 seconds = time.perf_counter() - start
                 peak = _status(proc.pid)["VmHWM"]
                 await asyncio.sleep(1.0)
@@ -159,12 +187,19 @@ async def run_case(src: Path, case: str, image: bytes, parallel: int, extra: dic
 
 
 async def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.decode_memory", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.decode_memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--label", required=True, help="results key, e.g. before / after")
     p.add_argument("--src", type=Path, default=REPO, help="source tree the node runs from")
-    p.add_argument("--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES))
-    p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="node setting (repeatable)")
+    p.add_argument(
+        "--cases", default=",".join(CASES), help="comma-separated subset of: " + ", ".join(CASES)
+    )
+    p.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="node setting (repeatable)"
+    )
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "decode-memory.json")
     args = p.parse_args(argv)
     images: dict[str, bytes] = {}
@@ -178,8 +213,11 @@ async def main(argv: list[str] | None = None) -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[args.label] = {"src": "this checkout" if args.src.resolve() == REPO else str(args.src),
-                           "env": dict(item.split("=", 1) for item in args.env), "cases": rows}
+    results[args.label] = {
+        "src": "this checkout" if args.src.resolve() == REPO else str(args.src),
+        "env": dict(item.split("=", 1) for item in args.env),
+        "cases": rows,
+    }
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -79,7 +79,9 @@ async def _wait_http(server: Server, path: str, timeout: float) -> None:
     async with httpx.AsyncClient() as client:
         while loop.time() < deadline:
             if server.process.returncode is not None:
-                raise RuntimeError(f"{server.target} on :{server.port} exited with {server.process.returncode}")
+                raise RuntimeError(
+                    f"{server.target} on :{server.port} exited with {server.process.returncode}"
+                )
             try:
                 if (await client.get(server.url + path, timeout=1)).status_code == 200:
                     return
@@ -94,7 +96,9 @@ async def _wait_socket(server: Server, timeout: float) -> None:
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         if server.process.returncode is not None:
-            raise RuntimeError(f"{server.target} on :{server.port} exited with {server.process.returncode}")
+            raise RuntimeError(
+                f"{server.target} on :{server.port} exited with {server.process.returncode}"
+            )
         try:
             opened = await open_socket(server.target, server.url, None, timeout=2)
         except Exception:  # noqa: BLE001 - not listening yet
@@ -111,7 +115,11 @@ def _log_file(log_dir: Path, target: str, port: int) -> Path:
 
 
 async def start_synthia(
-    env: dict[str, str], log_dir: Path, port: int | None = None, timeout: float = 60.0, probe: Path | None = None
+    env: dict[str, str],
+    log_dir: Path,
+    port: int | None = None,
+    timeout: float = 60.0,
+    probe: Path | None = None,
 ) -> Server:
     """One ``synthia-rt serve`` process; returns once ``/healthz`` answers.
 
@@ -126,8 +134,18 @@ async def start_synthia(
         env = {**env, "BENCH_PROFILE_OUT": str(probe)}
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port),
-            env={**os.environ, **env}, cwd=REPO, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            module,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
         )
     server = Server("synthia", port, process, log)
     try:
@@ -139,7 +157,12 @@ async def start_synthia(
 
 
 async def start_peer(
-    target: str, redis_url: str, channel: str, log_dir: Path, port: int | None = None, timeout: float = 30.0,
+    target: str,
+    redis_url: str,
+    channel: str,
+    log_dir: Path,
+    port: int | None = None,
+    timeout: float = 30.0,
     probe: Path | None = None,
 ) -> Server:
     """One peer server process; returns once it accepted a socket and sent its ready frame.
@@ -149,12 +172,24 @@ async def start_peer(
     raise_nofile()
     port = port or free_port()
     log = _log_file(log_dir, target, port)
-    launcher = ["-m", "bench.probe", PEER_MODULES[target]] if probe else ["-m", PEER_MODULES[target]]
+    launcher = (
+        ["-m", "bench.probe", PEER_MODULES[target]] if probe else ["-m", PEER_MODULES[target]]
+    )
     env = {**os.environ, "BENCH_PROFILE_OUT": str(probe)} if probe else None
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, *launcher, "--port", str(port), "--redis", redis_url, "--channel", channel,
-            cwd=REPO, stdout=out, stderr=asyncio.subprocess.STDOUT, env=env,
+            sys.executable,
+            *launcher,
+            "--port",
+            str(port),
+            "--redis",
+            redis_url,
+            "--channel",
+            channel,
+            cwd=REPO,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
         )
     server = Server(target, port, process, log)
     try:
@@ -217,8 +252,14 @@ class SynthiaConfig:
             "DATA_DIR": self.data_dir or f"/tmp/synthia-bench-{self.namespace}",
         }
         if self.gemini_url:
-            env.update({"ANALYZER": "gemini", "GEMINI_API_KEY": "bench-fake-key", "GEMINI_BASE_URL": self.gemini_url,
-                        "FREE_ANALYSES_PER_MONTH": "1000000"})  # bench users measure load, not the quota
+            env.update(
+                {
+                    "ANALYZER": "gemini",
+                    "GEMINI_API_KEY": "bench-fake-key",
+                    "GEMINI_BASE_URL": self.gemini_url,
+                    "FREE_ANALYSES_PER_MONTH": "1000000",
+                }
+            )  # bench users measure load, not the quota
         env.update(self.extra)
         return env
 
@@ -254,7 +295,6 @@ class TimedFakeGemini(FakeGemini):
         await asyncio.sleep(self.first_chunk_latency)
         self.first_chunk_times.append(time.time())
         await super()._respond(writer, b, streaming)
-
 
     async def start(self, port: int = 0) -> None:  # a fixed port for --node runs
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)

@@ -172,7 +172,9 @@ class Pool:
         self._procs: list[multiprocessing.process.BaseProcess] = []
         for index in range(size):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, index), daemon=True, name=f"bench-worker-{index}")
+            proc = ctx.Process(
+                target=_worker_main, args=(child, index), daemon=True, name=f"bench-worker-{index}"
+            )
             proc.start()
             child.close()
             self._conns.append(parent)

@@ -31,7 +31,9 @@ STALL = 0.005  # seconds; shorter pauses are only counted, not listed
 LAG_KIND = -1  # stall kinds: the GC generation (0, 1, 2) or LAG_KIND for event-loop lag
 
 pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-stalls: list[list[float]] = []  # [wall-clock end, seconds, kind] of every pause >= STALL (for time windows)
+stalls: list[
+    list[float]
+] = []  # [wall-clock end, seconds, kind] of every pause >= STALL (for time windows)
 census: dict[str, Any] = {}
 extra_reports: list[Callable[[], dict[str, Any]]] = []  # more sections (profiled_serve's loop lag)
 _started = 0.0
@@ -64,8 +66,13 @@ def summary(values: list[float]) -> dict[str, Any]:
 def take_census() -> None:
     objects = gc.get_objects()
     types = Counter(type(o).__qualname__ for o in objects)
-    census.update({"tracked_objects": len(objects), "frozen_objects": gc.get_freeze_count(),
-                   "top_types": types.most_common(20)})
+    census.update(
+        {
+            "tracked_objects": len(objects),
+            "frozen_objects": gc.get_freeze_count(),
+            "top_types": types.most_common(20),
+        }
+    )
     del objects
 
 
@@ -73,8 +80,11 @@ def dump() -> None:
     out = os.environ.get("BENCH_PROFILE_OUT")
     if not out:
         return
-    report: dict[str, Any] = {"gc": {f"gen{g}": summary(list(v)) for g, v in pauses.items()}, "heap_census": census,
-                              "stalls": list(stalls)}
+    report: dict[str, Any] = {
+        "gc": {f"gen{g}": summary(list(v)) for g, v in pauses.items()},
+        "heap_census": census,
+        "stalls": list(stalls),
+    }
     for section in extra_reports:
         report.update(section())
     tmp = out + ".tmp"

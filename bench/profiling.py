@@ -28,9 +28,19 @@ class PySpy:
     async def start(self) -> None:
         exe = shutil.which("py-spy") or str(Path(__import__("sys").executable).with_name("py-spy"))
         self.process = await asyncio.create_subprocess_exec(
-            exe, "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.out),
-            "--rate", str(RATE), "--nonblocking",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            exe,
+            "record",
+            "--pid",
+            str(self.pid),
+            "--format",
+            "raw",
+            "--output",
+            str(self.out),
+            "--rate",
+            str(RATE),
+            "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
 
     async def stop(self) -> None:
@@ -74,10 +84,16 @@ def summarize_raw(path: Path, top: int = 30) -> dict[str, Any]:
             inclusive[name] += n
         if frames:
             own[frames[-1]] += n
+
     def pct(counter: Counter[str]) -> list[list[Any]]:
         return [[name, round(100 * v / total, 1)] for name, v in counter.most_common(top)]
 
-    return {"samples": total, "seconds_on_cpu": round(total / RATE, 1), "inclusive_pct": pct(inclusive), "self_pct": pct(own)}
+    return {
+        "samples": total,
+        "seconds_on_cpu": round(total / RATE, 1),
+        "inclusive_pct": pct(inclusive),
+        "self_pct": pct(own),
+    }
 
 
 def read_probe(path: Path) -> dict[str, Any]:

@@ -63,7 +63,11 @@ class Recorder:
         offset = event.get("offset")
         if offset is not None:
             epoch = event.get("epoch")
-            if state.last_offset is not None and epoch == state.epoch and offset != state.last_offset + 1:
+            if (
+                state.last_offset is not None
+                and epoch == state.epoch
+                and offset != state.last_offset + 1
+            ):
                 self.offset_gaps += 1
             state.last_offset, state.epoch = offset, epoch
         if state.seen[seq]:

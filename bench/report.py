@@ -24,7 +24,12 @@ from bench.summary import rows, targets  # noqa: E402
 from bench.targets import SYNTHIA  # noqa: E402
 
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
-COLORS = {"synthia": "#2b6cb0", "socketio": "#dd6b20", "broadcaster": "#38a169", "websockets": "#718096"}
+COLORS = {
+    "synthia": "#2b6cb0",
+    "socketio": "#dd6b20",
+    "broadcaster": "#38a169",
+    "websockets": "#718096",
+}
 
 
 def _table(header: list[str], body: list[list[Any]]) -> str:
@@ -61,7 +66,13 @@ def _save(fig: Any, path: Path) -> str:
 
 def plot_idle(idle: list[dict[str, Any]], docs: Path) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    _bars(a, idle, lambda r: r.get("rss_per_socket_kib"), "Server RSS per idle socket (lower is better)", "KiB")
+    _bars(
+        a,
+        idle,
+        lambda r: r.get("rss_per_socket_kib"),
+        "Server RSS per idle socket (lower is better)",
+        "KiB",
+    )
     a.axhline(32, color="red", linestyle="--", linewidth=1, label="target ≤ 32 KiB")
     a.legend(fontsize=8)
     _bars(b, idle, lambda r: r.get("connects_per_s"), "Connects/s (higher is better)", "sockets/s")
@@ -76,7 +87,12 @@ def plot_fanout(fan: list[dict[str, Any]], docs: Path) -> list[str]:
         for r in fan:
             cdf = r.get(phase, {}).get("delivery_cdf", [])
             if cdf:
-                ax.plot([p[0] for p in cdf], [p[1] for p in cdf], label=r["label"], color=COLORS.get(r["target"]))
+                ax.plot(
+                    [p[0] for p in cdf],
+                    [p[1] for p in cdf],
+                    label=r["label"],
+                    color=COLORS.get(r["target"]),
+                )
         rate = next((r.get(phase, {}).get("rate") for r in fan), None)
         ax.set_xscale("log")
         ax.set_xlabel("publish → delivery latency (ms, log scale)")
@@ -88,20 +104,33 @@ def plot_fanout(fan: list[dict[str, Any]], docs: Path) -> list[str]:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for r in fan:
         series = r.get("load", {}).get("per_event_last_ms", [])
-        a.plot(range(len(series)), series, label=r["label"], color=COLORS.get(r["target"]), linewidth=1)
+        a.plot(
+            range(len(series)), series, label=r["label"], color=COLORS.get(r["target"]), linewidth=1
+        )
     a.set_yscale("log")
     a.set_xlabel("event # in the load phase")
     a.set_ylabel("publish → last delivery (ms, log)")
     a.set_title("Per event, under load: stalls show as saw teeth", fontsize=10)
     a.legend(fontsize=8)
-    _bars(b, fan, lambda r: r.get("burst", {}).get("deliveries_per_s_per_node"), "Deliveries/s per node (burst)", "deliveries/s")
+    _bars(
+        b,
+        fan,
+        lambda r: r.get("burst", {}).get("deliveries_per_s_per_node"),
+        "Deliveries/s per node (burst)",
+        "deliveries/s",
+    )
     return [first, _save(fig, docs / "perf-fanout-throughput.png")]
 
 
 def plot_upload(up: dict[str, Any], docs: Path) -> str:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     single = up.get("single", [])
-    a.plot([s["mib"] for s in single], [s["mb_s_median"] for s in single], marker="o", color=COLORS["synthia"])
+    a.plot(
+        [s["mib"] for s in single],
+        [s["mb_s_median"] for s in single],
+        marker="o",
+        color=COLORS["synthia"],
+    )
     a.axhline(50, color="red", linestyle="--", linewidth=1, label="target ≥ 50 MB/s")
     a.set_xlabel("image size (MiB)")
     a.set_ylabel("MB/s")
@@ -109,7 +138,13 @@ def plot_upload(up: dict[str, Any], docs: Path) -> str:
     a.legend(fontsize=8)
     conc = up.get("concurrent", [])
     a2 = [c["sockets"] for c in conc]
-    b.plot(a2, [c["aggregate_mb_s"] for c in conc], marker="o", label="aggregate", color=COLORS["synthia"])
+    b.plot(
+        a2,
+        [c["aggregate_mb_s"] for c in conc],
+        marker="o",
+        label="aggregate",
+        color=COLORS["synthia"],
+    )
     b.plot(a2, [c["per_socket_mb_s"] for c in conc], marker="s", label="per socket", color="#999")
     b.set_xlabel("concurrent sockets")
     b.set_ylabel("MB/s")
@@ -119,10 +154,24 @@ def plot_upload(up: dict[str, Any], docs: Path) -> str:
 
 
 def plot_analysis(an: dict[str, Any], docs: Path) -> str:
-    names = ["time to first partial", "time to result", "overhead (all but model)", "before model", "relay",
-             "cached round trip", "cached → result"]
-    keys = [("time_to_first_partial",), ("time_to_result",), ("first_chunk_overhead",), ("before_model",), ("relay",),
-            ("cached", "round_trip"), ("cached", "to_result")]
+    names = [
+        "time to first partial",
+        "time to result",
+        "overhead (all but model)",
+        "before model",
+        "relay",
+        "cached round trip",
+        "cached → result",
+    ]
+    keys = [
+        ("time_to_first_partial",),
+        ("time_to_result",),
+        ("first_chunk_overhead",),
+        ("before_model",),
+        ("relay",),
+        ("cached", "round_trip"),
+        ("cached", "to_result"),
+    ]
 
     def get(path: tuple[str, ...], q: str) -> float:
         data: Any = an
@@ -132,11 +181,26 @@ def plot_analysis(an: dict[str, Any], docs: Path) -> str:
 
     fig, ax = plt.subplots(figsize=(9, 3.8))
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], [get(k, "p50_ms") for k in keys], width=0.4, label="p50", color=COLORS["synthia"])
-    ax.bar([x + 0.2 for x in xs], [get(k, "p99_ms") for k in keys], width=0.4, label="p99", color="#90cdf4")
+    ax.bar(
+        [x - 0.2 for x in xs],
+        [get(k, "p50_ms") for k in keys],
+        width=0.4,
+        label="p50",
+        color=COLORS["synthia"],
+    )
+    ax.bar(
+        [x + 0.2 for x in xs],
+        [get(k, "p99_ms") for k in keys],
+        width=0.4,
+        label="p99",
+        color="#90cdf4",
+    )
     ax.set_xticks(list(xs), names, rotation=15, fontsize=8)
     ax.set_ylabel("ms")
-    ax.set_title(f"Analysis with a fake model (first chunk after {an.get('model_first_chunk_latency_ms')} ms)", fontsize=10)
+    ax.set_title(
+        f"Analysis with a fake model (first chunk after {an.get('model_first_chunk_latency_ms')} ms)",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     return _save(fig, docs / "perf-analysis.png")
 
@@ -149,112 +213,329 @@ def _ms(d: dict[str, Any] | None) -> list[Any]:
 def render(results: dict[str, Any], docs: Path) -> str:
     s = results.get("scenarios", {})
     m = results.get("machine", {})
-    out = ["# Performance", "",
-           "Generated by `python -m bench report` from `bench/results/" + f"{results.get('name')}.json`; do not edit "
-           "by hand (the analysis comes from `bench/findings.md`). All figures come from ONE run: same client, "
-           "same machine, targets one after another on fresh server processes.", "",
-           "Reproduce:", "", "```", results.get("command", ""), "```", "",
-           f"Run of {results.get('started')}, {results.get('wall_seconds')} s wall time.", "",
-           "## Headline", "", _table(["figure", "value", "target", "verdict"], [list(r) for r in rows(results)]), ""]
+    out = [
+        "# Performance",
+        "",
+        "Generated by `python -m bench report` from `bench/results/"
+        + f"{results.get('name')}.json`; do not edit "
+        "by hand (the analysis comes from `bench/findings.md`). All figures come from ONE run: same client, "
+        "same machine, targets one after another on fresh server processes.",
+        "",
+        "Reproduce:",
+        "",
+        "```",
+        results.get("command", ""),
+        "```",
+        "",
+        f"Run of {results.get('started')}, {results.get('wall_seconds')} s wall time.",
+        "",
+        "## Headline",
+        "",
+        _table(["figure", "value", "target", "verdict"], [list(r) for r in rows(results)]),
+        "",
+    ]
     idle = targets(s.get("idle", {}))
     if idle:
         base = next((r for r in idle if r["target"] == SYNTHIA), {})
-        out += ["## 1. Idle sockets", "",
-                "N sockets opened and held on ONE server process; RSS growth per socket after warm-up; connects/s "
-                "over the whole ramp. synthia_rt sockets are authenticated (JWT + revocation check + presence cap) "
-                "and joined to `user:<id>` and `broadcast`; peers only accept and send a ready frame.", "",
-                _table(["target", "sockets", "RSS KiB/socket", "× synthia_rt", "connects/s", "× synthia_rt", "errors"],
-                       [[r["label"], r["sockets"], r["rss_per_socket_kib"], ratio(r["rss_per_socket_kib"], base.get("rss_per_socket_kib")),
-                         r["connects_per_s"], ratio(r["connects_per_s"], base.get("connects_per_s")), r["connect_errors"]] for r in idle]),
-                "", f"![idle]({plot_idle(idle, docs)})", ""]
+        out += [
+            "## 1. Idle sockets",
+            "",
+            "N sockets opened and held on ONE server process; RSS growth per socket after warm-up; connects/s "
+            "over the whole ramp. synthia_rt sockets are authenticated (JWT + revocation check + presence cap) "
+            "and joined to `user:<id>` and `broadcast`; peers only accept and send a ready frame.",
+            "",
+            _table(
+                [
+                    "target",
+                    "sockets",
+                    "RSS KiB/socket",
+                    "× synthia_rt",
+                    "connects/s",
+                    "× synthia_rt",
+                    "errors",
+                ],
+                [
+                    [
+                        r["label"],
+                        r["sockets"],
+                        r["rss_per_socket_kib"],
+                        ratio(r["rss_per_socket_kib"], base.get("rss_per_socket_kib")),
+                        r["connects_per_s"],
+                        ratio(r["connects_per_s"], base.get("connects_per_s")),
+                        r["connect_errors"],
+                    ]
+                    for r in idle
+                ],
+            ),
+            "",
+            f"![idle]({plot_idle(idle, docs)})",
+            "",
+        ]
     fan = targets(s.get("fanout", {}))
     if fan:
         synthia = next((r for r in fan if r["target"] == SYNTHIA), {})
         bd = synthia.get("burst", {}).get("deliveries_per_s_per_node")
-        out += ["## 2. Fan-out", "",
-                "M subscribers of one channel over the nodes. *Steady*: a low publish rate, how long one event "
-                "takes to reach every subscriber. *Load*: a rate close to what the machine carries. *Burst*: events "
-                "back to back; deliveries/s per node = deliveries on the node ÷ (its last delivery − first publish). "
-                "Latencies are measured by the client on the publisher's clock (one machine).", "",
-                _table(["target", "phase", "events/s", "p50 ms", "p99 ms", "max ms", "last-delivery p50 ms",
-                        "last-delivery p99 ms"],
-                       [[r["label"], ph, r[ph].get("rate"), r[ph]["delivery_latency"].get("p50_ms"),
-                         r[ph]["delivery_latency"].get("p99_ms"), r[ph]["delivery_latency"].get("max_ms"),
-                         r[ph]["last_delivery_latency"].get("p50_ms"), r[ph]["last_delivery_latency"].get("p99_ms")]
-                        for r in fan for ph in ("steady", "load") if ph in r]), "",
-                _table(["target", "subscribers", "nodes", "burst deliveries/s/node", "synthia_rt ÷ this", "lost",
-                        "duplicates", "offset gaps", "connect errors"],
-                       [[r["label"], r["subscribers"], r["nodes"], r["burst"]["deliveries_per_s_per_node"],
-                         ratio(bd, r["burst"]["deliveries_per_s_per_node"]), r["lost"], r["duplicates"],
-                         r["offset_gaps"], r["connect_errors"]] for r in fan]), "",
-                "CPU per process group (% of one core) and, with `--profile`, what stalled each server's event "
-                "loop during the phase (GC pauses ≥ 5 ms, of which full collections; loop lags > 100 ms):", "",
-                _table(["target", "phase", "duration s", "CPU %", "server stalls (per node)", "client loop lag p99/max ms"],
-                       [[r["label"], ph, r[ph].get("duration_s"),
-                         ", ".join(f"{k} {v}" for k, v in r[ph].get("cpu_pct", {}).items()),
-                         "; ".join(f"GC {x['gc_pauses']}× {x['gc_total_ms']} ms (full {x.get('gc_full', '?')}× "
-                                   f"{x.get('gc_full_total_ms', '?')} ms), lags>100ms {x['lags_over_100ms']}, max {x['lag_max_ms']} ms"
-                                   for x in r[ph].get("server_stalls") or []) or "–",
-                         " / ".join(f"{c['loop_lag_p99_ms']}/{c['loop_lag_max_ms']}" for c in r.get("client_workers", []))]
-                        for r in fan for ph in ("steady", "load", "burst") if ph in r]), ""]
+        out += [
+            "## 2. Fan-out",
+            "",
+            "M subscribers of one channel over the nodes. *Steady*: a low publish rate, how long one event "
+            "takes to reach every subscriber. *Load*: a rate close to what the machine carries. *Burst*: events "
+            "back to back; deliveries/s per node = deliveries on the node ÷ (its last delivery − first publish). "
+            "Latencies are measured by the client on the publisher's clock (one machine).",
+            "",
+            _table(
+                [
+                    "target",
+                    "phase",
+                    "events/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "max ms",
+                    "last-delivery p50 ms",
+                    "last-delivery p99 ms",
+                ],
+                [
+                    [
+                        r["label"],
+                        ph,
+                        r[ph].get("rate"),
+                        r[ph]["delivery_latency"].get("p50_ms"),
+                        r[ph]["delivery_latency"].get("p99_ms"),
+                        r[ph]["delivery_latency"].get("max_ms"),
+                        r[ph]["last_delivery_latency"].get("p50_ms"),
+                        r[ph]["last_delivery_latency"].get("p99_ms"),
+                    ]
+                    for r in fan
+                    for ph in ("steady", "load")
+                    if ph in r
+                ],
+            ),
+            "",
+            _table(
+                [
+                    "target",
+                    "subscribers",
+                    "nodes",
+                    "burst deliveries/s/node",
+                    "synthia_rt ÷ this",
+                    "lost",
+                    "duplicates",
+                    "offset gaps",
+                    "connect errors",
+                ],
+                [
+                    [
+                        r["label"],
+                        r["subscribers"],
+                        r["nodes"],
+                        r["burst"]["deliveries_per_s_per_node"],
+                        ratio(bd, r["burst"]["deliveries_per_s_per_node"]),
+                        r["lost"],
+                        r["duplicates"],
+                        r["offset_gaps"],
+                        r["connect_errors"],
+                    ]
+                    for r in fan
+                ],
+            ),
+            "",
+            "CPU per process group (% of one core) and, with `--profile`, what stalled each server's event "
+            "loop during the phase (GC pauses ≥ 5 ms, of which full collections; loop lags > 100 ms):",
+            "",
+            _table(
+                [
+                    "target",
+                    "phase",
+                    "duration s",
+                    "CPU %",
+                    "server stalls (per node)",
+                    "client loop lag p99/max ms",
+                ],
+                [
+                    [
+                        r["label"],
+                        ph,
+                        r[ph].get("duration_s"),
+                        ", ".join(f"{k} {v}" for k, v in r[ph].get("cpu_pct", {}).items()),
+                        "; ".join(
+                            f"GC {x['gc_pauses']}× {x['gc_total_ms']} ms (full {x.get('gc_full', '?')}× "
+                            f"{x.get('gc_full_total_ms', '?')} ms), lags>100ms {x['lags_over_100ms']}, max {x['lag_max_ms']} ms"
+                            for x in r[ph].get("server_stalls") or []
+                        )
+                        or "–",
+                        " / ".join(
+                            f"{c['loop_lag_p99_ms']}/{c['loop_lag_max_ms']}"
+                            for c in r.get("client_workers", [])
+                        ),
+                    ]
+                    for r in fan
+                    for ph in ("steady", "load", "burst")
+                    if ph in r
+                ],
+            ),
+            "",
+        ]
         out += [f"![fan-out]({name})" for name in plot_fanout(fan, docs)] + [""]
     up = s.get("upload")
     if up and "single" in up:
-        out += ["## 3. Upload", "",
-                f"Chunks of {up['chunk_bytes']:,} bytes, up to {up['window']} in flight per socket, timed from the "
-                "first chunk to the acknowledgement of the last (bytes durably in Redis). MB = 10^6 bytes.", "",
-                _table(["size MiB", "median MB/s", "runs"], [[p["mib"], p["mb_s_median"], ", ".join(map(str, p["runs"]))] for p in up["single"]]),
-                "",
-                _table(["sockets", "MiB each", "aggregate MB/s", "per socket MB/s"],
-                       [[c["sockets"], c["mib_each"], c["aggregate_mb_s"], c["per_socket_mb_s"]] for c in up["concurrent"]]),
-                "", f"Analyses after the uploads ended with: {up.get('analysis_outcomes')}.", "",
-                f"![upload]({plot_upload(up, docs)})", ""]
+        out += [
+            "## 3. Upload",
+            "",
+            f"Chunks of {up['chunk_bytes']:,} bytes, up to {up['window']} in flight per socket, timed from the "
+            "first chunk to the acknowledgement of the last (bytes durably in Redis). MB = 10^6 bytes.",
+            "",
+            _table(
+                ["size MiB", "median MB/s", "runs"],
+                [
+                    [p["mib"], p["mb_s_median"], ", ".join(map(str, p["runs"]))]
+                    for p in up["single"]
+                ],
+            ),
+            "",
+            _table(
+                ["sockets", "MiB each", "aggregate MB/s", "per socket MB/s"],
+                [
+                    [c["sockets"], c["mib_each"], c["aggregate_mb_s"], c["per_socket_mb_s"]]
+                    for c in up["concurrent"]
+                ],
+            ),
+            "",
+            f"Analyses after the uploads ended with: {up.get('analysis_outcomes')}.",
+            "",
+            f"![upload]({plot_upload(up, docs)})",
+            "",
+        ]
     an = s.get("analysis")
     if an and "cached" in an:
-        out += ["## 4. Analysis", "",
-                f"A fake Gemini (tests/fake_gemini.py) streams a valid result in 4 chunks, the first "
-                f"{an['model_first_chunk_latency_ms']} ms after the request. {an['fresh']} fresh analyses one at a "
-                f"time ({an['failed']} failed), then {an['cached']['count']} cached round trips.", "",
-                _table(["figure", "p50 ms", "p90 ms", "p99 ms", "max ms", "n"],
-                       [["time to first partial (last chunk sent → first analysis.partial)", *_ms(an["time_to_first_partial"])],
-                        ["time to result (last chunk sent → analysis.result)", *_ms(an["time_to_result"])],
-                        ["overhead added to the first chunk (all but the model's latency)", *_ms(an["first_chunk_overhead"])],
-                        ["… before the model (hash, decode, re-encode, queue, DB, request)", *_ms(an["before_model"])],
-                        ["… relay (model chunk written → partial on the socket)", *_ms(an["relay"])],
-                        *[[f"… … {name.replace('_', ' ')}", *_ms(v)] for name, v in an.get("stages", {}).items()],
-                        ["cached: analysis.start → reply cached:true", *_ms(an["cached"]["round_trip"])],
-                        ["cached: analysis.start → analysis.result", *_ms(an["cached"]["to_result"])]]),
-                "", f"![analysis]({plot_analysis(an, docs)})", ""]
+        out += [
+            "## 4. Analysis",
+            "",
+            f"A fake Gemini (tests/fake_gemini.py) streams a valid result in 4 chunks, the first "
+            f"{an['model_first_chunk_latency_ms']} ms after the request. {an['fresh']} fresh analyses one at a "
+            f"time ({an['failed']} failed), then {an['cached']['count']} cached round trips.",
+            "",
+            _table(
+                ["figure", "p50 ms", "p90 ms", "p99 ms", "max ms", "n"],
+                [
+                    [
+                        "time to first partial (last chunk sent → first analysis.partial)",
+                        *_ms(an["time_to_first_partial"]),
+                    ],
+                    [
+                        "time to result (last chunk sent → analysis.result)",
+                        *_ms(an["time_to_result"]),
+                    ],
+                    [
+                        "overhead added to the first chunk (all but the model's latency)",
+                        *_ms(an["first_chunk_overhead"]),
+                    ],
+                    [
+                        "… before the model (hash, decode, re-encode, queue, DB, request)",
+                        *_ms(an["before_model"]),
+                    ],
+                    ["… relay (model chunk written → partial on the socket)", *_ms(an["relay"])],
+                    *[
+                        [f"… … {name.replace('_', ' ')}", *_ms(v)]
+                        for name, v in an.get("stages", {}).items()
+                    ],
+                    [
+                        "cached: analysis.start → reply cached:true",
+                        *_ms(an["cached"]["round_trip"]),
+                    ],
+                    ["cached: analysis.start → analysis.result", *_ms(an["cached"]["to_result"])],
+                ],
+            ),
+            "",
+            f"![analysis]({plot_analysis(an, docs)})",
+            "",
+        ]
     ch = s.get("churn")
     if ch and "sockets" in ch:
-        out += ["## 5. Churn", "",
-                f"{ch['sockets']} sockets over 2 nodes, each living 0.3–2 s then dropping (half cleanly, half by "
-                f"vanishing), reconnecting to a random node and re-subscribing with `since`, while {ch['events']} "
-                "events were published.", "",
-                _table(["reconnects", "failed reconnects", "expected deliveries", "missed", "offset gaps", "duplicates",
-                        "not recovered", "reconnect p50/p99 ms", "catch-up p50/p99 ms"],
-                       [[ch["reconnects"], ch["failures"], ch["expected_deliveries"], ch["missed"], ch["gaps"],
-                         ch["duplicates"], ch["not_recovered"],
-                         f"{ch['reconnect'].get('p50_ms')} / {ch['reconnect'].get('p99_ms')}",
-                         f"{ch['catch_up'].get('p50_ms')} / {ch['catch_up'].get('p99_ms')}"]]), ""]
+        out += [
+            "## 5. Churn",
+            "",
+            f"{ch['sockets']} sockets over 2 nodes, each living 0.3–2 s then dropping (half cleanly, half by "
+            f"vanishing), reconnecting to a random node and re-subscribing with `since`, while {ch['events']} "
+            "events were published.",
+            "",
+            _table(
+                [
+                    "reconnects",
+                    "failed reconnects",
+                    "expected deliveries",
+                    "missed",
+                    "offset gaps",
+                    "duplicates",
+                    "not recovered",
+                    "reconnect p50/p99 ms",
+                    "catch-up p50/p99 ms",
+                ],
+                [
+                    [
+                        ch["reconnects"],
+                        ch["failures"],
+                        ch["expected_deliveries"],
+                        ch["missed"],
+                        ch["gaps"],
+                        ch["duplicates"],
+                        ch["not_recovered"],
+                        f"{ch['reconnect'].get('p50_ms')} / {ch['reconnect'].get('p99_ms')}",
+                        f"{ch['catch_up'].get('p50_ms')} / {ch['catch_up'].get('p99_ms')}",
+                    ]
+                ],
+            ),
+            "",
+        ]
     if FINDINGS.exists():
         out += [FINDINGS.read_text().strip(), ""]
     logs = results.get("server_logs", [])
     if logs:
-        out += ["## Server logs during the run", "",
-                _table(["target", "port", "WARNING lines", "ERROR lines", "tracebacks"],
-                       [[lg["target"], lg["port"], lg["warning"], lg["error"], lg["traceback"]] for lg in logs]), ""]
+        out += [
+            "## Server logs during the run",
+            "",
+            _table(
+                ["target", "port", "WARNING lines", "ERROR lines", "tracebacks"],
+                [
+                    [lg["target"], lg["port"], lg["warning"], lg["error"], lg["traceback"]]
+                    for lg in logs
+                ],
+            ),
+            "",
+        ]
     packages = m.get("packages", {})
-    out += ["## Machine, versions, settings", "",
-            _table(["", ""], [["CPU", f"{m.get('cpu')} × {m.get('nproc')} (shared by servers, Redis, PostgreSQL and the client)"],
-                              ["RAM", f"{m.get('ram_gib')} GiB"], ["kernel", m.get("kernel")], ["Python", m.get("python")],
-                              ["Redis", m.get("redis")], ["PostgreSQL", m.get("postgres")],
-                              ["git", f"{m.get('git_commit')}{' (dirty)' if m.get('git_dirty') else ''}"],
-                              ["client fd limit", m.get("client_nofile")]]), "",
-            "Packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()), "",
-            "Bench settings: `" + json.dumps({k: v for k, v in results.get("settings", {}).items() if k not in {"quiet", "report"}}) + "`", "",
-            "Environment of the bench's synthia_rt nodes (besides `DATABASE_URL` and a random `JWT_SECRET_KEY`): `"
-            + json.dumps(results.get("server_env", {})) + "`", ""]
+    out += [
+        "## Machine, versions, settings",
+        "",
+        _table(
+            ["", ""],
+            [
+                [
+                    "CPU",
+                    f"{m.get('cpu')} × {m.get('nproc')} (shared by servers, Redis, PostgreSQL and the client)",
+                ],
+                ["RAM", f"{m.get('ram_gib')} GiB"],
+                ["kernel", m.get("kernel")],
+                ["Python", m.get("python")],
+                ["Redis", m.get("redis")],
+                ["PostgreSQL", m.get("postgres")],
+                ["git", f"{m.get('git_commit')}{' (dirty)' if m.get('git_dirty') else ''}"],
+                ["client fd limit", m.get("client_nofile")],
+            ],
+        ),
+        "",
+        "Packages: " + ", ".join(f"{k} {v}" for k, v in packages.items()),
+        "",
+        "Bench settings: `"
+        + json.dumps(
+            {k: v for k, v in results.get("settings", {}).items() if k not in {"quiet", "report"}}
+        )
+        + "`",
+        "",
+        "Environment of the bench's synthia_rt nodes (besides `DATABASE_URL` and a random `JWT_SECRET_KEY`): `"
+        + json.dumps(results.get("server_env", {}))
+        + "`",
+        "",
+    ]
     return "\n".join(out)
 
 
@@ -268,7 +549,9 @@ def write_report(results: dict[str, Any], docs: Path) -> Path:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report")
     parser.add_argument("results", type=Path)
-    parser.add_argument("--docs-dir", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
+    parser.add_argument(
+        "--docs-dir", type=Path, default=Path(__file__).resolve().parent.parent / "docs"
+    )
     args = parser.parse_args(argv)
     print(write_report(json.loads(args.results.read_text()), args.docs_dir))
     return 0

@@ -48,7 +48,9 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         "server_env": {},
         "scenarios": {},
     }
-    raw_dir = options.results_dir / "raw"  # git-ignored; the summary beside it is what gets committed
+    raw_dir = (
+        options.results_dir / "raw"
+    )  # git-ignored; the summary beside it is what gets committed
     raw_dir.mkdir(parents=True, exist_ok=True)
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,9 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         stack.callback(ctx.pool.close)
         wants_model = SYNTHIA in options.targets and {"upload", "analysis"} & set(options.scenarios)
         if wants_model and (not options.node or options.model_port):
-            fake = await deploy.start_fake_model(options.model_latency_ms / 1000, options.model_port or 0)
+            fake = await deploy.start_fake_model(
+                options.model_latency_ms / 1000, options.model_port or 0
+            )
             stack.push_async_callback(fake.stop)
             ctx.gemini_url = fake.base_url
             ctx.fake_model = fake
@@ -68,9 +72,15 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             for item in options.server_env:
                 key, _, value = item.partition("=")
                 extra[key] = value
-            ctx.synthia = deploy.SynthiaConfig(database, options.redis, gemini_url=ctx.gemini_url, extra=extra)
+            ctx.synthia = deploy.SynthiaConfig(
+                database, options.redis, gemini_url=ctx.gemini_url, extra=extra
+            )
             stack.push_async_callback(deploy.clear_namespace, options.redis, ctx.synthia.namespace)
-            results["server_env"] = {k: v for k, v in ctx.synthia.env().items() if k not in {"JWT_SECRET_KEY", "DATABASE_URL"}}
+            results["server_env"] = {
+                k: v
+                for k, v in ctx.synthia.env().items()
+                if k not in {"JWT_SECRET_KEY", "DATABASE_URL"}
+            }
         for name in options.scenarios:
             scenario = importlib.import_module(f"bench.scenarios.{name}")
             if name not in PEER_SCENARIOS and SYNTHIA not in options.targets:
@@ -83,7 +93,9 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             results["server_logs"] = ctx.server_logs
             if ctx.profiles:
                 results["profiles"] = ctx.profiles
-            path.write_text(json.dumps(results, indent=1, default=str))  # partial results survive a crash
+            path.write_text(
+                json.dumps(results, indent=1, default=str)
+            )  # partial results survive a crash
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     results["server_logs"] = ctx.server_logs
     if ctx.profiles:
@@ -104,13 +116,27 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
 
 # What the numbers were measured on: CPU, RAM, kernel, versions, git commit.
 
-PACKAGES = ("uvicorn", "starlette", "websockets", "uvloop", "httptools", "redis", "asyncpg", "orjson",
-            "python-socketio", "python-engineio", "broadcaster", "synthia-rt")
+PACKAGES = (
+    "uvicorn",
+    "starlette",
+    "websockets",
+    "uvloop",
+    "httptools",
+    "redis",
+    "asyncpg",
+    "orjson",
+    "python-socketio",
+    "python-engineio",
+    "broadcaster",
+    "synthia-rt",
+)
 
 
 def _run(*cmd: str) -> str:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -152,5 +178,7 @@ def describe_machine(redis_url: str) -> dict[str, Any]:
         "postgres": _run("psql", "--version").replace("psql (PostgreSQL) ", ""),
         "packages": {p: _version(p) for p in PACKAGES},
         "git_commit": _run("git", "-C", str(repo), "rev-parse", "--short", "HEAD"),
-        "git_dirty": bool(_run("git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no")),
+        "git_dirty": bool(
+            _run("git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no")
+        ),
     }

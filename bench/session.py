@@ -75,7 +75,8 @@ class Session:
 
     async def event(self, name: str, timeout: float = 30.0, **fields: Any) -> Frame:
         return await self.wait(
-            lambda f: f.get("event") == name and all(f.get(k) == v for k, v in fields.items()), timeout
+            lambda f: f.get("event") == name and all(f.get(k) == v for k, v in fields.items()),
+            timeout,
         )
 
     def drop_backlog(self) -> None:

@@ -31,7 +31,9 @@ def cdf_points(seconds: np.ndarray, points: int = 200) -> list[list[float]]:
         return []
     fractions = np.linspace(0, 1, num=min(points, data.size))
     values = np.quantile(data, fractions) * 1000
-    return [[round(float(v), 3), round(float(f), 4)] for v, f in zip(values, fractions, strict=True)]
+    return [
+        [round(float(v), 3), round(float(f), 4)] for v, f in zip(values, fractions, strict=True)
+    ]
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:

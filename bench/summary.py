@@ -52,24 +52,50 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         kib, cps = r.get("rss_per_socket_kib"), r.get("connects_per_s")
         syn = r["target"] == SYNTHIA
         add(f"idle {label}: sockets", r.get("sockets"))
-        add(f"idle {label}: RSS KiB/socket", kib, "<= 32" if syn else "", (kib is not None and kib <= 32) if syn else None)
-        add(f"idle {label}: connects/s", cps, ">= 1000" if syn else "", (cps is not None and cps >= 1000) if syn else None)
+        add(
+            f"idle {label}: RSS KiB/socket",
+            kib,
+            "<= 32" if syn else "",
+            (kib is not None and kib <= 32) if syn else None,
+        )
+        add(
+            f"idle {label}: connects/s",
+            cps,
+            ">= 1000" if syn else "",
+            (cps is not None and cps >= 1000) if syn else None,
+        )
     fan = targets(s.get("fanout", {}))
     syn_fan = next((r for r in fan if r["target"] == SYNTHIA), None)
     for r in fan:
         label, syn = r["label"], r["target"] == SYNTHIA
         p99 = _get(r, "steady", "last_delivery_latency", "p99_ms")
         dps = _get(r, "burst", "deliveries_per_s_per_node")
-        add(f"fanout {label}: p99 publish→last delivery ms", p99, "<= 100" if syn else "", (p99 is not None and p99 <= 100) if syn else None)
+        add(
+            f"fanout {label}: p99 publish→last delivery ms",
+            p99,
+            "<= 100" if syn else "",
+            (p99 is not None and p99 <= 100) if syn else None,
+        )
         add(f"fanout {label}: p50 delivery ms", _get(r, "steady", "delivery_latency", "p50_ms"))
-        add(f"fanout {label}: p99 publish→last delivery under load ms", _get(r, "load", "last_delivery_latency", "p99_ms"))
+        add(
+            f"fanout {label}: p99 publish→last delivery under load ms",
+            _get(r, "load", "last_delivery_latency", "p99_ms"),
+        )
         add(f"fanout {label}: deliveries/s per node (burst)", dps)
-        add(f"fanout {label}: lost / duplicates", f"{r.get('lost')} / {r.get('duplicates')}", "0" if syn else "",
-            (r.get("lost") == 0 and r.get("duplicates") == 0) if syn else None)
+        add(
+            f"fanout {label}: lost / duplicates",
+            f"{r.get('lost')} / {r.get('duplicates')}",
+            "0" if syn else "",
+            (r.get("lost") == 0 and r.get("duplicates") == 0) if syn else None,
+        )
         if syn_fan is not None and not syn:
             base = _get(syn_fan, "burst", "deliveries_per_s_per_node")
             ratio = base / dps if base and dps else None
-            goal = ">= 2" if r["target"] == "socketio" else (">= 0.5" if r["target"] == "websockets" else "")
+            goal = (
+                ">= 2"
+                if r["target"] == "socketio"
+                else (">= 0.5" if r["target"] == "websockets" else "")
+            )
             verdict = None
             if ratio is not None and goal:
                 verdict = ratio >= (2 if r["target"] == "socketio" else 0.5)
@@ -98,13 +124,23 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 def summary_table(results: dict[str, Any]) -> str:
     table = [("figure", "value", "target", "")] + rows(results)
     widths = [max(len(r[i]) for r in table) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in table
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-_DROP = {"error_samples", "per_node", "profiles", "log"}  # raw detail docs/performance.md never shows
-_PLOTTED = {"delivery_cdf": ("steady", "load"), "per_event_last_ms": ("load",)}  # series the plots draw
+_DROP = {
+    "error_samples",
+    "per_node",
+    "profiles",
+    "log",
+}  # raw detail docs/performance.md never shows
+_PLOTTED = {
+    "delivery_cdf": ("steady", "load"),
+    "per_event_last_ms": ("load",),
+}  # series the plots draw
 
 
 def summarize(results: dict[str, Any]) -> dict[str, Any]:
@@ -131,10 +167,18 @@ def dumps(summary: dict[str, Any]) -> str:
     def dump(value: Any, indent: int) -> str:
         pad = " " * (indent + 1)
         if isinstance(value, dict) and value:
-            body = ",\n".join(f"{pad}{json.dumps(k)}: {dump(v, indent + 1)}" for k, v in value.items())
+            body = ",\n".join(
+                f"{pad}{json.dumps(k)}: {dump(v, indent + 1)}" for k, v in value.items()
+            )
             return "{\n" + body + "\n" + " " * indent + "}"
         if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-            return "[\n" + ",\n".join(pad + dump(v, indent + 1) for v in value) + "\n" + " " * indent + "]"
+            return (
+                "[\n"
+                + ",\n".join(pad + dump(v, indent + 1) for v in value)
+                + "\n"
+                + " " * indent
+                + "]"
+            )
         return json.dumps(value, ensure_ascii=False, default=str)
 
     return dump(summary, 0) + "\n"

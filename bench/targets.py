@@ -55,7 +55,9 @@ async def _next_text(ws: WsClient, timeout: float) -> bytes:
             return payload
 
 
-async def open_socket(target: str, http_url: str, token: str | None, timeout: float = 30.0) -> Opened:
+async def open_socket(
+    target: str, http_url: str, token: str | None, timeout: float = 30.0
+) -> Opened:
     """Connect and wait for the target's ready frame; the socket is left in inbox mode."""
     url = ws_url(target, http_url)
     if target == SYNTHIA:

@@ -44,8 +44,11 @@ async def _time(n: int, call: Callable[[], Awaitable[Any]]) -> dict[str, float]:
         await call()
         samples.append((time.perf_counter() - started) * 1e6)
     samples.sort()
-    return {"p50": samples[len(samples) // 2], "p95": samples[int(len(samples) * 0.95)],
-            "mean": statistics.fmean(samples)}
+    return {
+        "p50": samples[len(samples) // 2],
+        "p95": samples[int(len(samples) * 0.95)],
+        "mean": statistics.fmean(samples),
+    }
 
 
 async def run(n: int, pg_admin: str, redis_url: str) -> dict[str, dict[str, dict[str, float]]]:
@@ -54,8 +57,12 @@ async def run(n: int, pg_admin: str, redis_url: str) -> dict[str, dict[str, dict
     await admin.execute(f'CREATE DATABASE "{db}"')
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     settings = Settings(
-        database_url=pg_admin.rsplit("/", 1)[0] + f"/{db}", redis_url=redis_url, redis_namespace=namespace,
-        environment="development", jwt_secret_key="bench-" + uuid.uuid4().hex * 2, log_json=False,
+        database_url=pg_admin.rsplit("/", 1)[0] + f"/{db}",
+        redis_url=redis_url,
+        redis_namespace=namespace,
+        environment="development",
+        jwt_secret_key="bench-" + uuid.uuid4().hex * 2,
+        log_json=False,
     )
     runtime = Runtime(settings)
     await start_runtime(runtime)
@@ -102,7 +109,9 @@ def main() -> None:
     for what, rows in results.items():
         print(what)
         for label, stats in rows.items():
-            print(f"  {label:14} p50 {stats['p50']:8.0f} µs  p95 {stats['p95']:8.0f} µs  mean {stats['mean']:8.0f} µs")
+            print(
+                f"  {label:14} p50 {stats['p50']:8.0f} µs  p95 {stats['p95']:8.0f} µs  mean {stats['mean']:8.0f} µs"
+            )
 
 
 if __name__ == "__main__":

@@ -77,7 +77,10 @@ class Recorder:
 
 async def record(base: str) -> tuple[list[str], list[str]]:
     async with httpx.AsyncClient(base_url=f"http://{base}") as http:
-        r = await http.post("/api/v1/auth/register", json={"email": "ada@example.com", "password": "correct horse battery"})
+        r = await http.post(
+            "/api/v1/auth/register",
+            json={"email": "ada@example.com", "password": "correct horse battery"},
+        )
         token = r.json()["access_token"]
     buf = io.BytesIO()
     Image.fromarray(skdata.astronaut()).save(buf, "JPEG", quality=90)
@@ -86,23 +89,37 @@ async def record(base: str) -> tuple[list[str], list[str]]:
 
     async with connect(f"ws://{base}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]) as conn:  # type: ignore[list-item]
         facial = Recorder(conn)
-        facial.lines.append('(handshake) GET /ws  Sec-WebSocket-Protocol: synthia.v1, bearer.<access token>')
-        facial.lines.append("(handshake) 101 Switching Protocols  Sec-WebSocket-Protocol: synthia.v1")
+        facial.lines.append(
+            "(handshake) GET /ws  Sec-WebSocket-Protocol: synthia.v1, bearer.<access token>"
+        )
+        facial.lines.append(
+            "(handshake) 101 Switching Protocols  Sec-WebSocket-Protocol: synthia.v1"
+        )
         await facial.recv()
         await facial.send("subscribe", channel="user:" + "x")  # someone else's channel: forbidden
         started = await facial.send(
-            "analysis.start", kind="facial", content_type="image/jpeg", size=len(image),
+            "analysis.start",
+            kind="facial",
+            content_type="image/jpeg",
+            size=len(image),
             sha256=hashlib.sha256(image).hexdigest(),
         )
         aid = uuid.UUID(started["analysis_id"])
         for offset in range(0, len(image), chunk):
             payload = image[offset : offset + chunk]
-            facial.lines.append(f"→ <binary {24 + len(payload)} bytes: id={aid} offset={offset} payload={len(payload)}>")
+            facial.lines.append(
+                f"→ <binary {24 + len(payload)} bytes: id={aid} offset={offset} payload={len(payload)}>"
+            )
             await conn.send(encode_chunk(aid, offset, payload))
             await facial.until("upload.progress")
         await facial.until("analysis.result", "analysis.error")
-        await facial.send("analysis.start", kind="facial", content_type="image/jpeg", size=len(image),
-                          sha256=hashlib.sha256(image).hexdigest())
+        await facial.send(
+            "analysis.start",
+            kind="facial",
+            content_type="image/jpeg",
+            size=len(image),
+            sha256=hashlib.sha256(image).hexdigest(),
+        )
         await facial.until("analysis.result")
 
     async with connect(f"ws://{base}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]) as conn:  # type: ignore[list-item]
@@ -110,8 +127,12 @@ async def record(base: str) -> tuple[list[str], list[str]]:
         await quiz.recv()
         started = await quiz.send("quiz.start", locale="en")
         for question in started["questions"]:
-            await quiz.send("quiz.answer", quiz_id=started["quiz_id"], question=question["id"],
-                            answer=question["options"][0]["id"])
+            await quiz.send(
+                "quiz.answer",
+                quiz_id=started["quiz_id"],
+                question=question["id"],
+                answer=question["options"][0]["id"],
+            )
             await quiz.until("quiz.estimate")
         await quiz.send("quiz.submit", quiz_id=started["quiz_id"])
         await quiz.until("analysis.result", "analysis.error")
@@ -124,9 +145,11 @@ async def main() -> None:
         port = s.getsockname()[1]
         s.close()
         app = create_app(Settings(data_dir=tmp, log_json=False, log_level="WARNING"))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         task = asyncio.ensure_future(server.serve())
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.05)
         try:
             facial, quiz = await record(f"127.0.0.1:{port}")

@@ -1,14 +1,15 @@
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
-from piccolo.columns.base import OnDelete
-from piccolo.columns.base import OnUpdate
-from piccolo.columns.column_types import Boolean
-from piccolo.columns.column_types import ForeignKey
-from piccolo.columns.column_types import Integer
-from piccolo.columns.column_types import JSON
-from piccolo.columns.column_types import Text
-from piccolo.columns.column_types import Timestamptz
-from piccolo.columns.column_types import UUID
-from piccolo.columns.column_types import Varchar
+from piccolo.columns.base import OnDelete, OnUpdate
+from piccolo.columns.column_types import (
+    JSON,
+    UUID,
+    Boolean,
+    ForeignKey,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.columns.defaults.uuid import UUID4
 from piccolo.columns.indexes import IndexMethod
@@ -49,17 +50,11 @@ DESCRIPTION = ""
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="synthia", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="synthia", description=DESCRIPTION)
 
-    manager.add_table(
-        class_name="Feedback", tablename="feedback", schema=None, columns=None
-    )
+    manager.add_table(class_name="Feedback", tablename="feedback", schema=None, columns=None)
 
-    manager.add_table(
-        class_name="Analysis", tablename="analyses", schema=None, columns=None
-    )
+    manager.add_table(class_name="Analysis", tablename="analyses", schema=None, columns=None)
 
     manager.add_table(
         class_name="RefreshFamily",
@@ -68,9 +63,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="AuditLog", tablename="audit_log", schema=None, columns=None
-    )
+    manager.add_table(class_name="AuditLog", tablename="audit_log", schema=None, columns=None)
 
     manager.add_table(
         class_name="Notification",
@@ -86,9 +79,7 @@ async def forwards():
         columns=None,
     )
 
-    manager.add_table(
-        class_name="User", tablename="users", schema=None, columns=None
-    )
+    manager.add_table(class_name="User", tablename="users", schema=None, columns=None)
 
     manager.add_column(
         table_class_name="Feedback",

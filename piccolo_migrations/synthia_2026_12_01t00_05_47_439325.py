@@ -8,9 +8,7 @@ DESCRIPTION = "users.locale: the language a user chose (es | en)"
 
 
 async def forwards():
-    manager = MigrationManager(
-        migration_id=ID, app_name="synthia", description=DESCRIPTION
-    )
+    manager = MigrationManager(migration_id=ID, app_name="synthia", description=DESCRIPTION)
 
     manager.add_column(
         table_class_name="User",

@@ -18,6 +18,7 @@ from synthia_rt.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 async def start_runtime(runtime: Runtime) -> None:
     from synthia_rt.auth.tokens import TokenService
     from synthia_rt.broker import create_broker
@@ -67,6 +68,7 @@ async def start_runtime(runtime: Runtime) -> None:
         shutdown.install(runtime.hub)
     log.info("node started", extra={"node": runtime.node_id, "embedded": settings.embedded})
 
+
 async def stop_runtime(runtime: Runtime) -> None:
     from synthia_rt.store import engine as store
 
@@ -90,6 +92,7 @@ async def stop_runtime(runtime: Runtime) -> None:
     if runtime.engine is not None:
         await store.close_pool(runtime.engine)
 
+
 def build_routes() -> list[BaseRoute]:
     from synthia_rt.rest import rest_routes
     from synthia_rt.web import web_routes
@@ -99,10 +102,12 @@ def build_routes() -> list[BaseRoute]:
         *web_routes(),
     ]
 
+
 def build_middleware(settings: Settings) -> list[Middleware]:
     from synthia_rt.observability.middleware import middleware_stack
 
     return middleware_stack(settings)
+
 
 def create_app(settings: Settings | None = None) -> SocketFastPath:
     """The service as an ASGI app (``.state.runtime`` holds the node's runtime): the Starlette
@@ -128,6 +133,7 @@ def create_app(settings: Settings | None = None) -> SocketFastPath:
     )
     app.state.runtime = runtime
     return SocketFastPath(app)
+
 
 class SocketFastPath:
     """The Starlette app, with ``/ws`` handed straight to the socket endpoint.

@@ -217,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     formatter = argparse.ArgumentDefaultsHelpFormatter
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS,
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="show the full traceback of a failure",
     )
     parser = argparse.ArgumentParser(
-        prog="synthia-rt", description=DESCRIPTION, epilog=EPILOG, formatter_class=formatter,
+        prog="synthia-rt",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=formatter,
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"synthia-rt {__version__}")
@@ -229,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def command(name: str, text: str) -> argparse.ArgumentParser:
         return sub.add_parser(
-            name, help=text, description=text, epilog=EPILOG, formatter_class=formatter,
+            name,
+            help=text,
+            description=text,
+            epilog=EPILOG,
+            formatter_class=formatter,
             parents=[common],
         )
 
@@ -237,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     serve.add_argument(
-        "--workers", type=int, default=1,
+        "--workers",
+        type=int,
+        default=1,
         help="processes sharing the port (more than 1 needs DATABASE_URL and REDIS_URL)",
     )
     command("migrate", "apply pending database migrations (safe to run concurrently)")
@@ -275,13 +286,17 @@ def _run(args: argparse.Namespace) -> int:
 
         from synthia_rt.realtime.asyncapi import build
 
-        sys.stdout.write(orjson.dumps(build(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(build(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+        )
         return 0
     if args.command == "vapid-keys":
         from synthia_rt.push.vapid import generate
 
         private, public = generate()
-        sys.stdout.write(f"VAPID_PRIVATE_KEY={private}\n# public key (GET /api/v1/push/vapid-public-key): {public}\n")
+        sys.stdout.write(
+            f"VAPID_PRIVATE_KEY={private}\n# public key (GET /api/v1/push/vapid-public-key): {public}\n"
+        )
         return 0
     try:
         settings = Settings.from_env()

@@ -57,36 +57,94 @@ class ErrorCode(enum.StrEnum):
 
 # Meaning and HTTP status of each code; docs/protocol.md is checked against this table.
 ERROR_DOCS: dict[ErrorCode, tuple[int, str]] = {
-    ErrorCode.BAD_REQUEST: (400, N_("The frame or body is malformed: not JSON, not an object, or a field has the wrong type.")),
+    ErrorCode.BAD_REQUEST: (
+        400,
+        N_(
+            "The frame or body is malformed: not JSON, not an object, or a field has the wrong type."
+        ),
+    ),
     ErrorCode.UNKNOWN_OP: (400, N_("The command's `op` is not one this protocol version knows.")),
     ErrorCode.UNAUTHORIZED: (401, N_("No valid access token was presented.")),
-    ErrorCode.INVALID_CREDENTIALS: (401, N_("Email or password is wrong (the two are never told apart).")),
+    ErrorCode.INVALID_CREDENTIALS: (
+        401,
+        N_("Email or password is wrong (the two are never told apart)."),
+    ),
     ErrorCode.TOKEN_EXPIRED: (401, N_("The token's `exp` has passed; refresh it.")),
-    ErrorCode.TOKEN_INVALID: (401, N_("The token is forged, revoked, of the wrong type, or for another user.")),
-    ErrorCode.TOKEN_REUSED: (401, N_("A rotated refresh token was presented again; its whole family is revoked.")),
+    ErrorCode.TOKEN_INVALID: (
+        401,
+        N_("The token is forged, revoked, of the wrong type, or for another user."),
+    ),
+    ErrorCode.TOKEN_REUSED: (
+        401,
+        N_("A rotated refresh token was presented again; its whole family is revoked."),
+    ),
     ErrorCode.FORBIDDEN: (403, N_("The caller may not read this channel or resource.")),
     ErrorCode.ACCOUNT_BLOCKED: (403, N_("The account is blocked by an administrator.")),
     ErrorCode.NOT_FOUND: (404, N_("No such resource visible to the caller.")),
-    ErrorCode.METHOD_NOT_ALLOWED: (405, N_("The path exists but does not accept this HTTP method.")),
+    ErrorCode.METHOD_NOT_ALLOWED: (
+        405,
+        N_("The path exists but does not accept this HTTP method."),
+    ),
     ErrorCode.CONFLICT: (409, N_("The resource already exists (e.g. the email is registered).")),
     ErrorCode.VALIDATION_ERROR: (422, N_("A field is missing or invalid; `field` names it.")),
     ErrorCode.RATE_LIMITED: (429, N_("Too many requests; wait `retry_after` seconds.")),
-    ErrorCode.TOO_MANY_CONNECTIONS: (429, N_("The user already holds the maximum number of sockets.")),
-    ErrorCode.BAD_CHUNK: (400, N_("An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded.")),
-    ErrorCode.TOO_LARGE: (413, N_("The declared or actual size exceeds `max_image_bytes`, or decoding the image would need more than `max_decode_bytes`.")),
+    ErrorCode.TOO_MANY_CONNECTIONS: (
+        429,
+        N_("The user already holds the maximum number of sockets."),
+    ),
+    ErrorCode.BAD_CHUNK: (
+        400,
+        N_(
+            "An upload chunk at the wrong offset, past `size`, or for an unknown or foreign analysis; discarded."
+        ),
+    ),
+    ErrorCode.TOO_LARGE: (
+        413,
+        N_(
+            "The declared or actual size exceeds `max_image_bytes`, or decoding the image would need more than `max_decode_bytes`."
+        ),
+    ),
     ErrorCode.HASH_MISMATCH: (400, N_("The received bytes do not hash to the declared `sha256`.")),
-    ErrorCode.INVALID_IMAGE: (400, N_("Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb).")),
+    ErrorCode.INVALID_IMAGE: (
+        400,
+        N_("Not a JPEG, PNG or WEBP, truncated, or above the pixel cap (decompression bomb)."),
+    ),
     ErrorCode.NO_FACE_DETECTED: (422, N_("No face was found in the image.")),
-    ErrorCode.MULTIPLE_FACES: (422, N_("More than one face is in the image; send a photo of one person.")),
-    ErrorCode.POOR_QUALITY: (422, N_("The face is too small, too dark or too blurred to judge; the message says how to retake the photo.")),
+    ErrorCode.MULTIPLE_FACES: (
+        422,
+        N_("More than one face is in the image; send a photo of one person."),
+    ),
+    ErrorCode.POOR_QUALITY: (
+        422,
+        N_(
+            "The face is too small, too dark or too blurred to judge; the message says how to retake the photo."
+        ),
+    ),
     ErrorCode.BLOCKED: (422, N_("The model refused the input on safety grounds.")),
-    ErrorCode.MODEL_UNAVAILABLE: (503, N_("The model could not be reached after retries; try again later.")),
-    ErrorCode.MODEL_ERROR: (502, N_("The model answered with something that is not a valid result.")),
+    ErrorCode.MODEL_UNAVAILABLE: (
+        503,
+        N_("The model could not be reached after retries; try again later."),
+    ),
+    ErrorCode.MODEL_ERROR: (
+        502,
+        N_("The model answered with something that is not a valid result."),
+    ),
     ErrorCode.CANCELLED: (409, N_("The analysis was cancelled by its owner.")),
-    ErrorCode.QUOTA_EXCEEDED: (402, N_("The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more.")),
-    ErrorCode.BILLING_DISABLED: (503, N_("Billing is not configured on this server (no Stripe key).")),
+    ErrorCode.QUOTA_EXCEEDED: (
+        402,
+        N_(
+            "The free plan's model-backed analyses for this calendar month (UTC) are used up; `retry_after` seconds until they reset (the message gives `resets_at`). Upgrade to premium for more."
+        ),
+    ),
+    ErrorCode.BILLING_DISABLED: (
+        503,
+        N_("Billing is not configured on this server (no Stripe key)."),
+    ),
     ErrorCode.PUSH_DISABLED: (503, N_("Web Push is not configured on this server (no VAPID key).")),
-    ErrorCode.UNAVAILABLE: (503, N_("A backing service (database, Redis) is unreachable; temporary.")),
+    ErrorCode.UNAVAILABLE: (
+        503,
+        N_("A backing service (database, Redis) is unreachable; temporary."),
+    ),
     ErrorCode.INTERNAL: (500, N_("An unexpected error; it was logged with the request id.")),
 }
 
@@ -178,7 +236,14 @@ def counted(
 ) -> AppError:
     """An :class:`AppError` whose sentence depends on the count ``n`` (``{n}`` in it): both
     forms are extracted (keyword ``counted:2,3``) and ``ngettext`` picks the locale's form."""
-    return AppError(code, singular, retry_after=retry_after, field=field, params={**(params or {}), "n": n}, plural=plural)
+    return AppError(
+        code,
+        singular,
+        retry_after=retry_after,
+        field=field,
+        params={**(params or {}), "n": n},
+        plural=plural,
+    )
 
 
 # Generic messages for a field pydantic refused (its own English detail is not shown).
@@ -232,15 +297,42 @@ class CloseCode(enum.IntEnum):
 
 CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
     CloseCode.NORMAL: (False, "Closed normally (the client asked, or its session ended)."),
-    CloseCode.GOING_AWAY: (True, "The server is shutting down or the socket was idle; reconnect (to any node)."),
-    CloseCode.INVALID_PAYLOAD: (False, "A text frame was not valid UTF-8 (RFC 6455 requires closing); fix the client."),
-    CloseCode.MESSAGE_TOO_BIG: (False, "A frame exceeded the size limits announced in `session.ready.limits`; fix the client."),
+    CloseCode.GOING_AWAY: (
+        True,
+        "The server is shutting down or the socket was idle; reconnect (to any node).",
+    ),
+    CloseCode.INVALID_PAYLOAD: (
+        False,
+        "A text frame was not valid UTF-8 (RFC 6455 requires closing); fix the client.",
+    ),
+    CloseCode.MESSAGE_TOO_BIG: (
+        False,
+        "A frame exceeded the size limits announced in `session.ready.limits`; fix the client.",
+    ),
     CloseCode.INTERNAL_ERROR: (True, "Unexpected server error; reconnect with backoff."),
-    CloseCode.TRY_AGAIN_LATER: (True, "The node is overloaded or a backing service is down; reconnect with backoff."),
-    CloseCode.TOKEN_EXPIRED: (True, "The access token expired (at the handshake or unrefreshed later); reconnect with a fresh token."),
-    CloseCode.UNAUTHORIZED: (False, "Handshake token missing, malformed, forged or not an access token; do not retry with the same token."),
-    CloseCode.SLOW_CONSUMER: (True, "The outbound queue overflowed; reconnect and resubscribe with `since`."),
+    CloseCode.TRY_AGAIN_LATER: (
+        True,
+        "The node is overloaded or a backing service is down; reconnect with backoff.",
+    ),
+    CloseCode.TOKEN_EXPIRED: (
+        True,
+        "The access token expired (at the handshake or unrefreshed later); reconnect with a fresh token.",
+    ),
+    CloseCode.UNAUTHORIZED: (
+        False,
+        "Handshake token missing, malformed, forged or not an access token; do not retry with the same token.",
+    ),
+    CloseCode.SLOW_CONSUMER: (
+        True,
+        "The outbound queue overflowed; reconnect and resubscribe with `since`.",
+    ),
     CloseCode.RATE_LIMITED: (True, "Sustained command abuse; reconnect only after a backoff."),
-    CloseCode.SESSION_REVOKED: (False, "Logout, password change, deletion or block; do not reconnect with this token."),
-    CloseCode.TOO_MANY_CONNECTIONS: (True, "The user already holds the maximum number of sockets; reconnect after a backoff."),
+    CloseCode.SESSION_REVOKED: (
+        False,
+        "Logout, password change, deletion or block; do not reconnect with this token.",
+    ),
+    CloseCode.TOO_MANY_CONNECTIONS: (
+        True,
+        "The user already holds the maximum number of sockets; reconnect after a backoff.",
+    ),
 }

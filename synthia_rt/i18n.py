@@ -122,45 +122,94 @@ def from_accept_language(header: str | None) -> str | None:
 
 
 def negotiate(saved: str | None, accept_language: str | None, default: str) -> str:
-    return normalise(saved) or from_accept_language(accept_language) or normalise(default) or FALLBACK
+    return (
+        normalise(saved) or from_accept_language(accept_language) or normalise(default) or FALLBACK
+    )
 
 
 # -- result labels: raw keys stay English identifiers, labels are shown ---------------------
 LABELS: dict[str, dict[str, str]] = {
     "face_shape": {
-        "oval": N_("Oval"), "round": N_("Round"), "square": N_("Square"), "heart": N_("Heart"),
-        "diamond": N_("Diamond"), "oblong": N_("Oblong"), "triangle": N_("Triangle"),
+        "oval": N_("Oval"),
+        "round": N_("Round"),
+        "square": N_("Square"),
+        "heart": N_("Heart"),
+        "diamond": N_("Diamond"),
+        "oblong": N_("Oblong"),
+        "triangle": N_("Triangle"),
     },
     "tone": {
-        "very_light": N_("Very light"), "light": N_("Light"), "intermediate": N_("Intermediate"),
-        "tan": N_("Tan"), "brown": N_("Brown"), "dark": N_("Dark"),
+        "very_light": N_("Very light"),
+        "light": N_("Light"),
+        "intermediate": N_("Intermediate"),
+        "tan": N_("Tan"),
+        "brown": N_("Brown"),
+        "dark": N_("Dark"),
     },
-    "undertone": {"warm": N_("Warm"), "cool": N_("Cool"), "neutral": N_("Neutral"), "olive": N_("Olive")},
-    "season": {"spring": N_("Spring"), "summer": N_("Summer"), "autumn": N_("Autumn"), "winter": N_("Winter")},
+    "undertone": {
+        "warm": N_("Warm"),
+        "cool": N_("Cool"),
+        "neutral": N_("Neutral"),
+        "olive": N_("Olive"),
+    },
+    "season": {
+        "spring": N_("Spring"),
+        "summer": N_("Summer"),
+        "autumn": N_("Autumn"),
+        "winter": N_("Winter"),
+    },
     "subseason": {
-        "light_spring": N_("Light spring"), "warm_spring": N_("Warm spring"), "clear_spring": N_("Clear spring"),
-        "light_summer": N_("Light summer"), "cool_summer": N_("Cool summer"), "soft_summer": N_("Soft summer"),
-        "soft_autumn": N_("Soft autumn"), "warm_autumn": N_("Warm autumn"), "deep_autumn": N_("Deep autumn"),
-        "deep_winter": N_("Deep winter"), "cool_winter": N_("Cool winter"), "clear_winter": N_("Clear winter"),
+        "light_spring": N_("Light spring"),
+        "warm_spring": N_("Warm spring"),
+        "clear_spring": N_("Clear spring"),
+        "light_summer": N_("Light summer"),
+        "cool_summer": N_("Cool summer"),
+        "soft_summer": N_("Soft summer"),
+        "soft_autumn": N_("Soft autumn"),
+        "warm_autumn": N_("Warm autumn"),
+        "deep_autumn": N_("Deep autumn"),
+        "deep_winter": N_("Deep winter"),
+        "cool_winter": N_("Cool winter"),
+        "clear_winter": N_("Clear winter"),
     },
     "contrast": {"low": N_("Low"), "medium": N_("Medium"), "high": N_("High")},
     "category": {
-        "hairstyle": N_("Hairstyle"), "eyewear": N_("Eyewear"), "makeup": N_("Makeup"),
-        "colors": N_("Colours"), "accessories": N_("Accessories"),
-        "clothing": N_("Clothing"), "hair_color": N_("Hair colour"), "jewelry": N_("Jewellery metals"),
+        "hairstyle": N_("Hairstyle"),
+        "eyewear": N_("Eyewear"),
+        "makeup": N_("Makeup"),
+        "colors": N_("Colours"),
+        "accessories": N_("Accessories"),
+        "clothing": N_("Clothing"),
+        "hair_color": N_("Hair colour"),
+        "jewelry": N_("Jewellery metals"),
     },
     # facial features (FacialResult.features)
     "eye_shape": {
-        "almond": N_("Almond eyes"), "round": N_("Round eyes"), "hooded": N_("Hooded eyes"),
-        "monolid": N_("Monolid eyes"), "upturned": N_("Upturned eyes"), "downturned": N_("Downturned eyes"),
+        "almond": N_("Almond eyes"),
+        "round": N_("Round eyes"),
+        "hooded": N_("Hooded eyes"),
+        "monolid": N_("Monolid eyes"),
+        "upturned": N_("Upturned eyes"),
+        "downturned": N_("Downturned eyes"),
     },
-    "eye_spacing": {"close": N_("Close-set eyes"), "balanced": N_("Evenly spaced eyes"), "wide": N_("Wide-set eyes")},
+    "eye_spacing": {
+        "close": N_("Close-set eyes"),
+        "balanced": N_("Evenly spaced eyes"),
+        "wide": N_("Wide-set eyes"),
+    },
     "brow_shape": {
-        "straight": N_("Straight brows"), "soft_arch": N_("Softly arched brows"), "high_arch": N_("High-arched brows"),
-        "rounded": N_("Rounded brows"), "angled": N_("Angled brows"),
+        "straight": N_("Straight brows"),
+        "soft_arch": N_("Softly arched brows"),
+        "high_arch": N_("High-arched brows"),
+        "rounded": N_("Rounded brows"),
+        "angled": N_("Angled brows"),
     },
     "lip_fullness": {"thin": N_("Thin lips"), "medium": N_("Medium lips"), "full": N_("Full lips")},
-    "forehead": {"narrow": N_("Narrow forehead"), "balanced": N_("Balanced forehead"), "wide": N_("Wide forehead")},
+    "forehead": {
+        "narrow": N_("Narrow forehead"),
+        "balanced": N_("Balanced forehead"),
+        "wide": N_("Wide forehead"),
+    },
     "jaw": {"narrow": N_("Narrow jaw"), "balanced": N_("Balanced jaw"), "wide": N_("Wide jaw")},
 }
 FEATURE_GROUPS = ("eye_shape", "eye_spacing", "brow_shape", "lip_fullness", "forehead", "jaw")
@@ -171,7 +220,9 @@ def label(group: str, key: str, locale: str | None = None) -> str:
     return gettext(english, locale) if english else key
 
 
-def result_labels(kind: str, result: Mapping[str, object], locale: str | None = None) -> dict[str, object]:
+def result_labels(
+    kind: str, result: Mapping[str, object], locale: str | None = None
+) -> dict[str, object]:
     """The ``labels`` map shown next to a result's raw keys, in ``locale``."""
     out: dict[str, object] = {}
     if kind == "facial":
@@ -185,7 +236,8 @@ def result_labels(kind: str, result: Mapping[str, object], locale: str | None = 
         if isinstance(features, Mapping):
             out["features"] = {
                 group: label(group, str(features[group]), locale)
-                for group in FEATURE_GROUPS if isinstance(features.get(group), str)
+                for group in FEATURE_GROUPS
+                if isinstance(features.get(group), str)
             }
     else:
         for group in ("season", "subseason", "undertone", "contrast"):
@@ -194,6 +246,10 @@ def result_labels(kind: str, result: Mapping[str, object], locale: str | None = 
         for field in ("palette", "avoid"):
             swatches = result.get(field)
             if isinstance(swatches, list):
-                out[field] = [gettext(str(s.get("name", "")), locale) for s in swatches if isinstance(s, Mapping)]
+                out[field] = [
+                    gettext(str(s.get("name", "")), locale)
+                    for s in swatches
+                    if isinstance(s, Mapping)
+                ]
     out["category"] = {key: gettext(text, locale) for key, text in LABELS["category"].items()}
     return out

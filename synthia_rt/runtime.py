@@ -51,7 +51,9 @@ class Runtime:
     login_throttle: LoginThrottle | None = None
     # Per channel kind (the part before ":"), how a late subscriber gets the event that ended
     # the channel when the replayed history does not hold it: "analysis" → the row's outcome.
-    final_events: dict[str, Callable[[str], Awaitable[ChannelEvent | None]]] = field(default_factory=dict)
+    final_events: dict[str, Callable[[str], Awaitable[ChannelEvent | None]]] = field(
+        default_factory=dict
+    )
     # Called with a user id when an account is erased (each owner deletes its own keys/rows).
     erase_user_hooks: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
     # Closed last-in-first-out after the built-in backends stop producing.

@@ -123,7 +123,9 @@ def private_file(path: Path) -> None:
 @dataclass(frozen=True)
 class Settings:
     # Backends -----------------------------------------------------------------------------
-    database_url: str = ""  # postgresql://…, sqlite:///path or a bare path; "" = embedded SQLite file
+    database_url: str = (
+        ""  # postgresql://…, sqlite:///path or a bare path; "" = embedded SQLite file
+    )
     redis_url: str = ""  # redis://, rediss://, unix://, redis+cluster://host:port[,host:port…] or memory://; "" = memory://
     redis_namespace: str = "synthia"  # prefix of every Redis key this service owns
     data_dir: str = ".synthia"  # embedded default: SQLite file and generated JWT key live here
@@ -168,7 +170,9 @@ class Settings:
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 24_000_000  # header pixel cap (a 24 Mpx photo; Pillow's own is ~89 Mpx)
     max_decode_bytes: int = 128 * 1024 * 1024  # decoded pixels × bytes/pixel one image may need
-    image_max_side: int = 1536  # long side images are reduced to while decoding (what analyzers use)
+    image_max_side: int = (
+        1536  # long side images are reduced to while decoding (what analyzers use)
+    )
     image_decode_concurrency: int = 2  # images decoded at once per process (each in a thread)
     outbound_queue_size: int = 512  # frames per socket before 4008
     idle_timeout: float = 1200.0  # seconds without any inbound frame before a 1001 close (0 = off)
@@ -183,7 +187,9 @@ class Settings:
     upload_frame_burst: int = 40  # a whole 10 MiB image in 512 KiB chunks fits in one burst
     subscribe_limit: str = "120/minute"  # subscribe commands per user, across the cluster
     quiz_start_limit: str = "10/minute"  # quiz.start commands per user, across the cluster
-    close_timeout: float = 5.0  # seconds a socket close may take before the TCP connection is aborted
+    close_timeout: float = (
+        5.0  # seconds a socket close may take before the TCP connection is aborted
+    )
     expiry_warning: int = 60  # seconds before token expiry that session.expiring is sent
 
     # Channels / history -----------------------------------------------------------------
@@ -209,7 +215,9 @@ class Settings:
     upload_user_bytes: int = 64 * 1024 * 1024  # upload bytes one user may hold in the KV store
     upload_process_bytes: int = 256 * 1024 * 1024  # upload bytes one process holds in flight
     analysis_lease: float = 5.0  # seconds a run's lease and slot outlive its node's last heartbeat
-    db_retry_window: float = 180.0  # seconds a run retries recording its outcome while the database is down
+    db_retry_window: float = (
+        180.0  # seconds a run retries recording its outcome while the database is down
+    )
     image_retention: int = 0  # seconds a validated image is kept after its analysis (0 = none)
     cache_ttl: int = 30 * 24 * 3600  # `analysis` cache namespace
     # USD per 1M tokens, for the admin analytics' estimated model cost (docs/analytics.md):
@@ -257,9 +265,9 @@ class Settings:
     @property
     def embedded(self) -> bool:
         """True when this process holds state no other process can see (one process only)."""
-        return self.effective_database_url.startswith("sqlite") or self.effective_redis_url.startswith(
-            "memory"
-        )
+        return self.effective_database_url.startswith(
+            "sqlite"
+        ) or self.effective_redis_url.startswith("memory")
 
     @property
     def effective_database_url(self) -> str:

@@ -37,19 +37,33 @@ FACIAL_RESULT: dict[str, Any] = {
     "face_shape": "heart",
     "skin": {"tone": "light", "undertone": "cool", "hex": "#E0B8A0"},
     "recommendations": [
-        {"category": "hairstyle", "title": "Chin-length bob", "detail": "Balances a wider forehead."},
+        {
+            "category": "hairstyle",
+            "title": "Chin-length bob",
+            "detail": "Balances a wider forehead.",
+        },
         {"category": "eyewear", "title": "Aviators", "detail": "Bottom-heavy frames."},
         {"category": "colors", "title": "Berry tones", "detail": "Blue-based colours flatter."},
     ],
     "summary": "A heart-shaped face with light, cool skin.",
     "confidence": {
-        "face_shape": {"value": 0.82, "reason": "The forehead is clearly wider than the narrow chin."},
+        "face_shape": {
+            "value": 0.82,
+            "reason": "The forehead is clearly wider than the narrow chin.",
+        },
         "tone": {"value": 0.74, "reason": "Even daylight on both cheeks."},
         "undertone": {"value": 0.58, "reason": "Pinkish cheeks, but the light is slightly warm."},
     },
     "features": {
-        "eye_shape": "almond", "eye_spacing": "balanced", "brow_shape": "soft_arch", "lip_fullness": "medium",
-        "forehead": "wide", "jaw": "narrow", "forehead_ratio": 1.02, "jaw_ratio": 0.74, "length_ratio": 1.38,
+        "eye_shape": "almond",
+        "eye_spacing": "balanced",
+        "brow_shape": "soft_arch",
+        "lip_fullness": "medium",
+        "forehead": "wide",
+        "jaw": "narrow",
+        "forehead_ratio": 1.02,
+        "jaw_ratio": 0.74,
+        "length_ratio": 1.38,
     },
 }
 CHROMATIC_RESULT: dict[str, Any] = {
@@ -125,20 +139,35 @@ def png_bomb(width: int, height: int) -> bytes:
     return raw[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + raw[33:]
 
 
-async def start(svc: AnalysisService, user: Principal, data: bytes, **overrides: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {"kind": "facial", "content_type": "image/jpeg", "size": len(data), "sha256": sha(data), "file_id": None}
+async def start(
+    svc: AnalysisService, user: Principal, data: bytes, **overrides: Any
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "kind": "facial",
+        "content_type": "image/jpeg",
+        "size": len(data),
+        "sha256": sha(data),
+        "file_id": None,
+    }
     fields.update(overrides)
     return await svc.start_analysis(user, **fields)
 
 
-async def send(svc: AnalysisService, user: Principal, analysis_id: str, data: bytes, start_at: int = 0, chunk: int | None = None) -> None:
+async def send(
+    svc: AnalysisService,
+    user: Principal,
+    analysis_id: str,
+    data: bytes,
+    start_at: int = 0,
+    chunk: int | None = None,
+) -> None:
     """Upload ``data[start_at:]`` in chunks of ``chunk`` bytes (default: max_chunk_bytes)."""
     import uuid
 
     size = chunk or svc.settings.max_chunk_bytes
     offset = start_at
     while offset < len(data):
-        piece = data[offset: offset + size]
+        piece = data[offset : offset + size]
         progress = await svc.upload_chunk(user, uuid.UUID(analysis_id), offset, piece)
         offset += len(piece)
         assert progress == {"analysis_id": analysis_id, "offset": offset, "size": progress["size"]}
@@ -170,7 +199,9 @@ async def events(runtime: Runtime, channel: str) -> list[dict[str, Any]]:
 
 
 def names(evs: list[dict[str, Any]]) -> list[str]:
-    return [e["event"] if e["event"] != "analysis.progress" else f"progress:{e['stage']}" for e in evs]
+    return [
+        e["event"] if e["event"] != "analysis.progress" else f"progress:{e['stage']}" for e in evs
+    ]
 
 
 def gemini_settings(settings: Settings, fake: FakeGemini, **overrides: Any) -> Settings:

@@ -162,7 +162,9 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[Any, httpx.Asyn
 
 
 @pytest.fixture
-async def app_client(settings_for: Any, backend: str) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+async def app_client(
+    settings_for: Any, backend: str
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
     async with running_app(settings_for(backend)) as pair:
         yield pair
 
@@ -188,7 +190,9 @@ def node_env(pg_url: str, namespace: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def two_nodes(node_env: dict[str, str], redis_client: aioredis.Redis) -> AsyncIterator[tuple[Node, Node]]:
+async def two_nodes(
+    node_env: dict[str, str], redis_client: aioredis.Redis
+) -> AsyncIterator[tuple[Node, Node]]:
     """Two real uvicorn processes on loopback sharing one Redis and one PostgreSQL."""
     a = await start_node(node_env)
     try:

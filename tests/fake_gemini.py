@@ -32,7 +32,11 @@ class Stream:
     text: str
     pieces: int = 4
     usage: dict[str, int] = field(
-        default_factory=lambda: {"promptTokenCount": 11, "candidatesTokenCount": 22, "totalTokenCount": 33}
+        default_factory=lambda: {
+            "promptTokenCount": 11,
+            "candidatesTokenCount": 22,
+            "totalTokenCount": 33,
+        }
     )
 
 
@@ -56,8 +60,21 @@ class Safety:
 
 Behaviour = Stream | Status | Stall | Safety
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-_STATUS_NAMES = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_STATUS_NAMES = {
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+}
 
 
 def split(text: str, pieces: int) -> list[str]:
@@ -72,8 +89,13 @@ def split(text: str, pieces: int) -> list[str]:
     return out
 
 
-def _chunk(text: str, finish: str | None = None, usage: dict[str, int] | None = None) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+def _chunk(
+    text: str, finish: str | None = None, usage: dict[str, int] | None = None
+) -> dict[str, Any]:
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": [{"text": text}]},
+        "index": 0,
+    }
     if finish:
         candidate["finishReason"] = finish
     body: dict[str, Any] = {"candidates": [candidate], "modelVersion": "fake-gemini"}
@@ -148,7 +170,11 @@ class FakeGemini:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         path = target.split("?", 1)[0]
         if method != "POST" or not path.startswith("/v1beta/models/"):
-            await self._json(writer, 404, {"error": {"code": 404, "message": "no such route", "status": "NOT_FOUND"}})
+            await self._json(
+                writer,
+                404,
+                {"error": {"code": 404, "message": "no such route", "status": "NOT_FOUND"}},
+            )
             return
         self.calls += 1
         self.paths.append(target)
@@ -161,14 +187,22 @@ class FakeGemini:
     async def _respond(self, writer: asyncio.StreamWriter, b: Behaviour, streaming: bool) -> None:
         if isinstance(b, Status):
             status = _STATUS_NAMES.get(b.code, "UNKNOWN")
-            await self._json(writer, b.code, {"error": {"code": b.code, "message": f"fake {status}", "status": status}})
+            await self._json(
+                writer,
+                b.code,
+                {"error": {"code": b.code, "message": f"fake {status}", "status": status}},
+            )
             return
         if isinstance(b, Safety):
             if b.where == "prompt":
-                chunks = [{"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": "fake-gemini"}]
+                chunks = [
+                    {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": "fake-gemini"}
+                ]
             else:
                 blocked = _chunk("", finish="SAFETY")
-                blocked["candidates"] = [{**blocked["candidates"][0], "content": {"role": "model", "parts": []}}]
+                blocked["candidates"] = [
+                    {**blocked["candidates"][0], "content": {"role": "model", "parts": []}}
+                ]
                 chunks = [blocked]
             await self._send(writer, chunks, streaming)
             return
@@ -187,23 +221,36 @@ class FakeGemini:
         if b.resume is None:
             await self._release.wait()
             return
-        waits = [asyncio.ensure_future(b.resume.wait()), asyncio.ensure_future(self._release.wait())]
+        waits = [
+            asyncio.ensure_future(b.resume.wait()),
+            asyncio.ensure_future(self._release.wait()),
+        ]
         _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for waiting in pending:
             waiting.cancel()
-        rest = texts[b.after:]
+        rest = texts[b.after :]
         for i, text in enumerate(rest):
             last = i == len(rest) - 1
             chunk = _chunk(text, finish="STOP", usage=Stream("").usage) if last else _chunk(text)
             writer.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
             await writer.drain()
 
-    async def _send(self, writer: asyncio.StreamWriter, chunks: list[dict[str, Any]], streaming: bool) -> None:
+    async def _send(
+        self, writer: asyncio.StreamWriter, chunks: list[dict[str, Any]], streaming: bool
+    ) -> None:
         if not streaming:
             merged = chunks[-1]
             if "candidates" in merged and len(chunks) > 1:
                 text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
-                merged = {**merged, "candidates": [{**merged["candidates"][0], "content": {"role": "model", "parts": [{"text": text}]}}]}
+                merged = {
+                    **merged,
+                    "candidates": [
+                        {
+                            **merged["candidates"][0],
+                            "content": {"role": "model", "parts": [{"text": text}]},
+                        }
+                    ],
+                }
             await self._json(writer, 200, merged)
             return
         await self._head(writer, 200, "text/event-stream")
@@ -213,8 +260,14 @@ class FakeGemini:
             await asyncio.sleep(0)  # separate writes, so the client really sees chunks
 
     @staticmethod
-    async def _head(writer: asyncio.StreamWriter, status: int, content_type: str, length: int | None = None) -> None:
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", f"Content-Type: {content_type}", "Connection: close"]
+    async def _head(
+        writer: asyncio.StreamWriter, status: int, content_type: str, length: int | None = None
+    ) -> None:
+        lines = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+            f"Content-Type: {content_type}",
+            "Connection: close",
+        ]
         if length is not None:
             lines.append(f"Content-Length: {length}")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())

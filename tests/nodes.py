@@ -42,11 +42,20 @@ class Node:
         return self.process.returncode
 
 
-async def start_node(env: dict[str, str], port: int | None = None, extra_args: list[str] | None = None) -> Node:
+async def start_node(
+    env: dict[str, str], port: int | None = None, extra_args: list[str] | None = None
+) -> Node:
     port = port or free_port()
     full_env = {**os.environ, **env}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "synthia_rt.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        sys.executable,
+        "-m",
+        "synthia_rt.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
         *(extra_args or []),
         env=full_env,
     )

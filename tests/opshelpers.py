@@ -26,7 +26,9 @@ def bearer(token: str) -> dict[str, str]:
 async def register(client: httpx.AsyncClient, base: str = "") -> dict[str, Any]:
     """A new account through ``POST /auth/register``; returns the session body."""
     email = unique_email()
-    r = await client.post(f"{base}/api/v1/auth/register", json={"email": email, "password": PASSWORD})
+    r = await client.post(
+        f"{base}/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+    )
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
     body["email"] = email

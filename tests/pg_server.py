@@ -68,7 +68,9 @@ async def _exec(*args: str) -> str:
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed ({process.returncode}): {out.decode(errors='replace')}")
+        raise RuntimeError(
+            f"{args[0]} failed ({process.returncode}): {out.decode(errors='replace')}"
+        )
     return out.decode(errors="replace")
 
 
@@ -93,15 +95,35 @@ class PgServer:
         self.root.chmod(0o755)
         if owner is not None:
             os.chown(self.root, *owner)
-        await _exec(str(BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                    "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+        await _exec(
+            str(BIN / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        )
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(_CONF.format(port=self.port))
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start (again) on ``self.port``; returns once it accepts connections."""
-        await _exec(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"),
-                    "-w", "-t", str(int(timeout)), "start")
+        await _exec(
+            str(BIN / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            str(int(timeout)),
+            "start",
+        )
         async with asyncio.timeout(timeout):
             while True:
                 with contextlib.suppress(OSError, asyncpg.PostgresError):

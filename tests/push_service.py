@@ -35,15 +35,20 @@ class Browser:
     """One browser's push subscription: its ECDH key pair and auth secret."""
 
     endpoint: str
-    key: ec.EllipticCurvePrivateKey = field(default_factory=lambda: ec.generate_private_key(ec.SECP256R1()))
+    key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
     auth: bytes = field(default_factory=lambda: os.urandom(16))
 
     def subscription(self) -> dict[str, Any]:
         point = self.key.public_key().public_bytes(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
-        return {"endpoint": self.endpoint, "expirationTime": None,
-                "keys": {"p256dh": b64url(point), "auth": b64url(self.auth)}}
+        return {
+            "endpoint": self.endpoint,
+            "expirationTime": None,
+            "keys": {"p256dh": b64url(point), "auth": b64url(self.auth)},
+        }
 
 
 @dataclass
@@ -99,7 +104,9 @@ class PushService:
         assert claims["exp"] > time.time() and claims["sub"], claims
         assert headers["content-encoding"] == "aes128gcm" and int(headers["ttl"]) >= 0
         browser = self.browsers[path]
-        plain = http_ece.decrypt(body, private_key=browser.key, auth_secret=browser.auth, version="aes128gcm")
+        plain = http_ece.decrypt(
+            body, private_key=browser.key, auth_secret=browser.auth, version="aes128gcm"
+        )
         return Received(path, headers, claims, fields["k"], json.loads(plain))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,11 +43,15 @@ async def test_admin_endpoints_refuse_anonymous_and_non_admins(app_client: Pair)
     for method, path, body in _admin_requests(victim["user"]["id"]):
         anonymous = await client.request(method, path, json=body)
         assert anonymous.status_code == 401, path
-        refused = await client.request(method, path, json=body, headers=bearer(user["access_token"]))
+        refused = await client.request(
+            method, path, json=body, headers=bearer(user["access_token"])
+        )
         assert refused.status_code == 403, path
         assert refused.json()["error"]["code"] == "forbidden"
     # The refused block changed nothing: the victim still logs in.
-    r = await client.post("/api/v1/auth/login", json={"email": victim["email"], "password": PASSWORD})
+    r = await client.post(
+        "/api/v1/auth/login", json={"email": victim["email"], "password": PASSWORD}
+    )
     assert r.status_code == 200
 
 
@@ -57,13 +61,20 @@ async def test_notification_to_one_user_is_persisted_and_audited(app_client: Pai
     user = await register(client)
     sent = await client.post(
         "/api/v1/admin/notifications",
-        json={"user_id": user["user"]["id"], "kind": "promo", "title": "Hello", "body": "New palettes"},
+        json={
+            "user_id": user["user"]["id"],
+            "kind": "promo",
+            "title": "Hello",
+            "body": "New palettes",
+        },
         headers=bearer(admin["access_token"]),
     )
     assert sent.status_code == 201, sent.text
     assert sent.json()["target"] == user["user"]["id"]
     inbox = await client.get("/api/v1/notifications", headers=bearer(user["access_token"]))
-    assert [(n["title"], n["kind"], n["body"]) for n in inbox.json()["items"]] == [("Hello", "promo", "New palettes")]
+    assert [(n["title"], n["kind"], n["body"]) for n in inbox.json()["items"]] == [
+        ("Hello", "promo", "New palettes")
+    ]
 
     audit = await client.get("/api/v1/admin/audit", headers=bearer(admin["access_token"]))
     newest = audit.json()["items"][0]
@@ -94,8 +105,11 @@ async def test_broadcast_notification_reaches_every_inbox(app_client: Pair) -> N
     _, client = app_client
     admin = await admin_in_process(client)
     users = [await register(client) for _ in range(2)]
-    r = await client.post("/api/v1/admin/notifications", json={"all": True, "title": "Maintenance"},
-                          headers=bearer(admin["access_token"]))
+    r = await client.post(
+        "/api/v1/admin/notifications",
+        json={"all": True, "title": "Maintenance"},
+        headers=bearer(admin["access_token"]),
+    )
     assert r.status_code == 201 and r.json()["target"] == "all"
     for user in users:
         inbox = await client.get("/api/v1/notifications", headers=bearer(user["access_token"]))
@@ -111,18 +125,29 @@ async def test_block_revokes_tokens_refuses_login_and_unblock_restores(app_clien
 
     r = await client.post(f"/api/v1/admin/users/{uid}/block", headers=headers)
     assert r.status_code == 200 and r.json() == {"user_id": uid, "active": False}
-    assert (await client.get("/api/v1/history", headers=bearer(user["access_token"]))).status_code == 401
-    refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+    assert (
+        await client.get("/api/v1/history", headers=bearer(user["access_token"]))
+    ).status_code == 401
+    refreshed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]}
+    )
     assert refreshed.status_code in (401, 403)
-    login = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+    )
     assert login.status_code == 403 and login.json()["error"]["code"] == "account_blocked"
 
     r = await client.post(f"/api/v1/admin/users/{uid}/unblock", headers=headers)
     assert r.status_code == 200 and r.json()["active"] is True
-    login = await client.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+    )
     assert login.status_code == 200
 
-    actions = [a["action"] for a in (await client.get("/api/v1/admin/audit", headers=headers)).json()["items"]]
+    actions = [
+        a["action"]
+        for a in (await client.get("/api/v1/admin/audit", headers=headers)).json()["items"]
+    ]
     assert actions.index("admin.user.unblock") < actions.index("admin.user.block")  # newest first
 
 
@@ -145,7 +170,9 @@ async def test_audit_pages_newest_first_without_gaps_or_repeats(pg_app: Pair) ->
     users = [await register(client) for _ in range(5)]
     for user in users:  # ten audited actions, in a known order
         for action in ("block", "unblock"):
-            r = await client.post(f"/api/v1/admin/users/{user['user']['id']}/{action}", headers=headers)
+            r = await client.post(
+                f"/api/v1/admin/users/{user['user']['id']}/{action}", headers=headers
+            )
             assert r.status_code == 200
     seen: list[dict[str, Any]] = []
     cursor = None
@@ -166,7 +193,9 @@ async def test_audit_pages_newest_first_without_gaps_or_repeats(pg_app: Pair) ->
     assert stamps == sorted(stamps, reverse=True)
     bad = await client.get("/api/v1/admin/audit", params={"cursor": "garbage!"}, headers=headers)
     assert bad.status_code == 422
-    assert (await client.get("/api/v1/admin/audit", params={"limit": 0}, headers=headers)).status_code == 422
+    assert (
+        await client.get("/api/v1/admin/audit", params={"limit": 0}, headers=headers)
+    ).status_code == 422
 
 
 # -- finding users ----------------------------------------------------------------------------------
@@ -207,10 +236,16 @@ async def test_admin_finds_users_by_email_or_id_prefix(app_client: Pair) -> None
     for q in (older["id"][:8], older["id"][:13].upper(), older["id"].replace("-", "")[:12]):
         found = (await _search(client, token, q=q)).json()["items"]
         assert older["id"] in [u["id"] for u in found], q
-        assert all(u["id"].replace("-", "").startswith(q.replace("-", "").lower()) or u["email"].startswith(q.lower()) for u in found)
+        assert all(
+            u["id"].replace("-", "").startswith(q.replace("-", "").lower())
+            or u["email"].startswith(q.lower())
+            for u in found
+        )
 
     # Blocking shows in the result.
-    assert (await client.post(f"/api/v1/admin/users/{older['id']}/block", headers=bearer(token))).status_code == 200
+    assert (
+        await client.post(f"/api/v1/admin/users/{older['id']}/block", headers=bearer(token))
+    ).status_code == 200
     found = (await _search(client, token, q=f"find{tag}-ada")).json()["items"]
     assert [(u["id"], u["active"], u["blocked"]) for u in found] == [(older["id"], False, True)]
 
@@ -290,7 +325,9 @@ async def node_pair(node_env: dict[str, str]) -> Any:
         await node.stop()
 
 
-async def test_admin_socket_receives_snapshots_and_users_are_forbidden(node_pair: Any, pg_url: str) -> None:
+async def test_admin_socket_receives_snapshots_and_users_are_forbidden(
+    node_pair: Any, pg_url: str
+) -> None:
     node, client = node_pair
     admin = await admin_on_nodes(client, "", pg_url)
     user = await register(client)
@@ -307,7 +344,14 @@ async def test_admin_socket_receives_snapshots_and_users_are_forbidden(node_pair
     assert snapshot["node"] == ready["node"]
     assert snapshot["sockets"] == 2  # the user's socket and ours
     assert snapshot["backends"] == {"redis": "ok", "postgres": "ok"}
-    for key in ("frames_in_per_s", "frames_out_per_s", "analyses_in_flight", "latency_ms", "cache", "error_rate"):
+    for key in (
+        "frames_in_per_s",
+        "frames_out_per_s",
+        "analyses_in_flight",
+        "latency_ms",
+        "cache",
+        "error_rate",
+    ):
         assert key in snapshot
     # The user's socket never saw a snapshot: the refusal leaked nothing.
     await user_ws.send('{"id": 2, "op": "ping"}')
@@ -328,8 +372,12 @@ async def test_block_closes_the_users_sockets_with_4010(node_pair: Any, pg_url: 
     user = await register(client)
     ws, _ = await open_socket(node.ws, user["access_token"])
     found = await _search(client, admin["access_token"], q=user["user"]["id"])  # presence counts it
-    assert [(u["id"], u["open_sockets"]) for u in found.json()["items"]] == [(user["user"]["id"], 1)]
-    r = await client.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
+    assert [(u["id"], u["open_sockets"]) for u in found.json()["items"]] == [
+        (user["user"]["id"], 1)
+    ]
+    r = await client.post(
+        f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"])
+    )
     assert r.status_code == 200
     with pytest.raises(ConnectionClosed) as closed:
         while True:

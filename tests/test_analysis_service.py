@@ -39,9 +39,16 @@ from tests.fake_gemini import FakeGemini, Stall
 __all__ = ["fake"]
 
 FULL_RUN = [
-    "progress:uploading", "progress:validating", "progress:queued", "progress:analyzing",
-    "analysis.partial", "analysis.partial", "analysis.partial",
-    "progress:persisting", "progress:done", "analysis.result",
+    "progress:uploading",
+    "progress:validating",
+    "progress:queued",
+    "progress:analyzing",
+    "analysis.partial",
+    "analysis.partial",
+    "analysis.partial",
+    "progress:persisting",
+    "progress:done",
+    "analysis.result",
 ]
 
 
@@ -66,25 +73,43 @@ async def test_full_run_events_rows_and_no_raw_image_kept(settings_for: Any, bac
         data = astronaut_jpeg()
         reply = await start(svc, user, data)
         aid = reply["analysis_id"]
-        assert reply == {"analysis_id": aid, "channel": f"analysis:{aid}", "upload": {"offset": 0, "max_chunk_bytes": 8 * 1024}}
+        assert reply == {
+            "analysis_id": aid,
+            "channel": f"analysis:{aid}",
+            "upload": {"offset": 0, "max_chunk_bytes": 8 * 1024},
+        }
         assert (await store.get(aid))["status"] == "queued"  # type: ignore[index]
         await send(svc, user, aid, data)
         row = await wait_terminal(aid)
         assert row["status"] == "done" and row["result"]["skin"]["tone"] in ("very_light", "light")
-        assert row["started_at"] is not None and row["finished_at"] is not None and row["duration_ms"] >= 0
+        assert (
+            row["started_at"] is not None
+            and row["finished_at"] is not None
+            and row["duration_ms"] >= 0
+        )
         evs = await events(runtime, reply["channel"])
         assert names(evs) == FULL_RUN
         partials = [e["partial"] for e in evs if e["event"] == "analysis.partial"]
         assert [len(p) for p in partials] == sorted(len(p) for p in partials)
         result = evs[-1]
-        assert result == {**result, "analysis_id": aid, "kind": "facial", "result": row["result"], "cached": False,
-                          "model": "local-opencv-1"}
-        assert (await svc.final_event(aid)).payload() == {k: v for k, v in result.items() if k not in ("channel", "offset", "epoch")}
+        assert result == {
+            **result,
+            "analysis_id": aid,
+            "kind": "facial",
+            "result": row["result"],
+            "cached": False,
+            "model": "local-opencv-1",
+        }
+        assert (await svc.final_event(aid)).payload() == {
+            k: v for k, v in result.items() if k not in ("channel", "offset", "epoch")
+        }
         user_events = await events(runtime, f"user:{user.user_id}")
         assert [e["event"] for e in user_events] == ["analysis.result"]
         assert await svc.owner_of(aid) == user.user_id
         await no_keys_left(runtime, user, aid)
-        assert await runtime.need_kv().zcount_above(f"active:{user.user_id}", 0) == 0  # slot released
+        assert (
+            await runtime.need_kv().zcount_above(f"active:{user.user_id}", 0) == 0
+        )  # slot released
 
 
 async def test_image_retention_keeps_only_the_cleaned_image(settings_for: Any) -> None:
@@ -128,10 +153,19 @@ async def test_bad_inputs_fail_cleanly(settings_for: Any, case: str, code: str) 
     async with analysis_runtime(settings_for("redis", max_chunk_bytes=16 * 1024)) as runtime:
         svc = service(runtime)
         user = await new_user()
-        reply = await start(svc, user, data, content_type="image/jpeg", **({"sha256": declared_sha} if declared_sha else {}))
+        reply = await start(
+            svc,
+            user,
+            data,
+            content_type="image/jpeg",
+            **({"sha256": declared_sha} if declared_sha else {}),
+        )
         aid = reply["analysis_id"]
         if case == "lying_size":
-            await app_error(svc.upload_chunk(user, uuid.UUID(aid), 0, photo[: 16 * 1024 + 1]), ErrorCode.BAD_CHUNK)
+            await app_error(
+                svc.upload_chunk(user, uuid.UUID(aid), 0, photo[: 16 * 1024 + 1]),
+                ErrorCode.BAD_CHUNK,
+            )
         await send(svc, user, aid, data)
         row = await wait_terminal(aid)
         assert (row["status"], row["error_code"]) == ("failed", code)
@@ -147,7 +181,9 @@ async def test_bad_inputs_fail_cleanly(settings_for: Any, case: str, code: str) 
 
 
 async def test_start_refusals(settings_for: Any) -> None:
-    async with analysis_runtime(settings_for("memory", max_image_bytes=100_000, max_chunk_bytes=10_000)) as runtime:
+    async with analysis_runtime(
+        settings_for("memory", max_image_bytes=100_000, max_chunk_bytes=10_000)
+    ) as runtime:
         svc = service(runtime)
         user = await new_user()
         data = astronaut_jpeg()
@@ -175,7 +211,9 @@ async def test_bad_chunks_change_nothing(settings_for: Any) -> None:
             (user, len(data) - 10, data[-10:] + b"extra"),  # past the size (and wrong offset)
         ]:
             await app_error(svc.upload_chunk(who, aid, offset, payload), ErrorCode.BAD_CHUNK)
-        await app_error(svc.upload_chunk(user, uuid.uuid4(), 0, data[:10]), ErrorCode.BAD_CHUNK)  # unknown
+        await app_error(
+            svc.upload_chunk(user, uuid.uuid4(), 0, data[:10]), ErrorCode.BAD_CHUNK
+        )  # unknown
         assert await svc.upload_status(user, aid) == {"offset": 4096, "size": len(data)}
         await app_error(svc.upload_status(mallory, aid), ErrorCode.NOT_FOUND)
         assert (await store.get(aid))["status"] == "queued"  # type: ignore[index]
@@ -207,11 +245,15 @@ async def test_cancel_during_upload(settings_for: Any) -> None:
         row = await store.get(aid)
         assert row is not None and (row["status"], row["error_code"]) == ("cancelled", "cancelled")
         assert (await events(runtime, reply["channel"]))[-1]["code"] == "cancelled"
-        await app_error(svc.upload_chunk(user, uuid.UUID(aid), 4096, data[4096:8192]), ErrorCode.BAD_CHUNK)
+        await app_error(
+            svc.upload_chunk(user, uuid.UUID(aid), 4096, data[4096:8192]), ErrorCode.BAD_CHUNK
+        )
         await svc.cancel(user, aid)  # idempotent
 
 
-async def _stalled_run(svc: AnalysisService, runtime: Runtime, fake: FakeGemini) -> tuple[Principal, str]:
+async def _stalled_run(
+    svc: AnalysisService, runtime: Runtime, fake: FakeGemini
+) -> tuple[Principal, str]:
     """An analysis whose model call hangs after its first partial."""
     fake.push(Stall('{"face_shape": "oval", "skin": {"tone": "light"', after=1))
     user = await new_user()
@@ -226,7 +268,9 @@ async def _stalled_run(svc: AnalysisService, runtime: Runtime, fake: FakeGemini)
 
 
 async def test_cancel_stops_a_running_model_call(settings_for: Any, fake: FakeGemini) -> None:
-    async with analysis_runtime(gemini_settings(settings_for("redis"), fake, gemini_timeout=60)) as runtime:
+    async with analysis_runtime(
+        gemini_settings(settings_for("redis"), fake, gemini_timeout=60)
+    ) as runtime:
         svc = service(runtime)
         user, aid = await _stalled_run(svc, runtime, fake)
         await svc.cancel(user, aid)
@@ -237,7 +281,9 @@ async def test_cancel_stops_a_running_model_call(settings_for: Any, fake: FakeGe
 
 async def test_cancel_flag_from_another_node_is_obeyed(settings_for: Any, fake: FakeGemini) -> None:
     """Another node cannot reach this task; it sets the shared flag, and this node's watcher acts."""
-    async with analysis_runtime(gemini_settings(settings_for("redis"), fake, gemini_timeout=60)) as runtime:
+    async with analysis_runtime(
+        gemini_settings(settings_for("redis"), fake, gemini_timeout=60)
+    ) as runtime:
         svc = service(runtime)
         _, aid = await _stalled_run(svc, runtime, fake)
         await runtime.need_kv().set(f"cancel:{aid}", b"1", 60)
@@ -246,7 +292,9 @@ async def test_cancel_flag_from_another_node_is_obeyed(settings_for: Any, fake: 
 
 
 async def test_shutdown_never_leaves_a_row_running(settings_for: Any, fake: FakeGemini) -> None:
-    async with analysis_runtime(gemini_settings(settings_for("redis"), fake, gemini_timeout=60)) as runtime:
+    async with analysis_runtime(
+        gemini_settings(settings_for("redis"), fake, gemini_timeout=60)
+    ) as runtime:
         svc = service(runtime)
         _, aid = await _stalled_run(svc, runtime, fake)
         assert (await store.get(aid))["status"] == "running"  # type: ignore[index]
@@ -261,10 +309,25 @@ async def test_file_id_from_rest_runs_and_is_then_deleted(settings_for: Any) -> 
         data = astronaut_jpeg()
         stored = await svc.store_file(user, data)
         assert stored["sha256"] == sha(data) and stored["content_type"] == "image/jpeg"
-        await app_error(svc.start_analysis(other, kind="facial", content_type=None, size=None, sha256=None,
-                                           file_id=stored["file_id"]), ErrorCode.NOT_FOUND)
-        reply = await svc.start_analysis(user, kind="facial", content_type=None, size=None, sha256=None,
-                                         file_id=stored["file_id"])
+        await app_error(
+            svc.start_analysis(
+                other,
+                kind="facial",
+                content_type=None,
+                size=None,
+                sha256=None,
+                file_id=stored["file_id"],
+            ),
+            ErrorCode.NOT_FOUND,
+        )
+        reply = await svc.start_analysis(
+            user,
+            kind="facial",
+            content_type=None,
+            size=None,
+            sha256=None,
+            file_id=stored["file_id"],
+        )
         assert reply["cached"] is False and "upload" not in reply
         row = await wait_terminal(reply["analysis_id"])
         assert row["status"] == "done"
@@ -277,8 +340,12 @@ async def test_file_id_from_rest_runs_and_is_then_deleted(settings_for: Any) -> 
 async def test_store_file_refuses_what_the_socket_refuses(settings_for: Any) -> None:
     async with analysis_runtime(settings_for("memory")) as runtime:
         user = await new_user()
-        await app_error(service(runtime).store_file(user, b"hello, I am text.jpg"), ErrorCode.INVALID_IMAGE)
-        await app_error(service(runtime).store_file(user, png_bomb(50_000, 50_000)), ErrorCode.INVALID_IMAGE)
+        await app_error(
+            service(runtime).store_file(user, b"hello, I am text.jpg"), ErrorCode.INVALID_IMAGE
+        )
+        await app_error(
+            service(runtime).store_file(user, png_bomb(50_000, 50_000)), ErrorCode.INVALID_IMAGE
+        )
 
 
 async def test_abandoned_uploads_are_swept(settings_for: Any) -> None:
@@ -292,7 +359,9 @@ async def test_abandoned_uploads_are_swept(settings_for: Any) -> None:
         assert await svc.sweep_abandoned(older_than=0) >= 1  # (plus other tests' leftovers)
         assert (await store.get(gone))["status"] == "cancelled"  # type: ignore[index]
         assert (await store.get(live))["status"] == "queued"  # type: ignore[index]
-        await start(svc, user, encode(np.zeros((8, 8, 3), np.uint8), "PNG"))  # its slot is free again
+        await start(
+            svc, user, encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+        )  # its slot is free again
 
 
 async def test_erase_user_forgets_everything_in_the_store(settings_for: Any) -> None:
@@ -331,8 +400,12 @@ async def test_cached_answer_on_gemini_needs_no_upload(settings_for: Any, fake: 
         await send(svc, user, aid, data)
         await wait_terminal(aid)
         assert (await start(svc, user, data))["cached"] is True
-    fake.push(Stream('{"face_shape": "heart", "skin": {"tone": "light", "undertone": "cool"}, '
-                     '"recommendations": [{"category": "eyewear", "title": "Aviators"}]}'))
+    fake.push(
+        Stream(
+            '{"face_shape": "heart", "skin": {"tone": "light", "undertone": "cool"}, '
+            '"recommendations": [{"category": "eyewear", "title": "Aviators"}]}'
+        )
+    )
     async with analysis_runtime(gemini_settings(settings, fake)) as runtime:
         svc = service(runtime)
         reply = await start(svc, user, data)
@@ -349,7 +422,15 @@ async def test_runs_orphaned_by_a_dead_node_are_ended(settings_for: Any) -> None
         svc = service(runtime)
         user = await new_user()
         orphan = uuid.uuid4()
-        await store.create(orphan, user.user_id, "facial", inputs={}, image_sha256=None, model="m", prompt_version="p")
+        await store.create(
+            orphan,
+            user.user_id,
+            "facial",
+            inputs={},
+            image_sha256=None,
+            model="m",
+            prompt_version="p",
+        )
         assert await store.mark_running(orphan)  # as the dead node did, before it died
         assert await svc.sweep_abandoned(older_than=0) >= 1
         row = await store.get(orphan)
@@ -373,12 +454,24 @@ async def test_a_taken_over_upload_runs_in_its_uploaders_locale(settings_for: An
         with i18n.using("en"):  # the sweeper's context is another language
             assert await svc.sweep_abandoned(older_than=0) >= 1
         row = await wait_terminal(aid)
-        assert row["status"] == "done" and row["result"]["summary"].startswith("Rostro "), row["result"]
+        assert row["status"] == "done" and row["result"]["summary"].startswith("Rostro "), row[
+            "result"
+        ]
 
 
 def test_upload_metas_without_a_locale_still_load() -> None:
-    old = orjson.dumps({"analysis_id": "a", "user_id": "u", "size": 1, "sha256": "0" * 64, "content_type": None,
-                        "kind": "facial", "created_at": 1.0, "complete": False})
+    old = orjson.dumps(
+        {
+            "analysis_id": "a",
+            "user_id": "u",
+            "size": 1,
+            "sha256": "0" * 64,
+            "content_type": None,
+            "kind": "facial",
+            "created_at": 1.0,
+            "complete": False,
+        }
+    )
     assert UploadMeta.load(old).locale is None
     newer = orjson.dumps({**orjson.loads(old), "locale": "es", "field_of_a_newer_node": 1})
     assert UploadMeta.load(newer).locale == "es"

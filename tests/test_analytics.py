@@ -81,8 +81,12 @@ async def rollup(pg_url: str, tz: str) -> dict[str, datetime]:
     """The rolled-up days of the seeded range in ``tz`` and when each was built."""
     conn = await asyncpg.connect(pg_url)
     try:
-        rows = await conn.fetch("SELECT day, built_at FROM analytics_days WHERE tz = $1 AND day BETWEEN $2 AND $3",
-                                tz, datetime.fromisoformat(START).date(), datetime.fromisoformat(END).date())
+        rows = await conn.fetch(
+            "SELECT day, built_at FROM analytics_days WHERE tz = $1 AND day BETWEEN $2 AND $3",
+            tz,
+            datetime.fromisoformat(START).date(),
+            datetime.fromisoformat(END).date(),
+        )
     finally:
         await conn.close()
     return {r["day"].isoformat(): r["built_at"] for r in rows}
@@ -97,8 +101,9 @@ def expect_exact(body: dict[str, Any]) -> None:
     assert body["face_shapes"] == EXPECTED_SHAPES
 
 
-async def test_figures_match_the_seeded_data_exactly(priced_app: Pair, seeded: dict[str, str], mode: str,
-                                                     pg_url: str) -> None:
+async def test_figures_match_the_seeded_data_exactly(
+    priced_app: Pair, seeded: dict[str, str], mode: str, pg_url: str
+) -> None:
     _, client = priced_app
     admin = await admin_in_process(client)
     r = await client.get(URL, params=RANGE, headers=bearer(admin["access_token"]))
@@ -120,35 +125,61 @@ async def test_figures_match_the_seeded_data_exactly(priced_app: Pair, seeded: d
     assert body["seasons"] == EXPECTED_SEASONS
     assert body["face_shapes"] == EXPECTED_SHAPES
 
-    audit = await client.get("/api/v1/admin/audit", params={"action": "admin.analytics"},
-                             headers=bearer(admin["access_token"]))
+    audit = await client.get(
+        "/api/v1/admin/audit",
+        params={"action": "admin.analytics"},
+        headers=bearer(admin["access_token"]),
+    )
     entry = audit.json()["items"][0]
     assert entry["actor_id"] == admin["user"]["id"]
     assert entry["detail"] == {"range_start": START, "range_end": END, "tz": TZ, "format": "json"}
 
 
-async def test_days_follow_the_requested_time_zone(priced_app: Pair, seeded: dict[str, str], mode: str) -> None:
+async def test_days_follow_the_requested_time_zone(
+    priced_app: Pair, seeded: dict[str, str], mode: str
+) -> None:
     """23:30 UTC is 00:30 the next day in Madrid: the same rows land on other days in UTC."""
     _, client = priced_app
     admin = await admin_in_process(client)
     headers = bearer(admin["access_token"])
-    madrid = (await client.get(URL, params={**RANGE, "from": "2031-03-03", "to": "2031-03-04"}, headers=headers)).json()
-    utc = (await client.get(URL, params={**RANGE, "from": "2031-03-03", "to": "2031-03-04", "tz": "UTC"},
-                            headers=headers)).json()
+    madrid = (
+        await client.get(
+            URL, params={**RANGE, "from": "2031-03-03", "to": "2031-03-04"}, headers=headers
+        )
+    ).json()
+    utc = (
+        await client.get(
+            URL,
+            params={**RANGE, "from": "2031-03-03", "to": "2031-03-04", "tz": "UTC"},
+            headers=headers,
+        )
+    ).json()
     assert [(d["date"], d["analyses"], d["signups"]) for d in madrid["daily"]] == [
-        ("2031-03-03", 0, 0), ("2031-03-04", 2, 1)]
+        ("2031-03-03", 0, 0),
+        ("2031-03-04", 2, 1),
+    ]
     assert [(d["date"], d["analyses"], d["signups"]) for d in utc["daily"]] == [
-        ("2031-03-03", 1, 1), ("2031-03-04", 1, 0)]
+        ("2031-03-03", 1, 1),
+        ("2031-03-04", 1, 0),
+    ]
     # the row at 2031-03-08 23:30 UTC is in the range in UTC, and past it in Madrid
-    last_utc = (await client.get(URL, params={**RANGE, "from": END, "to": END, "tz": "UTC"}, headers=headers)).json()
+    last_utc = (
+        await client.get(
+            URL, params={**RANGE, "from": END, "to": END, "tz": "UTC"}, headers=headers
+        )
+    ).json()
     assert last_utc["totals"]["analyses"] == 1 and last_utc["face_shapes"] == {"oval": 1}
     assert EXPECTED_DAILY[-1]["analyses"] == 0
 
 
-async def test_csv_export_parses_in_the_long_format(priced_app: Pair, seeded: dict[str, str]) -> None:
+async def test_csv_export_parses_in_the_long_format(
+    priced_app: Pair, seeded: dict[str, str]
+) -> None:
     _, client = priced_app
     admin = await admin_in_process(client)
-    r = await client.get(URL, params={**RANGE, "format": "csv"}, headers=bearer(admin["access_token"]))
+    r = await client.get(
+        URL, params={**RANGE, "format": "csv"}, headers=bearer(admin["access_token"])
+    )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/csv")
     assert f'filename="analytics-{START}-{END}.csv"' in r.headers["content-disposition"]
@@ -162,7 +193,9 @@ async def test_csv_export_parses_in_the_long_format(priced_app: Pair, seeded: di
     for week in EXPECTED_WEEKLY:
         assert table[(week["week_start"], "weekly_active_users", "")] == str(week["active_users"])
     for o in EXPECTED_OUTCOMES:
-        assert table[(o["date"], "analyses_by_outcome", f"{o['kind']}/{o['status']}/{o['error_code']}")] == str(o["count"])
+        assert table[
+            (o["date"], "analyses_by_outcome", f"{o['kind']}/{o['status']}/{o['error_code']}")
+        ] == str(o["count"])
     for name, value in EXPECTED_TOTALS.items():
         assert table[("", f"total_{name}", "")] == str(value)
     assert {k: int(v) for (_, m, k), v in table.items() if m == "season"} == EXPECTED_SEASONS
@@ -186,26 +219,42 @@ async def test_a_change_to_a_closed_day_after_rollup_is_reflected(
     conn = await asyncpg.connect(pg_url)
     try:
         # the cancelled facial analysis of 03-05 is finally marked failed
-        await conn.execute("UPDATE analyses SET status = 'failed', error_code = 'timeout' WHERE \"user\" = $1"
-                           " AND status = 'cancelled'", uuid.UUID(str(seeded["u3"])))
+        await conn.execute(
+            "UPDATE analyses SET status = 'failed', error_code = 'timeout' WHERE \"user\" = $1"
+            " AND status = 'cancelled'",
+            uuid.UUID(str(seeded["u3"])),
+        )
         # u1 signs in with a password on 03-07 (Madrid): new in that week
         await conn.execute(
-            "INSERT INTO refresh_families (id, \"user\", current_jti, revoked, created_at, expires_at, last_used_at)"
-            " VALUES ($1, $2, 'j', false, $3, $3, $3)", uuid.uuid4(), uuid.UUID(str(seeded["u1"])),
-            at("2031-03-07T10:00"))
+            'INSERT INTO refresh_families (id, "user", current_jti, revoked, created_at, expires_at, last_used_at)'
+            " VALUES ($1, $2, 'j', false, $3, $3, $3)",
+            uuid.uuid4(),
+            uuid.UUID(str(seeded["u1"])),
+            at("2031-03-07T10:00"),
+        )
     finally:
         await conn.close()
     rebuilt = await rollup(pg_url, TZ)
-    assert set(rebuilt) == set(built) - {"2031-03-05", "2031-03-07"}  # only the touched days dropped
+    assert set(rebuilt) == set(built) - {
+        "2031-03-05",
+        "2031-03-07",
+    }  # only the touched days dropped
 
     body = (await client.get(URL, params=RANGE, headers=headers)).json()
     by_day = {d["date"]: d for d in body["daily"]}
     assert by_day["2031-03-07"]["active_users"] == 1
-    assert {"date": "2031-03-05", "kind": "facial", "status": "failed", "error_code": "timeout",
-            "count": 1} in body["outcomes"]
+    assert {
+        "date": "2031-03-05",
+        "kind": "facial",
+        "status": "failed",
+        "error_code": "timeout",
+        "count": 1,
+    } in body["outcomes"]
     assert body["totals"]["active_users"] == EXPECTED_TOTALS["active_users"]
-    assert body["weekly"] == [{"week_start": "2031-02-24", "active_users": 2},
-                              {"week_start": "2031-03-03", "active_users": 3}]
+    assert body["weekly"] == [
+        {"week_start": "2031-02-24", "active_users": 2},
+        {"week_start": "2031-03-03", "active_users": 3},
+    ]
     assert len(await rollup(pg_url, TZ)) == 7
 
     # u1 is deleted: their analyses and sign-ins go (cascade), and with them their figures
@@ -231,11 +280,15 @@ async def test_concurrent_first_requests_build_once_and_agree(
     headers = bearer(admin["access_token"])
     params = {**RANGE, "tz": "Asia/Kolkata"}
     live = (await client.get(URL, params=params, headers=headers)).json()
-    assert await rollup(pg_url, "Asia/Kolkata") == {}  # the seeded days are still open: nothing built
+    assert (
+        await rollup(pg_url, "Asia/Kolkata") == {}
+    )  # the seeded days are still open: nothing built
 
     monkeypatch.setattr(store_analytics, "now", lambda: LATER)
-    first, second = await asyncio.gather(client.get(URL, params=params, headers=headers),
-                                         client.get(URL, params=params, headers=headers))
+    first, second = await asyncio.gather(
+        client.get(URL, params=params, headers=headers),
+        client.get(URL, params=params, headers=headers),
+    )
     assert first.status_code == second.status_code == 200, (first.text, second.text)
     assert first.json() == second.json() == live
     built = await rollup(pg_url, "Asia/Kolkata")
@@ -254,7 +307,9 @@ async def test_concurrent_first_requests_build_once_and_agree(
         ({"format": "xlsx"}, "format"),
     ],
 )
-async def test_invalid_ranges_and_zones_are_422(pg_app: Pair, params: dict[str, str], field: str) -> None:
+async def test_invalid_ranges_and_zones_are_422(
+    pg_app: Pair, params: dict[str, str], field: str
+) -> None:
     _, client = pg_app
     admin = await admin_in_process(client)
     r = await client.get(URL, params=params, headers=bearer(admin["access_token"]))
@@ -266,7 +321,11 @@ async def test_invalid_ranges_and_zones_are_422(pg_app: Pair, params: dict[str, 
 async def test_a_full_year_is_accepted(pg_app: Pair) -> None:
     _, client = pg_app
     admin = await admin_in_process(client)
-    r = await client.get(URL, params={"from": "2030-01-01", "to": "2031-01-01"}, headers=bearer(admin["access_token"]))
+    r = await client.get(
+        URL,
+        params={"from": "2030-01-01", "to": "2031-01-01"},
+        headers=bearer(admin["access_token"]),
+    )
     assert r.status_code == 200, r.text
     assert len(r.json()["daily"]) == 366
 
@@ -294,8 +353,12 @@ async def test_migration_creates_the_analytics_indexes(pg_url: str, pg_app: Pair
         names = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
     finally:
         await conn.close()
-    assert {"analyses_created_at_user", "users_created_at", "refresh_families_created_at",
-            "push_subscriptions_created_at"} <= names
+    assert {
+        "analyses_created_at_user",
+        "users_created_at",
+        "refresh_families_created_at",
+        "push_subscriptions_created_at",
+    } <= names
 
 
 async def test_finished_rows_carry_the_figures_the_report_sums(pg_url: str, pg_app: Pair) -> None:
@@ -305,31 +368,64 @@ async def test_finished_rows_carry_the_figures_the_report_sums(pg_url: str, pg_a
     _, client = pg_app
     user = (await register(client))["user"]["id"]
     run, hit = uuid.uuid4(), uuid.uuid4()
-    await analyses.create(run, user, "chromatic", inputs={}, image_sha256=None, model="m", prompt_version="v")
+    await analyses.create(
+        run, user, "chromatic", inputs={}, image_sha256=None, model="m", prompt_version="v"
+    )
     assert await analyses.mark_running(run)
     assert await analyses.mark_done(
-        run, result={"season": "winter", "palette": []},
-        usage={"prompt_tokens": 1200, "output_tokens": 300, "thought_tokens": 40}, duration_ms=5, model="m",
+        run,
+        result={"season": "winter", "palette": []},
+        usage={"prompt_tokens": 1200, "output_tokens": 300, "thought_tokens": 40},
+        duration_ms=5,
+        model="m",
     )
-    await analyses.create_cached(hit, user, "facial", inputs={}, image_sha256=None, model="m", prompt_version="v",
-                                 result={"face_shape": "heart"}, usage={})
+    await analyses.create_cached(
+        hit,
+        user,
+        "facial",
+        inputs={},
+        image_sha256=None,
+        model="m",
+        prompt_version="v",
+        result={"face_shape": "heart"},
+        usage={},
+    )
     conn = await asyncpg.connect(pg_url)
     try:
-        rows = {r["id"]: dict(r) for r in await conn.fetch(
-            "SELECT id, season, face_shape, prompt_tokens, output_tokens, thought_tokens FROM analyses"
-            " WHERE id = ANY($1::uuid[])", [run, hit])}
+        rows = {
+            r["id"]: dict(r)
+            for r in await conn.fetch(
+                "SELECT id, season, face_shape, prompt_tokens, output_tokens, thought_tokens FROM analyses"
+                " WHERE id = ANY($1::uuid[])",
+                [run, hit],
+            )
+        }
     finally:
         await conn.close()
-    assert rows[run] == {"id": run, "season": "winter", "face_shape": None, "prompt_tokens": 1200,
-                         "output_tokens": 300, "thought_tokens": 40}
-    assert rows[hit] == {"id": hit, "season": None, "face_shape": "heart", "prompt_tokens": 0,
-                         "output_tokens": 0, "thought_tokens": 0}
+    assert rows[run] == {
+        "id": run,
+        "season": "winter",
+        "face_shape": None,
+        "prompt_tokens": 1200,
+        "output_tokens": 300,
+        "thought_tokens": 40,
+    }
+    assert rows[hit] == {
+        "id": hit,
+        "season": None,
+        "face_shape": "heart",
+        "prompt_tokens": 0,
+        "output_tokens": 0,
+        "thought_tokens": 0,
+    }
 
 
 async def test_migration_creates_the_covering_index(pg_url: str, pg_app: Pair) -> None:
     conn = await asyncpg.connect(pg_url)
     try:
-        definition = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'analyses_analytics'")
+        definition = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'analyses_analytics'"
+        )
     finally:
         await conn.close()
     assert definition is not None and "INCLUDE" in definition and "prompt_tokens" in definition

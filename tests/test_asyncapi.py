@@ -19,7 +19,9 @@ from tests.wsclient import Client, register, ws_session
 
 def test_committed_document_matches_the_models() -> None:
     committed = orjson.loads((Path(__file__).parents[1] / "docs" / "asyncapi.json").read_bytes())
-    assert committed == orjson.loads(orjson.dumps(build())), "run: synthia-rt asyncapi > docs/asyncapi.json"
+    assert committed == orjson.loads(orjson.dumps(build())), (
+        "run: synthia-rt asyncapi > docs/asyncapi.json"
+    )
 
 
 def test_every_command_is_a_message() -> None:
@@ -36,12 +38,24 @@ def test_analysis_result_is_typed_per_kind() -> None:
     doc = build()
     schemas = doc["components"]["schemas"]
     result = doc["components"]["messages"]["AnalysisResult"]["payload"]["properties"]["result"]
-    assert result["oneOf"] == [{"$ref": "#/components/schemas/FacialResult"}, {"$ref": "#/components/schemas/ChromaticResult"}]
-    facial, chromatic = schemas["FacialResult"]["properties"], schemas["ChromaticResult"]["properties"]
-    assert {"confidence", "features"} <= set(facial) and {"confidence", "recommendations"} <= set(chromatic)
+    assert result["oneOf"] == [
+        {"$ref": "#/components/schemas/FacialResult"},
+        {"$ref": "#/components/schemas/ChromaticResult"},
+    ]
+    facial, chromatic = (
+        schemas["FacialResult"]["properties"],
+        schemas["ChromaticResult"]["properties"],
+    )
+    assert {"confidence", "features"} <= set(facial) and {"confidence", "recommendations"} <= set(
+        chromatic
+    )
     assert schemas["Confidence"]["properties"]["value"] == {
-        "description": "How sure the analysis is of this field, 0 to 1", "maximum": 1, "minimum": 0,
-        "title": "Value", "type": "number"}
+        "description": "How sure the analysis is of this field, 0 to 1",
+        "maximum": 1,
+        "minimum": 0,
+        "title": "Value",
+        "type": "number",
+    }
     assert set(FACIAL_RESULT) <= set(facial) and set(CHROMATIC_RESULT) <= set(chromatic)
 
 
@@ -52,7 +66,9 @@ def test_every_command_documents_its_reply() -> None:
     messages = doc["components"]["messages"]
     for op, model in REPLIES.items():
         operation = doc["operations"][f"send_{op.replace('.', '_')}"]
-        assert operation["messages"] == [{"$ref": f"#/channels/ws/messages/cmd_{op.replace('.', '_')}"}]
+        assert operation["messages"] == [
+            {"$ref": f"#/channels/ws/messages/cmd_{op.replace('.', '_')}"}
+        ]
         refs = [m["$ref"].rsplit("/", 1)[1] for m in operation["reply"]["messages"]]
         assert refs == [f"reply_{op.replace('.', '_')}", "ErrorReply"]
         payload = messages[refs[0]]["payload"]
@@ -73,7 +89,9 @@ def test_direct_events_carry_no_channel_sequence() -> None:
         payload = direct[name]["payload"]
         assert "epoch" not in payload["properties"], name
     assert "channel" not in direct["UploadProgress"]["payload"]["properties"]
-    assert "byte offset" in direct["UploadProgress"]["payload"]["properties"]["offset"]["description"]
+    assert (
+        "byte offset" in direct["UploadProgress"]["payload"]["properties"]["offset"]["description"]
+    )
     assert "channel" not in direct["AnalysisErrorDirect"]["payload"]["required"]
     assert "offset" not in direct["AnalysisErrorDirect"]["payload"]["properties"]
     for name, message in messages.items():
@@ -109,10 +127,17 @@ async def test_every_reply_sent_validates_against_its_model(settings_for: Any) -
 
             image = astronaut_jpeg()
             started = await command(
-                client, "analysis.start", kind="facial", content_type="image/jpeg", size=len(image), sha256=sha(image)
+                client,
+                "analysis.start",
+                kind="facial",
+                content_type="image/jpeg",
+                size=len(image),
+                sha256=sha(image),
             )
             aid = uuid.UUID(started["analysis_id"])
-            await client.send_raw(encode_chunk(aid, 1, b"x"))  # wrong offset: a direct analysis.error
+            await client.send_raw(
+                encode_chunk(aid, 1, b"x")
+            )  # wrong offset: a direct analysis.error
             refused = await client.event("analysis.error", code="bad_chunk")
             AnalysisErrorDirect.model_validate(refused)
             assert not {"channel", "offset", "epoch"} & set(refused), refused
@@ -127,7 +152,12 @@ async def test_every_reply_sent_validates_against_its_model(settings_for: Any) -
 
             quiz = await command(client, "quiz.start")
             for question in quiz["questions"]:
-                await command(client, "quiz.answer", quiz_id=quiz["quiz_id"], question=question["id"],
-                              answer=question["options"][0]["id"])
+                await command(
+                    client,
+                    "quiz.answer",
+                    quiz_id=quiz["quiz_id"],
+                    question=question["id"],
+                    answer=question["options"][0]["id"],
+                )
             await command(client, "quiz.submit", quiz_id=quiz["quiz_id"])
     assert seen == set(COMMANDS)

@@ -38,7 +38,9 @@ async def _socket_status(live: Live, token: str) -> int:
     """101 when the socket is served (``session.ready`` arrives), else the close code of the
     refusal (a ``synthia.v1`` client is accepted, then closed: 4001/4003/4010/1013/4029)."""
     try:
-        async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]) as conn:  # type: ignore[list-item]
+        async with connect(
+            f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{token}"]
+        ) as conn:  # type: ignore[list-item]
             try:
                 first = orjson.loads(await asyncio.wait_for(conn.recv(), 10))
             except ConnectionClosed:
@@ -67,9 +69,15 @@ async def _two_tokens_of_one_login(http: httpx.AsyncClient) -> tuple[dict[str, A
 async def test_logout_refuses_every_access_token_of_the_login(live: Live) -> None:
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:
         first, second = await _two_tokens_of_one_login(http)
-        other = (await http.post(f"{API}/auth/login", json={"email": first["user"]["email"], "password": PASSWORD})).json()
+        other = (
+            await http.post(
+                f"{API}/auth/login", json={"email": first["user"]["email"], "password": PASSWORD}
+            )
+        ).json()
         for token in (first["access_token"], second):
-            assert (await http.get(f"{API}/users/profile", headers=bearer(token))).status_code == 200
+            assert (
+                await http.get(f"{API}/users/profile", headers=bearer(token))
+            ).status_code == 200
             assert await _socket_status(live, token) == 101
         out = await http.post(f"{API}/auth/logout", headers=bearer(second))
         assert out.status_code == 204
@@ -78,7 +86,9 @@ async def test_logout_refuses_every_access_token_of_the_login(live: Live) -> Non
             assert r.status_code == 401 and r.json()["error"]["code"] == "token_invalid"
             assert await _socket_status(live, token) == 4010
         # Another login of the same user is another session: it goes on.
-        assert (await http.get(f"{API}/users/profile", headers=bearer(other["access_token"]))).status_code == 200
+        assert (
+            await http.get(f"{API}/users/profile", headers=bearer(other["access_token"]))
+        ).status_code == 200
         assert await _socket_status(live, other["access_token"]) == 101
 
 
@@ -96,10 +106,14 @@ async def test_login_revocation_survives_loss_of_the_kv(live: Live) -> None:
 async def test_refresh_reuse_refuses_every_access_token_of_the_login(live: Live) -> None:
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:
         first, second = await _two_tokens_of_one_login(http)
-        reused = await http.post(f"{API}/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        reused = await http.post(
+            f"{API}/auth/refresh", json={"refresh_token": first["refresh_token"]}
+        )
         assert reused.status_code == 401 and reused.json()["error"]["code"] == "token_reused"
         for token in (first["access_token"], second):
-            assert (await http.get(f"{API}/users/profile", headers=bearer(token))).status_code == 401
+            assert (
+                await http.get(f"{API}/users/profile", headers=bearer(token))
+            ).status_code == 401
             assert await _socket_status(live, token) == 4010
 
 
@@ -122,7 +136,9 @@ async def test_forged_or_stale_admin_claims_do_not_reach_admin_routes(app_client
     forged, _ = tokens.issue_access(plain["user"]["id"], "admin")
     # An admin demoted after the token was issued.
     admin = await admin_in_process(client)
-    assert (await client.get(f"{API}/admin/audit", headers=bearer(admin["access_token"]))).status_code == 200
+    assert (
+        await client.get(f"{API}/admin/audit", headers=bearer(admin["access_token"]))
+    ).status_code == 200
     await User.update({User.role: "user"}).where(User.id == uuid.UUID(admin["user"]["id"])).run()
     # The role is read through the `user` cache: a change made through the service drops the
     # entry (this call); a bare SQL edit is seen within USER_CACHE_TTL (docs/security.md).
@@ -141,12 +157,13 @@ async def test_a_current_admin_still_gets_in(app_client: Pair) -> None:
     _, client = app_client
     account = await register(client)
     await promote_in_process(account["user"]["id"])
-    fresh = (await client.post(f"{API}/auth/login", json={"email": account["user"]["email"], "password": PASSWORD})).json()
+    fresh = (
+        await client.post(
+            f"{API}/auth/login", json={"email": account["user"]["email"], "password": PASSWORD}
+        )
+    ).json()
     for _, path, _body in _admin_paths(str(uuid.uuid4()))[2:]:
         assert (await client.get(path, headers=bearer(fresh["access_token"]))).status_code == 200
-
-
-
 
 
 # -- 9.6: strangers cannot lock the owner out ---------------------------------------------------
@@ -172,9 +189,16 @@ async def test_a_stranger_cannot_lock_the_owner_out(settings_for: Any, backend_n
         async with _at(app, "10.9.9.9") as elsewhere:  # registered elsewhere: owner's IP not known
             await register(elsewhere, email=email)
         async with _at(app, "10.0.0.66") as attacker:
-            assert [await _login(attacker, email, "wrong guess!") for _ in range(4)] == [401, 401, 401, 429]
+            assert [await _login(attacker, email, "wrong guess!") for _ in range(4)] == [
+                401,
+                401,
+                401,
+                429,
+            ]
         assert await _login(owner, email) == 200
-        session = (await owner.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})).json()
+        session = (
+            await owner.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+        ).json()
         changed = await owner.patch(
             f"{API}/users/profile",
             headers=bearer(session["access_token"]),
@@ -200,7 +224,10 @@ async def test_guessing_from_many_addresses_hits_the_account_ceiling_not_the_own
         assert await _login(owner, email) == 200  # the owner's address becomes known
         for i in range(3):
             async with _at(app, f"10.0.1.{i + 1}") as attacker:
-                assert [await _login(attacker, email, "wrong guess!") for _ in range(2)] == [401, 401]
+                assert [await _login(attacker, email, "wrong guess!") for _ in range(2)] == [
+                    401,
+                    401,
+                ]
         async with _at(app, "10.0.2.1") as stranger:
             assert await _login(stranger, email, "wrong guess!") == 429  # the ceiling
             assert await _login(stranger, email) == 429  # even with the password, from here
@@ -218,10 +245,14 @@ async def test_registration_is_limited_per_address_and_keeps_its_409(
         dup = await client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
         assert dup.status_code == 409 and dup.json()["error"]["code"] == "conflict"
         await register(client)
-        limited = await client.post(f"{API}/auth/register", json={"email": unique_email(), "password": PASSWORD})
+        limited = await client.post(
+            f"{API}/auth/register", json={"email": unique_email(), "password": PASSWORD}
+        )
         assert limited.status_code == 429 and limited.json()["error"]["code"] == "rate_limited"
         assert 1 <= int(limited.headers["retry-after"]) <= 3600
-        taken = await client.post(f"{API}/auth/register", json={"email": email, "password": PASSWORD})
+        taken = await client.post(
+            f"{API}/auth/register", json={"email": email, "password": PASSWORD}
+        )
         assert taken.status_code == 429  # no enumeration past the limit either
         async with _at(app, "10.0.3.1") as other:
             await register(other)
@@ -239,7 +270,9 @@ async def test_refresh_is_limited_per_login(settings_for: Any, backend_name: str
             token = r.json()["refresh_token"]
         limited = await client.post(f"{API}/auth/refresh", json={"refresh_token": token})
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-        other = (await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})).json()
+        other = (
+            await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+        ).json()
         r = await client.post(f"{API}/auth/refresh", json={"refresh_token": other["refresh_token"]})
         assert r.status_code == 200  # another login has its own budget
 
@@ -250,10 +283,14 @@ async def test_feedback_is_limited_per_user(settings_for: Any, backend_name: str
         a, b = await register(client), await register(client)
         post = {"rating": 4, "comment": "ok"}
         for _ in range(2):
-            assert (await client.post(f"{API}/feedback", json=post, headers=bearer(a["access_token"]))).status_code == 201
+            assert (
+                await client.post(f"{API}/feedback", json=post, headers=bearer(a["access_token"]))
+            ).status_code == 201
         limited = await client.post(f"{API}/feedback", json=post, headers=bearer(a["access_token"]))
         assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
-        assert (await client.post(f"{API}/feedback", json=post, headers=bearer(b["access_token"]))).status_code == 201
+        assert (
+            await client.post(f"{API}/feedback", json=post, headers=bearer(b["access_token"]))
+        ).status_code == 201
 
 
 # -- 9.9: client addresses behind a balancer ------------------------------------------------------
@@ -283,13 +320,19 @@ async def _wrong_login_from(http: httpx.AsyncClient, xff: str) -> int:
     return r.status_code
 
 
-async def test_forwarded_for_is_believed_only_from_trusted_proxies(node_env: dict[str, str]) -> None:
+async def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    node_env: dict[str, str],
+) -> None:
     limits = {"LOGIN_ATTEMPTS_PER_IP": "2", "LOGIN_ATTEMPTS_PER_ACCOUNT": "100"}
     # Behind a trusted balancer (loopback): every client has its own bucket.
     node = await start_node({**node_env, **limits, "FORWARDED_ALLOW_IPS": "127.0.0.1"})
     try:
         async with httpx.AsyncClient(base_url=node.http) as http:
-            assert [await _wrong_login_from(http, "198.51.100.1") for _ in range(3)] == [401, 401, 429]
+            assert [await _wrong_login_from(http, "198.51.100.1") for _ in range(3)] == [
+                401,
+                401,
+                429,
+            ]
             assert await _wrong_login_from(http, "203.0.113.9, 198.51.100.2") == 401
     finally:
         await node.stop()
@@ -309,12 +352,16 @@ async def test_deleting_the_account_needs_the_password_or_a_fresh_login(app_clie
     session = await register(client)
     user_id = session["user"]["id"]
     # A token whose login is 10 minutes old (refreshed since): what a thief would hold.
-    stale, _ = app.state.runtime.need_tokens().issue_access(user_id, "user", auth_time=time.time() - 600)
+    stale, _ = app.state.runtime.need_tokens().issue_access(
+        user_id, "user", auth_time=time.time() - 600
+    )
     for body in (None, {"password": "not the password"}):
         r = await client.request("DELETE", f"{API}/users/profile", json=body, headers=bearer(stale))
         assert r.status_code == 422 and r.json()["error"]["field"] == "password", r.text
         assert await users.by_id(user_id) is not None
-    r = await client.request("DELETE", f"{API}/users/profile", json={"password": PASSWORD}, headers=bearer(stale))
+    r = await client.request(
+        "DELETE", f"{API}/users/profile", json={"password": PASSWORD}, headers=bearer(stale)
+    )
     assert r.status_code == 204
     assert await users.by_id(user_id) is None
 
@@ -323,7 +370,10 @@ async def test_refreshing_keeps_the_login_time(app_client: Pair) -> None:
     _, client = app_client
     session = await register(client)
     r = await client.post(f"{API}/auth/refresh", json={"refresh_token": session["refresh_token"]})
-    claims = [jwt.decode(t, options={"verify_signature": False}) for t in (session["access_token"], r.json()["access_token"])]
+    claims = [
+        jwt.decode(t, options={"verify_signature": False})
+        for t in (session["access_token"], r.json()["access_token"])
+    ]
     assert claims[0]["auth_time"] == claims[1]["auth_time"] and claims[1]["iat"] > claims[0]["iat"]
     # A fresh login may delete without re-entering the password, even through a refreshed token.
     r = await client.delete(f"{API}/users/profile", headers=bearer(r.json()["access_token"]))
@@ -340,7 +390,9 @@ async def test_embedded_data_is_created_private(settings_for: Any, tmp_path: Pat
         assert stat.S_IMODE((data / "jwt-secret").stat().st_mode) == 0o600
 
 
-async def test_existing_embedded_data_is_made_private_at_start(settings_for: Any, tmp_path: Path) -> None:
+async def test_existing_embedded_data_is_made_private_at_start(
+    settings_for: Any, tmp_path: Path
+) -> None:
     data = tmp_path / "old"
     async with running_app(settings_for("memory", data_dir=str(data))):
         pass
@@ -377,12 +429,18 @@ async def test_login_answers_503_while_redis_is_down_and_works_when_it_returns(
             await register(client, email=email)
             assert await _login(client, email) == 200
             await server.kill()
-            down = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+            down = await client.post(
+                f"{API}/auth/login", json={"email": email, "password": PASSWORD}
+            )
             assert down.status_code == 503, down.text
-            assert down.json()["error"]["code"] == "unavailable" and down.json()["error"]["temporary"]
+            assert (
+                down.json()["error"]["code"] == "unavailable" and down.json()["error"]["temporary"]
+            )
             assert int(down.headers["retry-after"]) >= 1
             await server.start()
-            back = await client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+            back = await client.post(
+                f"{API}/auth/login", json={"email": email, "password": PASSWORD}
+            )
             assert back.status_code == 200, back.text  # the very first one after the restart
             # A restart between two requests: pooled connections are dead, nothing failed yet.
             await server.kill()

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
-async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str, str], tmp_path: Path) -> None:
+async def test_bench_smoke_run_produces_results_without_loss(
+    node_env: dict[str, str], tmp_path: Path
+) -> None:
     model_port = free_port()
     env = {
         **node_env,
@@ -36,10 +38,26 @@ async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str,
         b = await start_node(env)
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench", "--smoke", "--quiet", "--name", "smoke",
-                "--node", a.http, "--node", b.http, "--namespace", node_env["REDIS_NAMESPACE"],
-                "--model-port", str(model_port), "--results-dir", str(tmp_path),
-                cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "bench",
+                "--smoke",
+                "--quiet",
+                "--name",
+                "smoke",
+                "--node",
+                a.http,
+                "--node",
+                b.http,
+                "--namespace",
+                node_env["REDIS_NAMESPACE"],
+                "--model-port",
+                str(model_port),
+                "--results-dir",
+                str(tmp_path),
+                cwd=REPO,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
             )
             output, _ = await process.communicate()
             assert process.returncode == 0, output.decode(errors="replace")[-4000:]
@@ -50,9 +68,13 @@ async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str,
 
     results = json.loads((tmp_path / "raw" / "smoke.json").read_text())
     scenarios = results["scenarios"]
-    summary = json.loads((tmp_path / "smoke.json").read_text())  # what a run commits: no raw samples
+    summary = json.loads(
+        (tmp_path / "smoke.json").read_text()
+    )  # what a run commits: no raw samples
     assert set(summary["scenarios"]) == set(scenarios)
-    assert summary["scenarios"]["fanout"]["synthia"]["load"]["delivery_cdf"]  # the plots' series stay
+    assert summary["scenarios"]["fanout"]["synthia"]["load"][
+        "delivery_cdf"
+    ]  # the plots' series stay
     assert "delivery_cdf" not in summary["scenarios"]["fanout"]["synthia"]["burst"]
     assert "error_samples" not in summary["scenarios"]["idle"]["synthia"]
     assert set(scenarios) == {"idle", "fanout", "upload", "analysis", "churn"}
@@ -70,7 +92,9 @@ async def test_bench_smoke_run_produces_results_without_loss(node_env: dict[str,
 
     upload = scenarios["upload"]
     assert upload["single"] and upload["concurrent"], upload
-    assert set(upload["analysis_outcomes"]) == {"result"}, upload  # every uploaded image was analysed
+    assert set(upload["analysis_outcomes"]) == {"result"}, (
+        upload
+    )  # every uploaded image was analysed
 
     analysis = scenarios["analysis"]
     assert analysis["fresh"] == 2 and analysis["failed"] == 0, analysis

@@ -57,7 +57,7 @@ class FakeStripe:
                     return
                 method, target, _ = line.split(" ", 2)
                 headers: dict[str, str] = {}
-                while (h := (await reader.readline()).decode("latin-1").strip()):
+                while h := (await reader.readline()).decode("latin-1").strip():
                     name, _, value = h.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
@@ -67,8 +67,10 @@ class FakeStripe:
                     "id": sid, "object": "checkout.session", "mode": "subscription",
                     "url": f"https://checkout.stripe.com/c/pay/{sid}", "status": "open",
                 }).encode()  # fmt: skip
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             b"Request-Id: req_fake\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Request-Id: req_fake\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply)
+                )
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -101,16 +103,23 @@ def event(kind: str, obj: dict[str, Any], created: int, event_id: str | None = N
     })  # fmt: skip
 
 
-async def deliver(client: httpx.AsyncClient, payload: str, signature: str | None = None) -> httpx.Response:
+async def deliver(
+    client: httpx.AsyncClient, payload: str, signature: str | None = None
+) -> httpx.Response:
     return await client.post(
         f"{API}/billing/webhook",
         content=payload,
-        headers={"Stripe-Signature": signature or sign(payload), "Content-Type": "application/json"},
+        headers={
+            "Stripe-Signature": signature or sign(payload),
+            "Content-Type": "application/json",
+        },
     )
 
 
 @contextlib.asynccontextmanager
-async def billing_app(settings_for: Any, backend: str = "redis", **extra: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def billing_app(
+    settings_for: Any, backend: str = "redis", **extra: Any
+) -> AsyncIterator[httpx.AsyncClient]:
     settings = settings_for(backend, stripe_webhook_secret=WEBHOOK_SECRET, **extra)
     async with running_app(settings) as (_, client):
         yield client
@@ -123,9 +132,14 @@ async def test_checkout_is_disabled_without_a_stripe_key(settings_for: Any) -> N
         assert r.status_code == 503 and r.json()["error"]["code"] == "billing_disabled"
 
 
-async def test_checkout_creates_a_session_at_stripe(settings_for: Any, fake_stripe: FakeStripe) -> None:
+async def test_checkout_creates_a_session_at_stripe(
+    settings_for: Any, fake_stripe: FakeStripe
+) -> None:
     async with billing_app(
-        settings_for, stripe_secret_key=SECRET_KEY, stripe_price_id=PRICE, stripe_api_base=fake_stripe.base_url
+        settings_for,
+        stripe_secret_key=SECRET_KEY,
+        stripe_price_id=PRICE,
+        stripe_api_base=fake_stripe.base_url,
     ) as client:
         session = await register(client)
         r = await client.post(f"{API}/billing/checkout", headers=bearer(session["access_token"]))
@@ -149,32 +163,56 @@ async def test_webhooks_drive_the_plan(settings_for: Any, backend: str) -> None:
             "id": "cs_1", "object": "checkout.session", "client_reference_id": uid, "customer": "cus_1",
             "subscription": "sub_1", "payment_status": "paid", "status": "complete"}, now - 50)  # fmt: skip
         r = await deliver(client, completed)
-        assert r.status_code == 200 and r.json() == {"received": True, "duplicate": False, "applied": True}
+        assert r.status_code == 200 and r.json() == {
+            "received": True,
+            "duplicate": False,
+            "applied": True,
+        }
         assert await plans.plan_of(uid) == "premium"
         # a retry/replay of the same event id is acknowledged and not applied again
         again = await deliver(client, completed)
         assert again.status_code == 200 and again.json()["duplicate"] is True
 
-        failed = event("invoice.payment_failed", {"id": "in_1", "object": "invoice", "customer": "cus_1",
-                                                  "subscription": "sub_1"}, now - 40)
+        failed = event(
+            "invoice.payment_failed",
+            {"id": "in_1", "object": "invoice", "customer": "cus_1", "subscription": "sub_1"},
+            now - 40,
+        )
         assert (await deliver(client, failed)).json()["applied"] is True
         assert await plans.plan_of(uid) == "premium"  # past_due: grace while Stripe retries
 
-        deleted = event("customer.subscription.deleted", {"id": "sub_1", "object": "subscription",
-                                                          "customer": "cus_1", "status": "canceled"}, now - 10)
+        deleted = event(
+            "customer.subscription.deleted",
+            {"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "canceled"},
+            now - 10,
+        )
         assert (await deliver(client, deleted)).json()["applied"] is True
         assert await plans.plan_of(uid) == "free"
         # out of order: an `active` update created before the deletion arrives late — no regression
-        late = event("customer.subscription.updated", {"id": "sub_1", "object": "subscription",
-                                                       "customer": "cus_1", "status": "active"}, now - 30)
+        late = event(
+            "customer.subscription.updated",
+            {"id": "sub_1", "object": "subscription", "customer": "cus_1", "status": "active"},
+            now - 30,
+        )
         r = await deliver(client, late)
         assert r.status_code == 200 and r.json()["applied"] is False
         assert await plans.plan_of(uid) == "free"
-        profile = (await client.get(f"{API}/users/profile", headers=bearer(session["access_token"]))).json()
+        profile = (
+            await client.get(f"{API}/users/profile", headers=bearer(session["access_token"]))
+        ).json()
         assert profile["plan"] == "free"
         # a new subscription later on is a new purchase: premium again
-        renewed = event("customer.subscription.updated", {"id": "sub_2", "object": "subscription",
-                        "customer": "cus_1", "status": "active", "metadata": {"user_id": uid}}, now)
+        renewed = event(
+            "customer.subscription.updated",
+            {
+                "id": "sub_2",
+                "object": "subscription",
+                "customer": "cus_1",
+                "status": "active",
+                "metadata": {"user_id": uid},
+            },
+            now,
+        )
         assert (await deliver(client, renewed)).json()["applied"] is True
         assert await plans.plan_of(uid) == "premium"
 
@@ -182,8 +220,17 @@ async def test_webhooks_drive_the_plan(settings_for: Any, backend: str) -> None:
 async def test_webhooks_refuse_bad_and_stale_signatures(settings_for: Any) -> None:
     async with billing_app(settings_for, "memory") as client:
         uid = (await register(client))["user"]["id"]
-        payload = event("customer.subscription.updated", {"id": "sub_9", "object": "subscription",
-                        "customer": "cus_9", "status": "active", "metadata": {"user_id": uid}}, int(time.time()))
+        payload = event(
+            "customer.subscription.updated",
+            {
+                "id": "sub_9",
+                "object": "subscription",
+                "customer": "cus_9",
+                "status": "active",
+                "metadata": {"user_id": uid},
+            },
+            int(time.time()),
+        )
         for signature in (
             sign(payload, secret="whsec_someone_else"),  # wrong secret
             sign(payload + " "),  # the body was altered
@@ -195,7 +242,9 @@ async def test_webhooks_refuse_bad_and_stale_signatures(settings_for: Any) -> No
         r = await client.post(f"{API}/billing/webhook", content=payload)
         assert r.status_code == 400
         assert await plans.plan_of(uid) == "free"
-        assert (await deliver(client, payload)).json()["applied"] is True  # the genuine one still works
+        assert (await deliver(client, payload)).json()[
+            "applied"
+        ] is True  # the genuine one still works
 
 
 async def test_webhooks_are_refused_when_not_configured(settings_for: Any) -> None:
@@ -210,23 +259,41 @@ async def test_admins_grant_and_revoke_premium_audited(settings_for: Any) -> Non
         admin = await admin_in_process(client)
         user = await register(client)
         uid = user["user"]["id"]
-        r = await client.post(f"{API}/admin/users/{uid}/plan", headers=bearer(user["access_token"]),
-                              json={"plan": "premium"})
+        r = await client.post(
+            f"{API}/admin/users/{uid}/plan",
+            headers=bearer(user["access_token"]),
+            json={"plan": "premium"},
+        )
         assert r.status_code == 403
-        r = await client.post(f"{API}/admin/users/{uid}/plan", headers=bearer(admin["access_token"]),
-                              json={"plan": "premium"})
+        r = await client.post(
+            f"{API}/admin/users/{uid}/plan",
+            headers=bearer(admin["access_token"]),
+            json={"plan": "premium"},
+        )
         assert r.status_code == 200 and r.json() == {"user_id": uid, "plan": "premium"}
         assert (await user_store.by_id(uid)).plan == "premium"  # type: ignore[union-attr]
-        r = await client.post(f"{API}/admin/users/{uid}/plan", headers=bearer(admin["access_token"]),
-                              json={"plan": "free"})
+        r = await client.post(
+            f"{API}/admin/users/{uid}/plan",
+            headers=bearer(admin["access_token"]),
+            json={"plan": "free"},
+        )
         assert r.json()["plan"] == "free"
-        r = await client.post(f"{API}/admin/users/{uuid.uuid4()}/plan", headers=bearer(admin["access_token"]),
-                              json={"plan": "premium"})
+        r = await client.post(
+            f"{API}/admin/users/{uuid.uuid4()}/plan",
+            headers=bearer(admin["access_token"]),
+            json={"plan": "premium"},
+        )
         assert r.status_code == 404
-        audit = await client.get(f"{API}/admin/audit", params={"action": "admin.user.plan"},
-                                 headers=bearer(admin["access_token"]))
+        audit = await client.get(
+            f"{API}/admin/audit",
+            params={"action": "admin.user.plan"},
+            headers=bearer(admin["access_token"]),
+        )
         entries = audit.json()["items"]
-        assert [(e["subject_id"], e["detail"]["plan"]) for e in entries] == [(uid, "free"), (uid, "premium")]
+        assert [(e["subject_id"], e["detail"]["plan"]) for e in entries] == [
+            (uid, "free"),
+            (uid, "premium"),
+        ]
         assert all(e["actor_id"] == admin["user"]["id"] for e in entries)
 
 

@@ -77,7 +77,9 @@ async def test_failover_under_a_live_subscription(own_cluster: RedisCluster) -> 
         assert owner is not None
         direct = aioredis.Redis(host=owner.host, port=int(owner.port))
         replicas = await direct.execute_command(  # type: ignore[no-untyped-call]
-            "CLUSTER", "REPLICAS", await direct.execute_command("CLUSTER", "MYID")  # type: ignore[no-untyped-call]
+            "CLUSTER",
+            "REPLICAS",
+            await direct.execute_command("CLUSTER", "MYID"),  # type: ignore[no-untyped-call]
         )
         await direct.aclose()
         await probe.aclose()

@@ -27,8 +27,14 @@ from tests.nodes import Node, free_port, start_node
 from tests.opshelpers import PASSWORD, admin_on_nodes, bearer, next_event, open_socket, register
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # docs/screenshots/ is refreshed only on request, so a test run leaves the work tree clean.
 SCREENSHOTS = (
     Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -36,7 +42,9 @@ SCREENSHOTS = (
     else Path(tempfile.gettempdir()) / "synthia-screenshots"
 )
 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-CHUNK = 16 * 1024  # small chunks: the astronaut JPEG goes up in several, so progress and resume show
+CHUNK = (
+    16 * 1024
+)  # small chunks: the astronaut JPEG goes up in several, so progress and resume show
 FACE_SHAPES = {"oval", "round", "square", "heart", "diamond", "oblong", "triangle"}
 SEASONS = {"spring", "summer", "autumn", "winter"}
 HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -67,14 +75,18 @@ async def web_node(node_env: dict[str, str]) -> AsyncIterator[Node]:
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
-    assert Path(CHROMIUM).exists(), "browser tests need Debian's chromium: apt-get install -y chromium"
+    assert Path(CHROMIUM).exists(), (
+        "browser tests need Debian's chromium: apt-get install -y chromium"
+    )
     return CHROMIUM
 
 
 @pytest.fixture
 async def browser(chromium_path: str) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        instance = await pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
+        instance = await pw.chromium.launch(
+            executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             yield instance
         finally:
@@ -117,7 +129,9 @@ async def test_user_analyses_a_photo_and_takes_the_quiz(web_node: Node, browser:
     await page.fill("#password", PASSWORD)
     await page.fill("#display-name", "Ada")
     await page.click("#register")
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
 
     # Facial analysis: drop the photo, watch it upload in chunks, stream, and finish.
     await drop_file(page, "#dropzone", astronaut_jpeg(), "astronaut.jpg", "image/jpeg")
@@ -125,8 +139,13 @@ async def test_user_analyses_a_photo_and_takes_the_quiz(web_node: Node, browser:
     assert await page.locator("#upload-progress").get_attribute("value") == "100"
     assert await page.locator("#stages li.current").get_attribute("data-stage") == "done"
     assert await page.locator("#stages li.done").count() == 5
-    assert await page.locator("#facial-result [data-field='face_shape']").get_attribute("data-value") in FACE_SHAPES
-    undertone = await page.locator("#facial-result dd[data-field='skin.undertone']").get_attribute("data-value")
+    assert (
+        await page.locator("#facial-result [data-field='face_shape']").get_attribute("data-value")
+        in FACE_SHAPES
+    )
+    undertone = await page.locator("#facial-result dd[data-field='skin.undertone']").get_attribute(
+        "data-value"
+    )
     assert undertone in {"warm", "cool", "neutral", "olive"}
     assert await page.locator("#facial-error").inner_text() == ""
 
@@ -139,7 +158,9 @@ async def test_user_analyses_a_photo_and_takes_the_quiz(web_node: Node, browser:
     assert total >= 5
     for i in range(total):
         await questions.nth(i).locator("input[type=radio]").nth(i % 2).check()
-        await expect(page.locator("#quiz-estimate")).to_have_attribute("data-answered", str(i + 1), timeout=10000)
+        await expect(page.locator("#quiz-estimate")).to_have_attribute(
+            "data-answered", str(i + 1), timeout=10000
+        )
         assert await page.locator("#estimate-season").get_attribute("data-value") in SEASONS
     await expect(page.locator("#quiz-submit")).to_be_visible()
     await page.click("#quiz-submit")
@@ -162,7 +183,9 @@ async def test_user_analyses_a_photo_and_takes_the_quiz(web_node: Node, browser:
     assert page.errors == []  # type: ignore[attr-defined]
 
 
-async def test_client_resumes_an_upload_after_the_connection_drops(web_node: Node, browser: Browser) -> None:
+async def test_client_resumes_an_upload_after_the_connection_drops(
+    web_node: Node, browser: Browser
+) -> None:
     """synthia.js on its own: the socket is cut mid-upload; the client reconnects, asks
     upload.status, resumes from the durable offset and the analysis completes."""
     page = await new_page(browser)
@@ -244,9 +267,9 @@ async def test_admin_sees_sockets_change_and_notifies_everyone(
         event = await next_event(ws, "notification")
         assert (event["title"], event["channel"]) == ("Maintenance tonight", "broadcast")
         await expect(page.locator("#notify-result")).to_have_text("Sent to all.")
-        await expect(page.locator("#audit-rows tr[data-action='admin.notification']").first).to_be_visible(
-            timeout=10000
-        )
+        await expect(
+            page.locator("#audit-rows tr[data-action='admin.notification']").first
+        ).to_be_visible(timeout=10000)
         for i in range(30):  # some traffic so the charts have something to draw
             await ws.send(f'{{"id": {i + 1}, "op": "ping"}}')
     finally:
@@ -279,8 +302,12 @@ async def test_blocked_user_is_signed_out_and_does_not_reconnect(
         user = await register(http)
         page = await new_page(browser)
         await sign_in(page, f"{web_node.http}/", user["email"])
-        await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
-        r = await http.post(f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"]))
+        await expect(page.locator("#conn-state")).to_have_attribute(
+            "data-state", "ready", timeout=15000
+        )
+        r = await http.post(
+            f"/api/v1/admin/users/{user['user']['id']}/block", headers=bearer(admin["access_token"])
+        )
         assert r.status_code == 200
     await expect(page.locator("#auth")).to_be_visible(timeout=15000)
     await expect(page.locator("#auth-error")).to_contain_text("session was ended")
@@ -290,7 +317,9 @@ async def test_blocked_user_is_signed_out_and_does_not_reconnect(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
-async def test_api_explorer_authorizes_and_tries_a_request(web_node: Node, browser: Browser) -> None:
+async def test_api_explorer_authorizes_and_tries_a_request(
+    web_node: Node, browser: Browser
+) -> None:
     async with httpx.AsyncClient(base_url=web_node.http, timeout=10) as client:
         user = await register(client)
     page = await new_page(browser)
@@ -299,11 +328,15 @@ async def test_api_explorer_authorizes_and_tries_a_request(web_node: Node, brows
     await page.locator(".modal-ux input").first.fill(user["access_token"])
     await page.locator(".modal-ux .auth-btn-wrapper .authorize").click()
     await page.locator(".modal-ux .btn-done").click()
-    profile = page.locator(".opblock", has=page.locator('[data-path="/api/v1/users/profile"]')).first
+    profile = page.locator(
+        ".opblock", has=page.locator('[data-path="/api/v1/users/profile"]')
+    ).first
     await profile.locator(".opblock-summary").click()
     await profile.locator(".try-out__btn").click()
     await profile.locator(".execute").click()
-    await expect(profile.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200", timeout=10_000)
+    await expect(
+        profile.locator(".live-responses-table tr.response .response-col_status").first
+    ).to_have_text("200", timeout=10_000)
     await expect(profile.locator(".live-responses-table")).to_contain_text(user["email"])
     assert page.errors == []  # type: ignore[attr-defined]
 
@@ -334,9 +367,13 @@ async def test_admin_finds_a_user_by_email_prefix_and_blocks_them(
     await expect(row).to_have_attribute("data-status", "blocked", timeout=10000)
     await expect(row.locator("td.status")).to_have_text("blocked")
     await expect(page.get_by_role("button", name=f"Unblock {user['email']}")).to_be_focused()
-    await expect(page.locator("#audit-rows tr[data-action='admin.user.block']").first).to_be_visible(timeout=10000)
+    await expect(
+        page.locator("#audit-rows tr[data-action='admin.user.block']").first
+    ).to_be_visible(timeout=10000)
     async with httpx.AsyncClient(base_url=web_node.http) as http:
-        r = await http.post("/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD})
+        r = await http.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": PASSWORD}
+        )
         assert r.status_code == 403 and r.json()["error"]["code"] == "account_blocked", r.text
 
     # A fresh search shows the stored state; Notify hands the id to the notification form.

@@ -17,7 +17,11 @@ from tests.test_browser import (  # noqa: F401 - fixtures shared with the other 
 )
 
 
-async def test_admin_page_draws_the_analytics_charts(web_node: Node, browser: Browser, pg_url: str) -> None:  # noqa: F811
+async def test_admin_page_draws_the_analytics_charts(
+    web_node: Node,  # noqa: F811 - the fixture imported above
+    browser: Browser,  # noqa: F811
+    pg_url: str,
+) -> None:
     users = await seed(pg_url)
     try:
         async with httpx.AsyncClient(base_url=web_node.http) as http:
@@ -25,11 +29,16 @@ async def test_admin_page_draws_the_analytics_charts(web_node: Node, browser: Br
         page = await new_page(browser)
         await sign_in(page, f"{web_node.http}/admin?from={START}&to={END}&tz={TZ}", admin["email"])
         await expect(page.locator("#dashboard")).to_be_visible(timeout=15000)
-        await expect(page.locator("#analytics-result")).to_have_text(f"{START} … {END} ({TZ})", timeout=15000)
+        await expect(page.locator("#analytics-result")).to_have_text(
+            f"{START} … {END} ({TZ})", timeout=15000
+        )
 
         analyses = page.locator("#chart-analyses rect")
         drawn = {
-            (await r.get_attribute("data-date"), await r.get_attribute("data-key")): await r.get_attribute("data-count")
+            (
+                await r.get_attribute("data-date"),
+                await r.get_attribute("data-key"),
+            ): await r.get_attribute("data-count")
             for r in await analyses.all()
         }
         assert drawn == {
@@ -38,13 +47,24 @@ async def test_admin_page_draws_the_analytics_charts(web_node: Node, browser: Br
             ("2031-03-04", "failed:model_error"): "1",
             ("2031-03-05", "cancelled"): "1",
         }
-        active = {await r.get_attribute("data-date"): await r.get_attribute("data-count")
-                  for r in await page.locator("#chart-active rect").all()}
-        assert active == {"2031-03-02": "2", "2031-03-04": "1", "2031-03-05": "1", "2031-03-06": "1"}
-        for chart, expected in (("#chart-seasons", {"autumn": "1", "winter": "1"}),
-                                ("#chart-shapes", {"oval": "1", "round": "1"})):
-            bars = {await r.get_attribute("data-key"): await r.get_attribute("data-count")
-                    for r in await page.locator(f"{chart} rect").all()}
+        active = {
+            await r.get_attribute("data-date"): await r.get_attribute("data-count")
+            for r in await page.locator("#chart-active rect").all()
+        }
+        assert active == {
+            "2031-03-02": "2",
+            "2031-03-04": "1",
+            "2031-03-05": "1",
+            "2031-03-06": "1",
+        }
+        for chart, expected in (
+            ("#chart-seasons", {"autumn": "1", "winter": "1"}),
+            ("#chart-shapes", {"oval": "1", "round": "1"}),
+        ):
+            bars = {
+                await r.get_attribute("data-key"): await r.get_attribute("data-count")
+                for r in await page.locator(f"{chart} rect").all()
+            }
             assert bars == expected, chart
         await expect(page.locator("#analytics-total-analyses")).to_have_text("6")
         await expect(page.locator("#analytics-total-active-users")).to_have_text("3")

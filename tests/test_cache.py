@@ -55,7 +55,10 @@ async def test_roundtrip_and_counters_shared_across_instances(kv: KeyValue) -> N
     assert await node_b.get("user", "k") is None  # namespaces are separate
     stats = await node_b.stats()  # counts made on node_a are visible from node_b
     assert {k: stats["analysis"][k] for k in ("hits", "misses", "hit_ratio")} == {
-        "hits": 1, "misses": 1, "hit_ratio": 0.5}
+        "hits": 1,
+        "misses": 1,
+        "hit_ratio": 0.5,
+    }
     assert stats["analysis"]["lookup_us"] >= 2  # each lookup's time is summed (≥ 1 µs each)
     assert stats["user"]["misses"] == 1
     assert set(stats) == {"user", "analysis", "session"}

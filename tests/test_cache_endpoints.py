@@ -35,8 +35,13 @@ async def _seed(cache: ResultCache) -> None:
 
 
 async def _live(cache: ResultCache) -> dict[str, bool]:
-    keys = [("analysis", "u1:facial:m:v1:aaa"), ("analysis", "u1:facial:m:v1:bbb"),
-            ("analysis", "u2:facial:m:v1:ccc"), ("user", "u1"), ("session", "s1")]
+    keys = [
+        ("analysis", "u1:facial:m:v1:aaa"),
+        ("analysis", "u1:facial:m:v1:bbb"),
+        ("analysis", "u2:facial:m:v1:ccc"),
+        ("user", "u1"),
+        ("session", "s1"),
+    ]
     return {f"{ns}:{k}": await cache.kv.exists(f"cache:{ns}:{k}") for ns, k in keys}
 
 
@@ -52,8 +57,11 @@ async def test_admin_cache_endpoints_refuse_others(app_client: Pair) -> None:
     cache = _cache(app)
     await _seed(cache)
     user = await register(client)
-    calls = [("GET", "/api/v1/cache/metrics"), ("POST", "/api/v1/cache/invalidate/analysis"),
-             ("DELETE", "/api/v1/cache/keys/cache:*")]
+    calls = [
+        ("GET", "/api/v1/cache/metrics"),
+        ("POST", "/api/v1/cache/invalidate/analysis"),
+        ("DELETE", "/api/v1/cache/keys/cache:*"),
+    ]
     for method, path in calls:
         assert (await client.request(method, path)).status_code == 401, path
         r = await client.request(method, path, headers=bearer(user["access_token"]))
@@ -65,7 +73,9 @@ async def test_metrics_report_hits_misses_per_namespace(app_client: Pair) -> Non
     app, client = app_client
     cache = _cache(app)
     admin = await admin_in_process(client)
-    before = (await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))).json()
+    before = (
+        await client.get("/api/v1/cache/metrics", headers=bearer(admin["access_token"]))
+    ).json()
     await cache.set("analysis", "k", {"v": 1})
     for key in ("k", "k", "k", "absent"):
         await cache.get("analysis", key)
@@ -86,11 +96,15 @@ async def test_invalidate_drops_one_namespace_only(app_client: Pair) -> None:
     cache = _cache(app)
     await _seed(cache)
     admin = await admin_in_process(client)
-    r = await client.post("/api/v1/cache/invalidate/analysis", headers=bearer(admin["access_token"]))
+    r = await client.post(
+        "/api/v1/cache/invalidate/analysis", headers=bearer(admin["access_token"])
+    )
     assert r.status_code == 200 and r.json()["deleted"] == 3
     live = await _live(cache)
     assert [k for k, v in live.items() if v] == ["user:u1", "session:s1"]
-    bad = await client.post("/api/v1/cache/invalidate/tokens", headers=bearer(admin["access_token"]))
+    bad = await client.post(
+        "/api/v1/cache/invalidate/tokens", headers=bearer(admin["access_token"])
+    )
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "namespace"
     audit = (await client.get("/api/v1/admin/audit", headers=bearer(admin["access_token"]))).json()
     assert audit["items"][0]["action"] == "admin.cache.invalidate"
@@ -102,13 +116,21 @@ async def test_delete_keys_by_pattern(app_client: Pair) -> None:
     cache = _cache(app)
     await _seed(cache)
     admin = await admin_in_process(client)
-    r = await client.delete("/api/v1/cache/keys/" + quote("cache:analysis:u1:*", safe=":*"),
-                            headers=bearer(admin["access_token"]))
+    r = await client.delete(
+        "/api/v1/cache/keys/" + quote("cache:analysis:u1:*", safe=":*"),
+        headers=bearer(admin["access_token"]),
+    )
     assert r.status_code == 200 and r.json()["deleted"] == 2
     live = await _live(cache)
-    assert [k for k, v in live.items() if v] == ["analysis:u2:facial:m:v1:ccc", "user:u1", "session:s1"]
-    one = await client.delete("/api/v1/cache/keys/" + quote("cache:user:u?", safe=":"),
-                              headers=bearer(admin["access_token"]))
+    assert [k for k, v in live.items() if v] == [
+        "analysis:u2:facial:m:v1:ccc",
+        "user:u1",
+        "session:s1",
+    ]
+    one = await client.delete(
+        "/api/v1/cache/keys/" + quote("cache:user:u?", safe=":"),
+        headers=bearer(admin["access_token"]),
+    )
     assert one.status_code == 200 and one.json()["deleted"] == 1
 
 
@@ -117,11 +139,25 @@ async def test_patterns_outside_the_cache_are_refused(app_client: Pair) -> None:
     cache = _cache(app)
     await _seed(cache)
     admin = await admin_in_process(client)
-    escapes = ["*", "cache*", "cachestat:*", "revoked:*", ":cache:*", "cache:", "cache:[a-z]*",
-               "cache:\\*", "cache:{x}*", "CACHE:*", "cache: *", "x" * 10 + "cache:*", "cache:" + "a" * 201]
+    escapes = [
+        "*",
+        "cache*",
+        "cachestat:*",
+        "revoked:*",
+        ":cache:*",
+        "cache:",
+        "cache:[a-z]*",
+        "cache:\\*",
+        "cache:{x}*",
+        "CACHE:*",
+        "cache: *",
+        "x" * 10 + "cache:*",
+        "cache:" + "a" * 201,
+    ]
     for pattern in escapes:
-        r = await client.delete("/api/v1/cache/keys/" + quote(pattern, safe=""),
-                                headers=bearer(admin["access_token"]))
+        r = await client.delete(
+            "/api/v1/cache/keys/" + quote(pattern, safe=""), headers=bearer(admin["access_token"])
+        )
         assert r.status_code in (404, 422), pattern  # 404: not even a single path segment
         if r.status_code == 422:
             assert r.json()["error"]["field"] == "pattern"
@@ -173,18 +209,26 @@ async def test_user_namespace_serves_profiles_and_admin_roles_and_is_dropped_on_
     assert await kv.exists(f"cache:user:{uid}")
     # The admin-role confirmation of an admin token reads the same namespace.
     for _ in range(2):
-        assert (await client.get(f"{API}/admin/audit", headers=bearer(admin["access_token"]))).status_code == 200
+        assert (
+            await client.get(f"{API}/admin/audit", headers=bearer(admin["access_token"]))
+        ).status_code == 200
     assert await _counts(cache, "user") == (h0 + 2, m0 + 2)
     # PATCH drops the entry: the next read is the new row (a miss), never the old name.
-    patched = await client.patch(f"{API}/users/profile", headers=auth, json={"display_name": "Renamed"})
+    patched = await client.patch(
+        f"{API}/users/profile", headers=auth, json={"display_name": "Renamed"}
+    )
     assert patched.status_code == 200 and not await kv.exists(f"cache:user:{uid}")
-    assert (await client.get(f"{API}/users/profile", headers=auth)).json()["display_name"] == "Renamed"
+    assert (await client.get(f"{API}/users/profile", headers=auth)).json()[
+        "display_name"
+    ] == "Renamed"
     assert await _counts(cache, "user") == (h0 + 2, m0 + 3)
     # A plan change, a block and an unblock drop it too.
     admin_auth = bearer(admin["access_token"])
-    for method, path, body in (("POST", f"{API}/admin/users/{uid}/plan", {"plan": "premium"}),
-                               ("POST", f"{API}/admin/users/{uid}/block", None),
-                               ("POST", f"{API}/admin/users/{uid}/unblock", None)):
+    for method, path, body in (
+        ("POST", f"{API}/admin/users/{uid}/plan", {"plan": "premium"}),
+        ("POST", f"{API}/admin/users/{uid}/block", None),
+        ("POST", f"{API}/admin/users/{uid}/unblock", None),
+    ):
         await cache.set("user", uid, {"stale": True})
         r = await client.request(method, path, headers=admin_auth, json=body)
         assert r.status_code == 200, (path, r.text)
@@ -192,16 +236,22 @@ async def test_user_namespace_serves_profiles_and_admin_roles_and_is_dropped_on_
     # Deleting the account drops it as well.
     other = await register(client)
     oid = other["user"]["id"]
-    assert (await client.get(f"{API}/users/profile", headers=bearer(other["access_token"]))).status_code == 200
+    assert (
+        await client.get(f"{API}/users/profile", headers=bearer(other["access_token"]))
+    ).status_code == 200
     assert await kv.exists(f"cache:user:{oid}")
-    r = await client.request("DELETE", f"{API}/users/profile", headers=bearer(other["access_token"]), json={})
+    r = await client.request(
+        "DELETE", f"{API}/users/profile", headers=bearer(other["access_token"]), json={}
+    )
     assert r.status_code == 204 and not await kv.exists(f"cache:user:{oid}")
     # And an admin can drop the namespace: it now holds something to drop.
     r = await client.post(f"{API}/cache/invalidate/user", headers=admin_auth)
     assert r.status_code == 200 and r.json()["deleted"] >= 1
 
 
-async def test_session_namespace_caches_the_login_check_and_logout_overwrites_it(pg_app: Pair) -> None:
+async def test_session_namespace_caches_the_login_check_and_logout_overwrites_it(
+    pg_app: Pair,
+) -> None:
     app, client = pg_app
     cache = _cache(app)
     user = await register(client)
@@ -239,7 +289,12 @@ async def test_metrics_serve_the_old_guides_shape_with_real_values(
     r = await client.get(f"{API}/cache/metrics", headers=auth)
     assert r.status_code == 200
     body = r.json()
-    assert set(body["cache_metrics"]) == {"hit_ratio", "total_requests", "avg_response_time", "memory_usage_mb"}
+    assert set(body["cache_metrics"]) == {
+        "hit_ratio",
+        "total_requests",
+        "avg_response_time",
+        "memory_usage_mb",
+    }
     assert set(body["api_metrics"]) == {"requests_per_minute", "avg_response_time", "error_rate"}
     cm, am = body["cache_metrics"], body["api_metrics"]
     assert 0 < cm["hit_ratio"] < 1 and cm["total_requests"] == body["ops"] > 0
@@ -254,8 +309,10 @@ async def test_delete_accepts_the_guides_namespace_relative_pattern(app_client: 
     cache = _cache(app)
     await _seed(cache)
     admin = await admin_in_process(client)
-    r = await client.delete("/api/v1/cache/keys/" + quote("analysis:*", safe=":*"),
-                            headers=bearer(admin["access_token"]))
+    r = await client.delete(
+        "/api/v1/cache/keys/" + quote("analysis:*", safe=":*"),
+        headers=bearer(admin["access_token"]),
+    )
     assert r.status_code == 200, r.text
     assert r.json() == {"deleted": 3, "pattern": "cache:analysis:*", "namespace": None}
     live = await _live(cache)
@@ -264,6 +321,7 @@ async def test_delete_accepts_the_guides_namespace_relative_pattern(app_client: 
     assert audit["items"][0]["action"] == "admin.cache.delete"
     assert audit["items"][0]["detail"] == {"pattern": "cache:analysis:*", "deleted": 3}
     for pattern in ("tokens:*", "cachestat:*", "analysisx:*", "user", "analysis:[a]*"):
-        bad = await client.delete("/api/v1/cache/keys/" + quote(pattern, safe=""),
-                                  headers=bearer(admin["access_token"]))
+        bad = await client.delete(
+            "/api/v1/cache/keys/" + quote(pattern, safe=""), headers=bearer(admin["access_token"])
+        )
         assert bad.status_code == 422, pattern

@@ -11,7 +11,11 @@ import asyncpg
 
 
 def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "JWT_SECRET_KEY"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "GEMINI_API_KEY", "JWT_SECRET_KEY"}
+    }
     return subprocess.run(
         [sys.executable, "-m", "synthia_rt.cli", *args],
         env={**clean, **env},
@@ -48,7 +52,9 @@ async def test_migrate_and_create_admin_from_stdin(node_env: dict[str, str], pg_
     assert "a long admin password" not in done.stdout + done.stderr
     conn = await asyncpg.connect(pg_url)
     try:
-        row = await conn.fetchrow("SELECT role, password_hash FROM users WHERE email = 'ops@example.com'")
+        row = await conn.fetchrow(
+            "SELECT role, password_hash FROM users WHERE email = 'ops@example.com'"
+        )
     finally:
         await conn.close()
     assert row["role"] == "admin" and row["password_hash"].startswith("$argon2id$")
@@ -76,7 +82,12 @@ def test_unknown_url_schemes_name_the_variable_and_the_accepted_ones(tmp_path: P
     done = _run(["migrate"], {**base, "DATABASE_URL": "mysql://u:hunter2@db/x"})
     line = _one_line(done)
     assert done.returncode == 2
-    assert "DATABASE_URL" in line and "'mysql'" in line and "postgresql://" in line and "sqlite://" in line
+    assert (
+        "DATABASE_URL" in line
+        and "'mysql'" in line
+        and "postgresql://" in line
+        and "sqlite://" in line
+    )
     assert "hunter2" not in line  # the URL (and its password) is never echoed
     done = _run(["serve"], {**base, "REDIS_URL": "kafka://broker:9092"})
     line = _one_line(done)
@@ -106,22 +117,34 @@ def test_unreachable_postgres_is_one_line_per_command(tmp_path: Path) -> None:
         done = _run(args, env, stdin="a long admin password\n")
         line = _one_line(done)
         assert done.returncode == 3, (args, done.stderr)
-        assert line == f"synthia-rt: cannot reach PostgreSQL at 127.0.0.1:{port} (DATABASE_URL): connection refused"
+        assert (
+            line
+            == f"synthia-rt: cannot reach PostgreSQL at 127.0.0.1:{port} (DATABASE_URL): connection refused"
+        )
 
 
 def test_unreachable_redis_at_serve_and_debug_shows_the_traceback(tmp_path: Path) -> None:
     port = _closed_port()
-    env = {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "JWT_SECRET_KEY": JWT, "DATA_DIR": str(tmp_path)}
+    env = {
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        "JWT_SECRET_KEY": JWT,
+        "DATA_DIR": str(tmp_path),
+    }
     done = _run(["serve", "--port", "0"], env)
     assert done.returncode == 3
-    assert _one_line(done) == f"synthia-rt: cannot reach Redis at 127.0.0.1:{port} (REDIS_URL): connection refused"
+    assert (
+        _one_line(done)
+        == f"synthia-rt: cannot reach Redis at 127.0.0.1:{port} (REDIS_URL): connection refused"
+    )
     debug = _run(["serve", "--debug", "--port", "0"], env)
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_create_admin_validates_the_email_like_register(tmp_path: Path) -> None:
     for bad in ("not-an-email", "two@@example.com", "a b@example.com"):
-        done = _run(["create-admin", bad], {"DATA_DIR": str(tmp_path)}, stdin="a long admin password\n")
+        done = _run(
+            ["create-admin", bad], {"DATA_DIR": str(tmp_path)}, stdin="a long admin password\n"
+        )
         assert done.returncode == 2
         assert "not a valid email address" in _one_line(done)
 

@@ -38,17 +38,24 @@ async def make_admin(pg_url: str, http_base: str) -> dict[str, Any]:
     user = await register(http_base, password="admin password 123")
     conn = await asyncpg.connect(pg_url)
     try:
-        await conn.execute("UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(user["user"]["id"]))
+        await conn.execute(
+            "UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(user["user"]["id"])
+        )
     finally:
         await conn.close()
     async with httpx.AsyncClient(base_url=http_base) as http:
-        r = await http.post("/api/v1/auth/login", json={"email": user["user"]["email"], "password": "admin password 123"})
+        r = await http.post(
+            "/api/v1/auth/login",
+            json={"email": user["user"]["email"], "password": "admin password 123"},
+        )
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
 
 
-async def test_notification_sent_through_a_reaches_b(two_nodes: tuple[Node, Node], pg_url: str) -> None:
+async def test_notification_sent_through_a_reaches_b(
+    two_nodes: tuple[Node, Node], pg_url: str
+) -> None:
     a, b = two_nodes
     admin = await make_admin(pg_url, a.http)
     user = await register(a.http)
@@ -56,22 +63,34 @@ async def test_notification_sent_through_a_reaches_b(two_nodes: tuple[Node, Node
         async with httpx.AsyncClient(base_url=a.http) as http:
             r = await http.post(
                 "/api/v1/admin/notifications",
-                json={"user_id": user["user"]["id"], "kind": "info", "title": "hello from A", "body": "hi"},
+                json={
+                    "user_id": user["user"]["id"],
+                    "kind": "info",
+                    "title": "hello from A",
+                    "body": "hi",
+                },
                 headers={"Authorization": f"Bearer {admin['access_token']}"},
             )
             assert r.status_code in (200, 201), r.text
         event = await on_b.event("notification")
         assert event["title"] == "hello from A" and event["channel"] == f"user:{user['user']['id']}"
     async with httpx.AsyncClient(base_url=b.http) as http:  # persisted: visible offline, from B
-        r = await http.get("/api/v1/notifications", headers={"Authorization": f"Bearer {user['access_token']}"})
+        r = await http.get(
+            "/api/v1/notifications", headers={"Authorization": f"Bearer {user['access_token']}"}
+        )
         assert "hello from A" in r.text
 
 
-async def test_fan_out_and_recovery_across_nodes(two_nodes: tuple[Node, Node], publisher: RedisBroker) -> None:
+async def test_fan_out_and_recovery_across_nodes(
+    two_nodes: tuple[Node, Node], publisher: RedisBroker
+) -> None:
     a, b = two_nodes
     user = await register(a.http)
     channel = f"user:{user['user']['id']}"
-    async with ws_session(a.ws, user["access_token"]) as on_a, ws_session(b.ws, user["access_token"]) as on_b:
+    async with (
+        ws_session(a.ws, user["access_token"]) as on_a,
+        ws_session(b.ws, user["access_token"]) as on_b,
+    ):
         start = await on_a.command("subscribe", channel=channel)
         first = await publisher.publish(channel, {"event": "notification", "title": "one"})
         got_a, got_b = await on_a.event("notification"), await on_b.event("notification")
@@ -79,7 +98,10 @@ async def test_fan_out_and_recovery_across_nodes(two_nodes: tuple[Node, Node], p
         assert got_a["offset"] == first.offset == start["offset"] + 1
         since = {"offset": got_a["offset"], "epoch": got_a["epoch"]}
     # Dropped: three events are published while nobody listens.
-    missed = [await publisher.publish(channel, {"event": "notification", "title": f"m{i}"}) for i in range(3)]
+    missed = [
+        await publisher.publish(channel, {"event": "notification", "title": f"m{i}"})
+        for i in range(3)
+    ]
     # Reconnect to the OTHER node with since: exactly the missed events, in order.
     async with ws_session(b.ws, user["access_token"]) as again:
         reply = await again.command("subscribe", channel=channel, since=since)
@@ -97,10 +119,15 @@ async def test_fan_out_and_recovery_across_nodes(two_nodes: tuple[Node, Node], p
 async def test_logout_on_a_closes_sockets_on_b_with_4010(two_nodes: tuple[Node, Node]) -> None:
     a, b = two_nodes
     user = await register(a.http)
-    async with ws_session(b.ws, user["access_token"]) as on_b, ws_session(b.ws, user["access_token"]) as on_b2:
+    async with (
+        ws_session(b.ws, user["access_token"]) as on_b,
+        ws_session(b.ws, user["access_token"]) as on_b2,
+    ):
         async with httpx.AsyncClient(base_url=a.http) as http:
             started = time.monotonic()
-            r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"})
+            r = await http.post(
+                "/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"}
+            )
             assert r.status_code in (200, 204)
         codes = await asyncio.gather(on_b.closed_with(timeout=1.0), on_b2.closed_with(timeout=1.0))
         assert codes == [4010, 4010]
@@ -118,8 +145,6 @@ async def test_graceful_shutdown_sends_1001(two_nodes: tuple[Node, Node]) -> Non
         assert (await on_a.command("ping"))["ok"]
 
 
-
-
 async def test_redis_restart_under_live_sockets(node_env: dict[str, str], tmp_path: Path) -> None:
     """Redis dies under two nodes: sockets stay open; when Redis returns, events flow again."""
     async with private_redis(tmp_path / "redis") as server:
@@ -129,23 +154,32 @@ async def test_redis_restart_under_live_sockets(node_env: dict[str, str], tmp_pa
         try:
             user = await register(a.http)
             channel = f"user:{user['user']['id']}"
-            async with ws_session(a.ws, user["access_token"]) as on_a, ws_session(b.ws, user["access_token"]) as on_b:
+            async with (
+                ws_session(a.ws, user["access_token"]) as on_a,
+                ws_session(b.ws, user["access_token"]) as on_b,
+            ):
                 await server.kill()
                 await asyncio.sleep(1.0)
                 assert (await on_a.command("ping"))["ok"] and (await on_b.command("ping"))["ok"]
                 # While Redis is down, what needs it fails loudly and temporarily; the socket stays.
-                down = await on_a.command("subscribe", channel=channel, since={"offset": 0, "epoch": "x"}, timeout=15)
+                down = await on_a.command(
+                    "subscribe", channel=channel, since={"offset": 0, "epoch": "x"}, timeout=15
+                )
                 assert down["ok"] is False
                 assert (down["error"]["code"], down["error"]["temporary"]) == ("unavailable", True)
                 await server.start()
-                publisher = RedisBroker(server.url, Settings(redis_namespace=node_env["REDIS_NAMESPACE"]), "t")
+                publisher = RedisBroker(
+                    server.url, Settings(redis_namespace=node_env["REDIS_NAMESPACE"]), "t"
+                )
                 publisher.set_handlers(lambda e: None, lambda s: None, lambda c: None)
                 await publisher.start()
                 try:
                     # The nodes re-subscribe with backoff; keep publishing until both deliver.
                     got: dict[str, dict[str, Any]] = {}
                     for attempt in range(60):
-                        await publisher.publish(channel, {"event": "notification", "title": f"back {attempt}"})
+                        await publisher.publish(
+                            channel, {"event": "notification", "title": f"back {attempt}"}
+                        )
                         for name, client in (("a", on_a), ("b", on_b)):
                             if name not in got:
                                 try:
@@ -157,7 +191,9 @@ async def test_redis_restart_under_live_sockets(node_env: dict[str, str], tmp_pa
                     assert set(got) == {"a", "b"}, "events did not flow again after Redis returned"
                 finally:
                     await publisher.stop()
-                assert on_a.conn.protocol.close_rcvd is None and on_b.conn.protocol.close_rcvd is None
+                assert (
+                    on_a.conn.protocol.close_rcvd is None and on_b.conn.protocol.close_rcvd is None
+                )
         finally:
             await b.stop()
             await a.stop()

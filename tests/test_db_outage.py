@@ -74,7 +74,8 @@ class Captured(logging.Handler):
         """Records at ERROR or above, or carrying a traceback. (uvicorn's line about a refused
         handshake is left out: it is logged for every handshake refused with an HTTP status.)"""
         return [
-            f"{r.name}: {r.getMessage()}" for r in self.records
+            f"{r.name}: {r.getMessage()}"
+            for r in self.records
             if (r.levelno >= logging.ERROR or r.exc_info) and not r.getMessage().startswith(_DENIAL)
         ]
 
@@ -86,7 +87,11 @@ class Captured(logging.Handler):
 def capture() -> Iterator[Captured]:
     """Capture from now on (enter it after uvicorn started: its logging setup replaces handlers)."""
     handler = Captured()
-    loggers = [logging.getLogger(), logging.getLogger("uvicorn.error"), logging.getLogger("uvicorn")]
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("uvicorn.error"),
+        logging.getLogger("uvicorn"),
+    ]
     for lg in loggers:
         lg.addHandler(handler)
     try:
@@ -127,7 +132,9 @@ async def until(check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE)
 
 
 async def terminal_events(runtime: Runtime, analysis_id: str) -> list[dict[str, Any]]:
-    return [e for e in await events(runtime, f"analysis:{analysis_id}") if e["event"] in TERMINAL_EVENTS]
+    return [
+        e for e in await events(runtime, f"analysis:{analysis_id}") if e["event"] in TERMINAL_EVENTS
+    ]
 
 
 def bearer(user: dict[str, Any]) -> dict[str, str]:
@@ -148,7 +155,9 @@ async def test_rest_and_token_checks_answer_unavailable_while_postgres_is_down(
         base = f"http://{live}"
         known, fresh = await register(base), await register(base)
         async with httpx.AsyncClient(base_url=base, timeout=DEADLINE) as http:
-            assert (await http.get("/api/v1/users/profile", headers=bearer(known))).status_code == 200
+            assert (
+                await http.get("/api/v1/users/profile", headers=bearer(known))
+            ).status_code == 200
 
             # Mid-request: a lock holds the history query inside PostgreSQL, then the server stops.
             admin = await asyncpg.connect(db_url)
@@ -158,7 +167,9 @@ async def test_rest_and_token_checks_answer_unavailable_while_postgres_is_down(
             request = asyncio.create_task(http.get("/api/v1/history", headers=bearer(known)))
 
             async def blocked() -> bool:
-                count = await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                count = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                )
                 return bool(count)
 
             await until(blocked)
@@ -171,7 +182,9 @@ async def test_rest_and_token_checks_answer_unavailable_while_postgres_is_down(
             for path in ("/api/v1/history", "/api/v1/notifications"):
                 assert_unavailable(await http.get(path, headers=bearer(known)))
             # The profile read earlier is served from the `user` cache namespace meanwhile.
-            assert (await http.get("/api/v1/users/profile", headers=bearer(known))).status_code == 200
+            assert (
+                await http.get("/api/v1/users/profile", headers=bearer(known))
+            ).status_code == 200
             # A user whose revocation cutoff is not cached: a temporary refusal, not an auth failure.
             assert_unavailable(await http.get("/api/v1/users/profile", headers=bearer(fresh)))
             with pytest.raises(AppError) as refused:
@@ -179,7 +192,10 @@ async def test_rest_and_token_checks_answer_unavailable_while_postgres_is_down(
             assert refused.value.code is ErrorCode.UNAVAILABLE and refused.value.temporary
             # The socket handshake of that user is never a 500 (how it refuses is the endpoint's).
             try:
-                async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{fresh['access_token']}"]):  # type: ignore[list-item]
+                async with connect(
+                    f"ws://{live}/ws",
+                    subprotocols=["synthia.v1", f"bearer.{fresh['access_token']}"],
+                ):  # type: ignore[list-item]
                     pass
             except InvalidStatus as exc:
                 assert exc.response.status_code != 500
@@ -190,7 +206,9 @@ async def test_rest_and_token_checks_answer_unavailable_while_postgres_is_down(
             await pg.start()
             back = time.monotonic()
             r = await http.get("/api/v1/users/profile", headers=bearer(fresh))
-            print(f"\n[measured] REST after PostgreSQL restart: {r.status_code} in {time.monotonic() - back:.3f} s")
+            print(
+                f"\n[measured] REST after PostgreSQL restart: {r.status_code} in {time.monotonic() - back:.3f} s"
+            )
             assert r.status_code == 200
 
 
@@ -228,7 +246,9 @@ async def test_postgres_restart_mid_analysis_ends_it_exactly_once(
 
         await until(told)
         recovered = time.monotonic() - back
-        print(f"\n[measured] analysis result persisted and published {recovered:.2f} s after PostgreSQL was restarted")
+        print(
+            f"\n[measured] analysis result persisted and published {recovered:.2f} s after PostgreSQL was restarted"
+        )
         row = await store.get(aid)
         assert row is not None and row["status"] == "done" and row["result"] == FACIAL_RESULT
         # Nothing is left for a sweeper to end a second time.
@@ -243,7 +263,9 @@ async def test_outage_longer_than_the_retry_window_fails_once_with_the_true_reas
     pg: PgServer, db_url: str, settings_for: Any, fake: FakeGemini, logs: Captured
 ) -> None:
     resume = asyncio.Event()
-    settings = gemini_settings(settings_for("redis", database_url=db_url, db_retry_window=1.0), fake, gemini_timeout=60)
+    settings = gemini_settings(
+        settings_for("redis", database_url=db_url, db_retry_window=1.0), fake, gemini_timeout=60
+    )
     async with analysis_runtime(settings) as runtime:
         aid = await _stalled_analysis(runtime, resume, fake)
         await pg.stop()
@@ -254,7 +276,11 @@ async def test_outage_longer_than_the_retry_window_fails_once_with_the_true_reas
 
         await until(told)
         [error] = await terminal_events(runtime, aid)
-        assert (error["event"], error["code"], error["temporary"]) == ("analysis.error", "unavailable", True)
+        assert (error["event"], error["code"], error["temporary"]) == (
+            "analysis.error",
+            "unavailable",
+            True,
+        )
         back = time.monotonic()
         await pg.start()
 
@@ -263,7 +289,9 @@ async def test_outage_longer_than_the_retry_window_fails_once_with_the_true_reas
             return row is not None and row["status"] in store.TERMINAL
 
         await until(recorded)
-        print(f"\n[measured] failure recorded {time.monotonic() - back:.2f} s after PostgreSQL was restarted")
+        print(
+            f"\n[measured] failure recorded {time.monotonic() - back:.2f} s after PostgreSQL was restarted"
+        )
         row = await store.get(aid)
         assert row is not None and (row["status"], row["error_code"]) == ("failed", "unavailable")
         assert await service(runtime).sweep_abandoned(older_than=0) == 0
@@ -289,7 +317,9 @@ async def test_quiz_start_during_an_outage_gets_exactly_one_reply(
             assert len(replies) == 1, frames
             [reply] = replies
             if not reply["ok"]:
-                assert reply["error"]["code"] == "unavailable" and reply["error"]["temporary"] is True
+                assert (
+                    reply["error"]["code"] == "unavailable" and reply["error"]["temporary"] is True
+                )
             await pg.start()
             again = await client.command("quiz.start", timeout=DEADLINE)
             assert again["ok"] and again["questions"]

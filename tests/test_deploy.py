@@ -47,7 +47,9 @@ def _metric_names(expr: str) -> set[str]:
 
 
 def test_services_start_in_order_from_the_built_image() -> None:
-    assert {"postgres", "redis", "migrate", "node", "balancer", "prometheus", "grafana"} <= set(SERVICES)
+    assert {"postgres", "redis", "migrate", "node", "balancer", "prometheus", "grafana"} <= set(
+        SERVICES
+    )
     for name in ("migrate", "node"):
         service = SERVICES[name]
         assert service["build"]["dockerfile"] == "Dockerfile" and (ROOT / "Dockerfile").is_file()
@@ -97,14 +99,21 @@ def test_prometheus_scrapes_every_node_with_the_metrics_token() -> None:
     assert "METRICS_TOKEN" in node_env
     alerts = yaml.safe_load(mounts["/etc/prometheus/alerts.yml"].read_text())
     names = {rule["alert"] for group in alerts["groups"] for rule in group["rules"]}
-    assert {"SynthiaNodeDown", "SynthiaRedisDown", "SynthiaHttpErrorRate", "SynthiaModelFailures",
-            "SynthiaSlowConsumers"} <= names
+    assert {
+        "SynthiaNodeDown",
+        "SynthiaRedisDown",
+        "SynthiaHttpErrorRate",
+        "SynthiaModelFailures",
+        "SynthiaSlowConsumers",
+    } <= names
 
 
 def test_grafana_provisioning_paths_exist_and_point_at_prometheus() -> None:
     mounts = _mounts("grafana")
     provisioning = mounts["/etc/grafana/provisioning"]
-    (datasource,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"]
+    (datasource,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
     assert datasource["url"] == "http://prometheus:9090" and "prometheus" in SERVICES
     (provider,) = yaml.safe_load((provisioning / "dashboards/synthia.yml").read_text())["providers"]
     dashboards = mounts[provider["options"]["path"]]
@@ -140,8 +149,15 @@ async def test_every_queried_metric_is_exported_by_a_running_node(node_env: dict
         base = re.sub(r"_(total|bucket|count|sum)$", "", name)
         assert base in families, f"{name} is queried but not exported"
         if families[base].samples:  # a labelled family has samples once it was used
-            assert name in samples, f"{name} is queried but the node exports {sorted(s.name for s in families[base].samples)[:5]}"
-    for exercised in ("synthia_http_requests_total", "synthia_http_request_duration_seconds_bucket",
-                      "synthia_connects_total", "synthia_disconnects_total", "synthia_backend_up",
-                      "synthia_sockets_open"):
+            assert name in samples, (
+                f"{name} is queried but the node exports {sorted(s.name for s in families[base].samples)[:5]}"
+            )
+    for exercised in (
+        "synthia_http_requests_total",
+        "synthia_http_request_duration_seconds_bucket",
+        "synthia_connects_total",
+        "synthia_disconnects_total",
+        "synthia_backend_up",
+        "synthia_sockets_open",
+    ):
         assert exercised in samples and exercised in used

@@ -52,8 +52,12 @@ async def analyse(runtime: Runtime, data: bytes) -> dict[str, Any]:
     return await wait_terminal(reply["analysis_id"])
 
 
-@pytest.mark.parametrize(("image", "code"), [(coffee_jpeg, "no_face_detected"), (two_faces, "multiple_faces")])
-async def test_no_model_call_without_exactly_one_face(settings_for: Any, fake: FakeGemini, image: Any, code: str) -> None:
+@pytest.mark.parametrize(
+    ("image", "code"), [(coffee_jpeg, "no_face_detected"), (two_faces, "multiple_faces")]
+)
+async def test_no_model_call_without_exactly_one_face(
+    settings_for: Any, fake: FakeGemini, image: Any, code: str
+) -> None:
     fake.default = Stream(json.dumps(FACIAL_RESULT))
     async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
         row = await analyse(runtime, image())
@@ -76,8 +80,13 @@ def test_poor_quality_says_how_to_retake_the_photo() -> None:
     assert check_face(face)[2] > 64
 
 
-async def test_model_face_found_false_is_no_face_and_not_cached(settings_for: Any, fake: FakeGemini) -> None:
-    fake.push(Stream(json.dumps({**FACIAL_RESULT, "face_found": False})), Stream(json.dumps(FACIAL_RESULT)))
+async def test_model_face_found_false_is_no_face_and_not_cached(
+    settings_for: Any, fake: FakeGemini
+) -> None:
+    fake.push(
+        Stream(json.dumps({**FACIAL_RESULT, "face_found": False})),
+        Stream(json.dumps(FACIAL_RESULT)),
+    )
     async with analysis_runtime(gemini_settings(settings_for("redis"), fake)) as runtime:
         svc = service(runtime)
         user = await new_user()
@@ -85,16 +94,26 @@ async def test_model_face_found_false_is_no_face_and_not_cached(settings_for: An
         first = await start(svc, user, data)
         await send(svc, user, first["analysis_id"], data)
         row = await wait_terminal(first["analysis_id"])
-        assert (row["status"], row["error_code"], row["result"]) == ("failed", "no_face_detected", None)
+        assert (row["status"], row["error_code"], row["result"]) == (
+            "failed",
+            "no_face_detected",
+            None,
+        )
         again = await start(svc, user, data)
         assert again.get("cached") is not True and "upload" in again  # nothing was cached
         await send(svc, user, again["analysis_id"], data)
         row = await wait_terminal(again["analysis_id"])
-        assert row["status"] == "done" and row["result"] == FACIAL_RESULT and "face_found" not in row["result"]
+        assert (
+            row["status"] == "done"
+            and row["result"] == FACIAL_RESULT
+            and "face_found" not in row["result"]
+        )
         assert fake.calls == 2
 
 
-async def test_locale_is_part_of_the_cache_key_and_the_prompt(settings_for: Any, fake: FakeGemini) -> None:
+async def test_locale_is_part_of_the_cache_key_and_the_prompt(
+    settings_for: Any, fake: FakeGemini
+) -> None:
     from synthia_rt import i18n
 
     fake.default = Stream(json.dumps(FACIAL_RESULT))

@@ -69,7 +69,9 @@ async def facial(analyzer: GeminiAnalyzer, photo: Any) -> tuple[Any, Partials]:
     return await analyzer.facial(photo, sink), sink
 
 
-async def expect_error(analyzer: GeminiAnalyzer, photo: Any, code: ErrorCode) -> tuple[AppError, Partials]:
+async def expect_error(
+    analyzer: GeminiAnalyzer, photo: Any, code: ErrorCode
+) -> tuple[AppError, Partials]:
     sink = Partials()
     with pytest.raises(AppError) as info:
         await analyzer.facial(photo, sink)
@@ -77,11 +79,18 @@ async def expect_error(analyzer: GeminiAnalyzer, photo: Any, code: ErrorCode) ->
     return info.value, sink
 
 
-async def test_streamed_structured_result(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any) -> None:
+async def test_streamed_structured_result(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any
+) -> None:
     fake.push(Stream(FACIAL_JSON, pieces=6))
     out, sink = await facial(analyzer, photo)
     assert out.result == FACIAL_RESULT
-    assert out.usage == {"prompt_tokens": 11, "output_tokens": 22, "thought_tokens": 0, "total_tokens": 33}
+    assert out.usage == {
+        "prompt_tokens": 11,
+        "output_tokens": 22,
+        "thought_tokens": 0,
+        "total_tokens": 33,
+    }
     # ≥3 partials, deltas that concatenate to the answer, and a parse that only grows.
     assert len(sink.seen) >= 3
     assert "".join(delta for delta, _ in sink.seen) == FACIAL_JSON
@@ -109,7 +118,9 @@ async def test_429_then_success(fake: FakeGemini, analyzer: GeminiAnalyzer, phot
     assert "".join(d for d, _ in sink.seen) == FACIAL_JSON  # the failed try streamed nothing
 
 
-async def test_500_past_the_retry_budget(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any) -> None:
+async def test_500_past_the_retry_budget(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any
+) -> None:
     fake.default = Status(500)
     err, sink = await expect_error(analyzer, photo, ErrorCode.MODEL_UNAVAILABLE)
     assert err.temporary is True
@@ -142,7 +153,9 @@ async def test_stall_before_any_output_is_retried(fake: FakeGemini, photo: Any) 
 
 
 @pytest.mark.parametrize("where", ["candidate", "prompt"])
-async def test_safety_block(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any, where: str) -> None:
+async def test_safety_block(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any, where: str
+) -> None:
     fake.push(Safety(where))
     err, _ = await expect_error(analyzer, photo, ErrorCode.BLOCKED)
     assert err.temporary is False
@@ -157,13 +170,17 @@ async def test_safety_block(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: A
         json.dumps({**FACIAL_RESULT, "face_shape": "pentagon"}),  # JSON, not the schema
     ],
 )
-async def test_malformed_model_json(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any, text: str) -> None:
+async def test_malformed_model_json(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any, text: str
+) -> None:
     fake.push(Stream(text, pieces=3))
     await expect_error(analyzer, photo, ErrorCode.MODEL_ERROR)
     assert fake.calls == 1
 
 
-async def test_other_client_errors_are_model_errors(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any) -> None:
+async def test_other_client_errors_are_model_errors(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any
+) -> None:
     fake.push(Status(400))
     await expect_error(analyzer, photo, ErrorCode.MODEL_ERROR)
     assert fake.calls == 1
@@ -178,14 +195,27 @@ async def test_chromatic_over_the_model(fake: FakeGemini, analyzer: GeminiAnalyz
     assert "Light to medium ash brown" in prompt  # labels, not option ids, reach the model
 
 
-async def test_confidence_reasons_and_features_come_through(fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any) -> None:
+async def test_confidence_reasons_and_features_come_through(
+    fake: FakeGemini, analyzer: GeminiAnalyzer, photo: Any
+) -> None:
     fake.push(Stream(FACIAL_JSON, pieces=7))
     out, _ = await facial(analyzer, photo)
     confidence, features = out.result["confidence"], out.result["features"]
-    assert confidence["face_shape"] == {"value": 0.82, "reason": "The forehead is clearly wider than the narrow chin."}
-    assert {field: c["value"] for field, c in confidence.items()} == {"face_shape": 0.82, "tone": 0.74, "undertone": 0.58}
-    assert (features["eye_shape"], features["brow_shape"], features["forehead"], features["jaw"]) == (
-        "almond", "soft_arch", "wide", "narrow")
+    assert confidence["face_shape"] == {
+        "value": 0.82,
+        "reason": "The forehead is clearly wider than the narrow chin.",
+    }
+    assert {field: c["value"] for field, c in confidence.items()} == {
+        "face_shape": 0.82,
+        "tone": 0.74,
+        "undertone": 0.58,
+    }
+    assert (
+        features["eye_shape"],
+        features["brow_shape"],
+        features["forehead"],
+        features["jaw"],
+    ) == ("almond", "soft_arch", "wide", "narrow")
     # The schema the model is held to asks for them, with the confidence bounded to 0–1.
     schema = fake.requests[0]["generationConfig"]["responseSchema"]
     assert {"confidence", "features"} <= set(schema["properties"])
@@ -195,17 +225,27 @@ async def test_confidence_reasons_and_features_come_through(fake: FakeGemini, an
 
     fake.push(Stream(json.dumps(CHROMATIC_RESULT), pieces=3))
     chroma = await analyzer.chromatic({"veins": "blue_purple", "contrast": "low"}, Partials())
-    assert [r["category"] for r in chroma.result["recommendations"]] == ["clothing", "makeup", "hair_color", "jewelry"]
+    assert [r["category"] for r in chroma.result["recommendations"]] == [
+        "clothing",
+        "makeup",
+        "hair_color",
+        "jewelry",
+    ]
     assert chroma.result["confidence"]["contrast"]["value"] == 0.9
     # Out of range is not a result.
-    bad = {**CHROMATIC_RESULT, "confidence": {**CHROMATIC_RESULT["confidence"], "season": {"value": 1.4, "reason": "x"}}}
+    bad = {
+        **CHROMATIC_RESULT,
+        "confidence": {**CHROMATIC_RESULT["confidence"], "season": {"value": 1.4, "reason": "x"}},
+    }
     fake.push(Stream(json.dumps(bad)))
     with pytest.raises(AppError) as info:
         await analyzer.chromatic({"veins": "blue_purple"}, Partials())
     assert info.value.code == ErrorCode.MODEL_ERROR
 
 
-async def analyse_a_photo(runtime: Runtime) -> tuple[AnalysisService, Principal, bytes, dict[str, Any], dict[str, Any]]:
+async def analyse_a_photo(
+    runtime: Runtime,
+) -> tuple[AnalysisService, Principal, bytes, dict[str, Any], dict[str, Any]]:
     """A new user uploads the astronaut photo through the service; returns the start reply and
     the row once it is terminal, plus what a test needs to go on (service, user, image)."""
     svc = service(runtime)
@@ -217,9 +257,13 @@ async def analyse_a_photo(runtime: Runtime) -> tuple[AnalysisService, Principal,
 
 
 # -- through the service: cache and failure bookkeeping ---------------------------------------
-async def test_same_image_twice_is_answered_from_the_cache(settings_for: Any, fake: FakeGemini) -> None:
+async def test_same_image_twice_is_answered_from_the_cache(
+    settings_for: Any, fake: FakeGemini
+) -> None:
     fake.push(Stream(FACIAL_JSON, pieces=4))
-    async with analysis_runtime(gemini_settings(settings_for("redis", max_chunk_bytes=64 * 1024), fake)) as runtime:
+    async with analysis_runtime(
+        gemini_settings(settings_for("redis", max_chunk_bytes=64 * 1024), fake)
+    ) as runtime:
         svc, user, data, first, row = await analyse_a_photo(runtime)
         assert row["status"] == "done" and row["result"] == FACIAL_RESULT and row["cached"] is False
         assert row["usage"]["total_tokens"] == 33 and row["model"] == runtime.settings.gemini_model
@@ -238,17 +282,24 @@ async def test_same_image_twice_is_answered_from_the_cache(settings_for: Any, fa
         assert evs2[-1]["cached"] is True
         user_events = await events(runtime, f"user:{user.user_id}")
         assert [e["analysis_id"] for e in user_events if e["event"] == "analysis.result"] == [
-            first["analysis_id"], second["analysis_id"]]
+            first["analysis_id"],
+            second["analysis_id"],
+        ]
         assert (await svc.cache_stats())["analysis"]["hits"] >= 1
 
 
-async def test_a_result_cached_before_confidence_and_features_is_still_served(settings_for: Any, fake: FakeGemini) -> None:
+async def test_a_result_cached_before_confidence_and_features_is_still_served(
+    settings_for: Any, fake: FakeGemini
+) -> None:
     old = {k: v for k, v in FACIAL_RESULT.items() if k not in ("confidence", "features")}
     assert validate_result("facial", old)["confidence"] is None  # the schema still takes it
     async with analysis_runtime(gemini_settings(settings_for("redis"), fake)) as runtime:
         svc, user, data = service(runtime), await new_user(), astronaut_jpeg()
-        await svc.cache.set("analysis", svc.launch.key(user.user_id, "facial", sha(data)),
-                            {"result": old, "model": runtime.settings.gemini_model, "usage": {}})
+        await svc.cache.set(
+            "analysis",
+            svc.launch.key(user.user_id, "facial", sha(data)),
+            {"result": old, "model": runtime.settings.gemini_model, "usage": {}},
+        )
         reply = await start(svc, user, data)
         assert reply["cached"] is True and fake.calls == 0
         row = await wait_terminal(reply["analysis_id"])
@@ -258,12 +309,16 @@ async def test_a_result_cached_before_confidence_and_features_is_still_served(se
         assert served["labels"]["face_shape"] and "features" not in served["labels"]
 
 
-async def test_unavailable_model_fails_the_row_and_caches_nothing(settings_for: Any, fake: FakeGemini) -> None:
+async def test_unavailable_model_fails_the_row_and_caches_nothing(
+    settings_for: Any, fake: FakeGemini
+) -> None:
     fake.default = Status(503)
     async with analysis_runtime(gemini_settings(settings_for("redis"), fake)) as runtime:
         svc, user, data, first, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "model_unavailable")
-        error = [e for e in await events(runtime, first["channel"]) if e["event"] == "analysis.error"]
+        error = [
+            e for e in await events(runtime, first["channel"]) if e["event"] == "analysis.error"
+        ]
         assert error == [{**error[0], "code": "model_unavailable", "temporary": True}]
         calls = fake.calls
         assert calls == 1 + runtime.settings.gemini_retries
@@ -281,7 +336,13 @@ async def test_safety_block_through_the_service(settings_for: Any, fake: FakeGem
     async with analysis_runtime(gemini_settings(settings_for("memory"), fake)) as runtime:
         svc, _, _, reply, row = await analyse_a_photo(runtime)
         assert (row["status"], row["error_code"]) == ("failed", "blocked")
-        i18n.use("en")  # the re-read outcome speaks the reader's language; this reader reads English
+        i18n.use(
+            "en"
+        )  # the re-read outcome speaks the reader's language; this reader reads English
         assert (await svc.final_event(reply["analysis_id"])).payload() == {
-            "event": "analysis.error", "analysis_id": reply["analysis_id"], "code": "blocked",
-            "message": row["error_message"], "temporary": False}
+            "event": "analysis.error",
+            "analysis_id": reply["analysis_id"],
+            "code": "blocked",
+            "message": row["error_message"],
+            "temporary": False,
+        }

@@ -55,7 +55,9 @@ async def test_deleting_the_account_closes_a_dodging_socket_and_leaves_no_key(
     user_id = user["user"]["id"]
 
     async def keys_of_user() -> list[bytes]:
-        return [k async for k in redis_client.scan_iter(match=f"{namespace}:*{user_id}*", count=1000)]
+        return [
+            k async for k in redis_client.scan_iter(match=f"{namespace}:*{user_id}*", count=1000)
+        ]
 
     async with ws_session(b.ws, user["access_token"]) as on_b:
         await _dodge(on_b, user_id)
@@ -70,7 +72,6 @@ async def test_deleting_the_account_closes_a_dodging_socket_and_leaves_no_key(
     # the erased user came back.
     await asyncio.sleep(1.5)
     assert await keys_of_user() == []
-
 
 
 async def test_events_published_right_after_a_redis_restart_reach_every_socket(
@@ -159,7 +160,10 @@ async def test_events_published_right_after_a_redis_restart_reach_every_socket(
                 results = await asyncio.gather(*(collect(u, c) for u, c in sockets))
                 delivered_in = time.monotonic() - restarted
                 expected = sum(len(sent[u]) for u, _ in sockets)
-                missing = sum(len(set(sent[u]) - set(got)) for (u, _), (got, _) in zip(sockets, results, strict=True))
+                missing = sum(
+                    len(set(sent[u]) - set(got))
+                    for (u, _), (got, _) in zip(sockets, results, strict=True)
+                )
                 print(
                     f"\nredis restart: {unavailable}/{published_n} publishes answered 503; "
                     f"{missing}/{expected} deliveries missing; waited {delivered_in:.2f} s after "

@@ -65,9 +65,11 @@ def test_dockerignore_keeps_secrets_and_checkouts_out_but_not_what_the_build_cop
 
 def test_wheel_the_image_installs_contains_the_package_data(tmp_path: Path) -> None:
     # Build from the files git tracks (the image's context), not from this checkout's clutter.
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     source = tmp_path / "src"
     for name in filter(None, listed):
         if (ROOT / name).is_file():
@@ -76,14 +78,21 @@ def test_wheel_the_image_installs_contains_the_package_data(tmp_path: Path) -> N
     out = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-w", str(out), "-q"],
-        cwd=source, check=True, capture_output=True, timeout=600,
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     (wheel,) = out.glob("synthia_rt-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    tracked = {name for name in listed if name.startswith(("synthia_rt/web/", "piccolo_migrations/"))}
+    tracked = {
+        name for name in listed if name.startswith(("synthia_rt/web/", "piccolo_migrations/"))
+    }
     missing = sorted(name for name in tracked if not name.endswith(".pyc") and name not in names)
     assert not missing, missing
-    assert "piccolo_conf.py" in names and any(n.startswith("piccolo_migrations/synthia_") for n in names)
+    assert "piccolo_conf.py" in names and any(
+        n.startswith("piccolo_migrations/synthia_") for n in names
+    )
     assert "synthia_rt/web/static/admin.js" in names and "synthia_rt/web/docs.html" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "synthia-rt = synthia_rt.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -76,7 +76,9 @@ def limits(**overrides: Any) -> dict[str, Any]:
 # -- decoding -------------------------------------------------------------------------------
 
 
-def test_the_issue_webp_is_refused_from_its_header_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_issue_webp_is_refused_from_its_header_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The 70 KB 6300×6300 WEBP of issue 9: above the default cap, refused without decoding."""
     assert Settings().max_image_pixels <= 24_000_000
     bomb = solid_webp(6300, 6300)
@@ -97,7 +99,9 @@ def test_decode_budget_is_checked_from_the_header(monkeypatch: pytest.MonkeyPatc
     assert spy.sizes == []
 
 
-def test_jpeg_is_decoded_at_reduced_scale_to_what_the_analyzers_use(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jpeg_is_decoded_at_reduced_scale_to_what_the_analyzers_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     side = Settings().image_max_side
     assert side >= local.MAX_SIDE  # the local analyzer works at ≤ 1024 px; Gemini gets this
     ramp = np.linspace(0, 255, 4000, dtype=np.float32).astype(np.uint8)
@@ -105,7 +109,10 @@ def test_jpeg_is_decoded_at_reduced_scale_to_what_the_analyzers_use(monkeypatch:
     data = encode(pixels, "JPEG", quality=80)
     spy = DecodeSpy(monkeypatch)
     image = validate_image(data, **limits())
-    assert max(image.width, image.height) == side and (image.width, image.height) == (side, side * 3 // 4)
+    assert max(image.width, image.height) == side and (image.width, image.height) == (
+        side,
+        side * 3 // 4,
+    )
     assert spy.sizes[0] == (2000, 1500)  # libjpeg decoded at 1/2 scale: no 4000×3000 canvas
     assert (4000, 3000) not in spy.sizes
     with Image.open(io.BytesIO(image.data)) as stored:
@@ -141,14 +148,20 @@ def test_a_huge_webp_decodes_in_bounded_memory(tmp_path: Path) -> None:
     warm.write_bytes(solid_webp(64, 64))
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_SCRIPT, str(bomb), str(warm)],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=120,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     result = json.loads(done.stdout)
     assert result["growth"] < 400 * 1024 * 1024, result  # one RGB canvas is 119 MB; old code ~1 GB
     assert max(result["size"]) <= Settings().image_max_side
 
 
-async def test_decodes_per_process_are_bounded_by_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_decodes_per_process_are_bounded_by_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     inside, most, release = 0, 0, threading.Event()
     lock, two_in, loop = threading.Lock(), asyncio.Event(), asyncio.get_running_loop()
     real = validate_module.validate_image
@@ -202,7 +215,11 @@ async def _user(client: Any) -> tuple[Principal, dict[str, str]]:
 
 async def _start_upload(app: Any, user: Principal, size: int) -> str:
     reply = await app.state.runtime.analysis.start_analysis(
-        user, kind="facial", content_type="image/jpeg", size=size, sha256=sha(str(size).encode() + user.jti.encode()),
+        user,
+        kind="facial",
+        content_type="image/jpeg",
+        size=size,
+        sha256=sha(str(size).encode() + user.jti.encode()),
         file_id=None,
     )
     return str(reply["analysis_id"])
@@ -229,16 +246,22 @@ async def test_rest_upload_is_rate_limited_per_user(settings_for: Any) -> None:
         _, auth = await _user(client)
         _, other = await _user(client)
         for _ in range(2):
-            assert (await client.post(f"{API}/files/upload", headers=auth, **form(astronaut_jpeg()))).status_code == 201
+            assert (
+                await client.post(f"{API}/files/upload", headers=auth, **form(astronaut_jpeg()))
+            ).status_code == 201
         r = await client.post(f"{API}/files/upload", headers=auth, **form(astronaut_jpeg()))
         assert (r.status_code, r.json()["error"]["code"]) == (429, "rate_limited")
         assert 1 <= int(r.headers["retry-after"]) <= 60
-        assert (await client.post(f"{API}/files/upload", headers=other, **form(astronaut_jpeg()))).status_code == 201
+        assert (
+            await client.post(f"{API}/files/upload", headers=other, **form(astronaut_jpeg()))
+        ).status_code == 201
 
 
 @pytest.mark.usefixtures("with_files")
 async def test_upload_bytes_a_user_holds_are_capped(settings_for: Any) -> None:
-    async with running_app(settings_for("redis", upload_user_bytes=300_000, max_analyses_per_user=5)) as (app, client):
+    async with running_app(
+        settings_for("redis", upload_user_bytes=300_000, max_analyses_per_user=5)
+    ) as (app, client):
         svc = app.state.runtime.analysis
         user, auth = await _user(client)
         first = await _start_upload(app, user, 200_000)
@@ -269,7 +292,9 @@ async def test_upload_bytes_in_flight_per_process_are_capped(settings_for: Any) 
 # -- Redis refusing writes ---------------------------------------------------------------------
 
 
-async def test_redis_oom_is_unavailable_not_a_crash(settings_for: Any, tmp_path: Path, with_files: None) -> None:
+async def test_redis_oom_is_unavailable_not_a_crash(
+    settings_for: Any, tmp_path: Path, with_files: None
+) -> None:
     async with private_redis(tmp_path / "redis") as server:
         kv = RedisKV(server.url, "oom-test")
         await kv.start()

@@ -29,13 +29,17 @@ def _npm() -> str:
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(PACKAGE.parent.parent)}
-    return subprocess.run(args, cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        args, cwd=PACKAGE, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.timeout(600)
 def test_js_client_package_suite() -> None:
     npm = _npm()
-    assert (PACKAGE / "package-lock.json").exists(), "clients/js/package-lock.json must be committed (npm ci)"
+    assert (PACKAGE / "package-lock.json").exists(), (
+        "clients/js/package-lock.json must be committed (npm ci)"
+    )
     installed = _run([npm, "ci", "--no-audit", "--no-fund"], timeout=300)
     assert installed.returncode == 0, f"npm ci failed:\n{installed.stdout}\n{installed.stderr}"
     result = _run([npm, "test"], timeout=540)

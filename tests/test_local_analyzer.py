@@ -43,7 +43,8 @@ async def test_astronaut_gets_a_complete_facial_result() -> None:
     assert result.skin.tone in ("very_light", "light")
     # Streamed stage by stage: skin, then shape, then recommendations; each partial grows.
     assert [list(p) for _, p in sink.seen] == [
-        ["skin"], ["skin", "face_shape", "features"],
+        ["skin"],
+        ["skin", "face_shape", "features"],
         ["skin", "face_shape", "features", "recommendations", "summary", "confidence"],
     ]
     assert sink.seen[-1][1] == out.result
@@ -54,18 +55,34 @@ async def test_astronaut_confidences_and_reasons_in_spanish() -> None:
         out = await LocalAnalyzer(Settings()).facial(image(astronaut_jpeg()), Partials())
     result = FacialResult.model_validate(out.result)
     assert result.confidence is not None and result.features is not None
-    scores = {field: getattr(result.confidence, field) for field in ("face_shape", "tone", "undertone")}
+    scores = {
+        field: getattr(result.confidence, field) for field in ("face_shape", "tone", "undertone")
+    }
     assert all(0.0 < c.value <= 1.0 for c in scores.values())
     # A clear frontal face in daylight: the detection is strong, the colour capped by the
     # unknown white balance, the shape by the estimated face length.
     assert scores["tone"].value > 0.4 and scores["face_shape"].value <= 0.7
     assert scores["face_shape"].reason.startswith("Medido a partir del ancho de la frente")
-    assert "píxeles de piel" in scores["tone"].reason and "ángulo de matiz" in scores["undertone"].reason
+    assert (
+        "píxeles de piel" in scores["tone"].reason
+        and "ángulo de matiz" in scores["undertone"].reason
+    )
     # Only what the face box and the skin mask measure: proportions, no eyes, brows or lips.
     features = result.features
-    assert features.forehead in ("narrow", "balanced", "wide") and features.jaw in ("narrow", "balanced", "wide")
-    assert features.forehead_ratio and features.jaw_ratio and 1.0 < (features.length_ratio or 0) < 2.5
-    assert (features.eye_shape, features.eye_spacing, features.brow_shape, features.lip_fullness) == (None,) * 4
+    assert features.forehead in ("narrow", "balanced", "wide") and features.jaw in (
+        "narrow",
+        "balanced",
+        "wide",
+    )
+    assert (
+        features.forehead_ratio and features.jaw_ratio and 1.0 < (features.length_ratio or 0) < 2.5
+    )
+    assert (
+        features.eye_shape,
+        features.eye_spacing,
+        features.brow_shape,
+        features.lip_fullness,
+    ) == (None,) * 4
     shown: Any = i18n.result_labels("facial", out.result, "es")["features"]
     assert set(shown) == {"forehead", "jaw"} and shown["jaw"].split()[0] == "Mandíbula"
 
@@ -96,13 +113,22 @@ async def test_no_face_is_no_face_detected(photo: str) -> None:
         (92, 100, 85, 135, "oval"),
     ],
 )
-def test_face_shape_rules(forehead: float, cheeks: float, jaw: float, length: float, shape: str) -> None:
+def test_face_shape_rules(
+    forehead: float, cheeks: float, jaw: float, length: float, shape: str
+) -> None:
     assert shape_of(forehead, cheeks, jaw, length) == shape
 
 
 @pytest.mark.parametrize(
     ("lightness", "b", "tone"),
-    [(80, 15, "very_light"), (68, 18, "light"), (60, 18, "intermediate"), (55, 18, "tan"), (40, 20, "brown"), (25, 15, "dark")],
+    [
+        (80, 15, "very_light"),
+        (68, 18, "light"),
+        (60, 18, "intermediate"),
+        (55, 18, "tan"),
+        (40, 20, "brown"),
+        (25, 15, "dark"),
+    ],
 )
 def test_skin_tone_follows_ita_bands(lightness: float, b: float, tone: str) -> None:
     assert tone_of(SkinColour(lightness, 10, b)) == tone
@@ -118,8 +144,14 @@ def test_undertone_follows_the_hue_angle(a: float, b: float, undertone: str) -> 
 
 async def test_local_chromatic_result_from_answers() -> None:
     sink = Partials()
-    answers = {"veins": "blue_purple", "jewellery": "silver", "hair": "black", "eyes": "dark_brown",
-               "contrast": "high", "white": "pure_white"}
+    answers = {
+        "veins": "blue_purple",
+        "jewellery": "silver",
+        "hair": "black",
+        "eyes": "dark_brown",
+        "contrast": "high",
+        "white": "pure_white",
+    }
     out = await LocalAnalyzer(Settings()).chromatic(answers, sink)
     assert out.result["season"] == "winter"
     assert out.result["subseason"].endswith("_winter")
@@ -137,14 +169,31 @@ async def test_local_chromatic_result_from_answers() -> None:
 
 async def test_chromatic_confidence_follows_the_evidence_in_spanish() -> None:
     few = {"veins": "mixed", "jewellery": "both", "sun": "burns_then_tans", "skin": "medium"}
-    many = {"veins": "blue_purple", "jewellery": "silver", "sun": "burns", "hair": "platinum_ash", "eyes": "icy_blue_grey",
-            "white": "pure_white", "skin": "porcelain", "colours": "icy"}
+    many = {
+        "veins": "blue_purple",
+        "jewellery": "silver",
+        "sun": "burns",
+        "hair": "platinum_ash",
+        "eyes": "icy_blue_grey",
+        "white": "pure_white",
+        "skin": "porcelain",
+        "colours": "icy",
+    }
     with i18n.using("es"):
         weak = (await LocalAnalyzer(Settings()).chromatic(few, Partials())).result
         strong = (await LocalAnalyzer(Settings()).chromatic(many, Partials())).result
     for field in ("season", "undertone"):
         assert weak["confidence"][field]["value"] < strong["confidence"][field]["value"]
-    assert strong["confidence"]["season"]["reason"].startswith("Calculado a partir de 8 de 9 respuestas")
-    assert "no respondiste la pregunta sobre el contraste" in weak["confidence"]["contrast"]["reason"]
-    assert {r["category"] for r in strong["recommendations"]} == {"clothing", "makeup", "hair_color", "jewelry"}
+    assert strong["confidence"]["season"]["reason"].startswith(
+        "Calculado a partir de 8 de 9 respuestas"
+    )
+    assert (
+        "no respondiste la pregunta sobre el contraste" in weak["confidence"]["contrast"]["reason"]
+    )
+    assert {r["category"] for r in strong["recommendations"]} == {
+        "clothing",
+        "makeup",
+        "hair_color",
+        "jewelry",
+    }
     assert any(r["title"] == "Plata y platino" for r in strong["recommendations"])

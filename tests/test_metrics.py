@@ -59,7 +59,9 @@ def test_two_in_process_apps_do_not_share_metrics(tmp_path: Any) -> None:
     assert metric_value(text_second, "synthia_frames_in_total", {"kind": "ping"}) == 0
     assert metric_value(text_second, "synthia_sockets_open") == 0
     body, content_type = second.render()
-    assert content_type.startswith("text/plain") and b"# TYPE synthia_analyses_total counter" in body
+    assert (
+        content_type.startswith("text/plain") and b"# TYPE synthia_analyses_total counter" in body
+    )
 
 
 # -- /metrics access ------------------------------------------------------------------------------
@@ -132,8 +134,13 @@ async def test_snapshot_counts_cache_ratio_and_frame_rate(settings_for: Any) -> 
 async def test_snapshot_loop_survives_an_unreachable_broker(tmp_path: Any) -> None:
     # A real Redis URL where nothing listens: every publish fails, the loop must go on.
     dead = "redis://127.0.0.1:1/0"
-    settings = Settings(redis_url=dead, data_dir=str(tmp_path), metrics_interval=0.2, jwt_secret_key=JWT_SECRET,
-                        environment="development")
+    settings = Settings(
+        redis_url=dead,
+        data_dir=str(tmp_path),
+        metrics_interval=0.2,
+        jwt_secret_key=JWT_SECRET,
+        environment="development",
+    )
     runtime = Runtime(settings)
     runtime.broker = create_broker(dead, settings, runtime.node_id)
     metrics = Metrics(runtime)
@@ -172,9 +179,9 @@ async def test_socket_traffic_moves_the_counters(node_env: dict[str, str], pg_ur
             await ws.close()
             after = await scrape()
             for _ in range(100):  # the server counts the close after our close handshake
-                if metric_value(after, "synthia_disconnects_total", {"code": "1000"}) > metric_value(
-                    before, "synthia_disconnects_total", {"code": "1000"}
-                ):
+                if metric_value(
+                    after, "synthia_disconnects_total", {"code": "1000"}
+                ) > metric_value(before, "synthia_disconnects_total", {"code": "1000"}):
                     break
                 await asyncio.sleep(0.05)
                 after = await scrape()
@@ -185,12 +192,14 @@ async def test_socket_traffic_moves_the_counters(node_env: dict[str, str], pg_ur
         return metric_value(after, name, labels) - metric_value(before, name, labels)
 
     assert delta("synthia_connects_total") == 1
-    assert metric_value(during, "synthia_sockets_open") == metric_value(before, "synthia_sockets_open") + 1
+    assert (
+        metric_value(during, "synthia_sockets_open")
+        == metric_value(before, "synthia_sockets_open") + 1
+    )
     assert delta("synthia_sockets_open") == 0
     assert delta("synthia_frames_in_total", {"kind": "ping"}) == 3
     assert delta("synthia_frames_out_total") >= 4  # session.ready + three replies
     assert delta("synthia_disconnects_total", {"code": "1000"}) == 1
-
 
 
 async def test_workers_share_one_exposition_in_multiprocess_mode(
@@ -199,7 +208,9 @@ async def test_workers_share_one_exposition_in_multiprocess_mode(
     """Two uvicorn workers: whichever answers /metrics reports every worker's sockets."""
     prom_dir = tmp_path / "prom"
     prom_dir.mkdir()
-    node = await start_node({**node_env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}, extra_args=["--workers", "2"])
+    node = await start_node(
+        {**node_env, "PROMETHEUS_MULTIPROC_DIR": str(prom_dir)}, extra_args=["--workers", "2"]
+    )
     sockets = []
     try:
         async with httpx.AsyncClient(base_url=node.http) as client:
@@ -225,11 +236,18 @@ async def test_workers_share_one_exposition_in_multiprocess_mode(
 
 
 # -- HTTP metrics by route template -----------------------------------------------------------------
-async def test_http_requests_are_counted_by_route_template_never_raw_path(settings_for: Any) -> None:
+async def test_http_requests_are_counted_by_route_template_never_raw_path(
+    settings_for: Any,
+) -> None:
     async with running_app(settings_for("memory")) as (app, client):
         user = await register(client)
-        for analysis_id in ("0190a1b2-0000-7000-8000-000000000001", "0190a1b2-0000-7000-8000-000000000002"):
-            r = await client.get(f"/api/v1/analyses/{analysis_id}", headers=bearer(user["access_token"]))
+        for analysis_id in (
+            "0190a1b2-0000-7000-8000-000000000001",
+            "0190a1b2-0000-7000-8000-000000000002",
+        ):
+            r = await client.get(
+                f"/api/v1/analyses/{analysis_id}", headers=bearer(user["access_token"])
+            )
             assert r.status_code == 404
         for junk in ("/wp-admin/one", "/etc/passwd", "/x/y/z"):
             assert (await client.get(junk)).status_code == 404
@@ -239,12 +257,26 @@ async def test_http_requests_are_counted_by_route_template_never_raw_path(settin
         assert runtime.metrics is not None
         text = runtime.metrics.render()[0].decode()
     name = "synthia_http_requests_total"
-    assert metric_value(text, name, {"route": "/api/v1/analyses/{analysis_id}", "method": "GET", "status": "404"}) == 2
+    assert (
+        metric_value(
+            text,
+            name,
+            {"route": "/api/v1/analyses/{analysis_id}", "method": "GET", "status": "404"},
+        )
+        == 2
+    )
     assert metric_value(text, name, {"route": "unmatched", "status": "404"}) == 3
     assert metric_value(text, name, {"route": "/healthz", "status": "200"}) == 1
     assert metric_value(text, name, {"route": "/static/{path}", "status": "200"}) == 1
     assert metric_value(text, name, {"route": "/api/v1/auth/register", "method": "POST"}) == 1
-    assert metric_value(text, "synthia_http_request_duration_seconds_count", {"route": "/healthz", "method": "GET"}) == 1
+    assert (
+        metric_value(
+            text,
+            "synthia_http_request_duration_seconds_count",
+            {"route": "/healthz", "method": "GET"},
+        )
+        == 1
+    )
     routes = {
         sample.labels["route"]
         for family in text_string_to_metric_families(text)

@@ -120,7 +120,9 @@ async def _legacy_rows_are_backfilled(url: str) -> None:
     engine = store.configure(url)
     await store.open_pool(engine)
     try:
-        assert (await run_forwards(app_name="synthia", migration_id=BEFORE_ANALYTICS_COLUMNS)).success
+        assert (
+            await run_forwards(app_name="synthia", migration_id=BEFORE_ANALYTICS_COLUMNS)
+        ).success
         user = "6f1c1d2e-0000-4000-8000-000000000001"
         await engine.run_ddl(
             "INSERT INTO users (id, email, password_hash, display_name, role, active, created_at, updated_at, plan)"
@@ -128,15 +130,19 @@ async def _legacy_rows_are_backfilled(url: str) -> None:
             " '2026-01-01T00:00:00+00:00', 'free')"
         )
         legacy = (
-            ("6f1c1d2e-0000-4000-8000-00000000000a", "chromatic", '{"season": "autumn", "palette": []}',
-             '{"prompt_tokens": 1000, "output_tokens": 200, "thought_tokens": 30}'),
+            (
+                "6f1c1d2e-0000-4000-8000-00000000000a",
+                "chromatic",
+                '{"season": "autumn", "palette": []}',
+                '{"prompt_tokens": 1000, "output_tokens": 200, "thought_tokens": 30}',
+            ),
             ("6f1c1d2e-0000-4000-8000-00000000000b", "facial", '{"face_shape": "oval"}', "{}"),
             ("6f1c1d2e-0000-4000-8000-00000000000c", "facial", "NULL", '{"prompt_tokens": 500}'),
         )
         for aid, kind, result, usage in legacy:
             result_sql = result if result == "NULL" else f"'{result}'"
             await engine.run_ddl(
-                "INSERT INTO analyses (id, \"user\", kind, status, inputs, result, cached, model, prompt_version,"
+                'INSERT INTO analyses (id, "user", kind, status, inputs, result, cached, model, prompt_version,'
                 f" usage, created_at) VALUES ('{aid}', '{user}', '{kind}', 'done', '{{}}', {result_sql}, false,"
                 f" 'm', 'v', '{usage}', '2026-01-02T00:00:00+00:00')"
             )

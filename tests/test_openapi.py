@@ -141,7 +141,10 @@ async def test_docs_is_swagger_ui_vendored_with_its_license(pg_app: Pair) -> Non
     page = (await client.get("/docs")).text
     vendor = Path(__file__).parents[1] / "synthia_rt/web/static/vendor/swagger-ui"
     assert "Apache License" in (vendor / "LICENSE").read_text()
-    for asset in ("/static/vendor/swagger-ui/swagger-ui-bundle.js", "/static/vendor/swagger-ui/swagger-ui.css"):
+    for asset in (
+        "/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        "/static/vendor/swagger-ui/swagger-ui.css",
+    ):
         assert asset in page
         served = await client.get(asset)
         assert served.status_code == 200 and len(served.content) > 10_000

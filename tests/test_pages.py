@@ -62,50 +62,89 @@ def test_every_key_the_pages_use_is_in_the_table() -> None:
     for script in ("app.js", "admin.js", "i18n.js"):
         text = (WEB / "static" / script).read_text()
         used |= set(re.findall(r'\bt\(\s*"([\w.-]+)"', text))
-        used |= set(re.findall(r'"((?:hint|admin|analyze|quiz|result|profile|push|history|auth|session)\.[\w.]+)"', text))
+        used |= set(
+            re.findall(
+                r'"((?:hint|admin|analyze|quiz|result|profile|push|history|auth|session)\.[\w.]+)"',
+                text,
+            )
+        )
     used -= {"quiz.estimate"}  # a socket event's name, not a text
     # keys built from a value: every value the server can send has its text
     used |= {f"kind.{k}" for k in ("facial", "chromatic")}
     used |= {f"status.{s}" for s in ("queued", "running", "failed", "cancelled")}
     used |= {f"conn.{s}" for s in ("idle", "connecting", "ready", "reconnecting", "closed")}
-    used |= {f"stage.{s}" for s in ("uploading", "validating", "queued", "analyzing", "persisting", "done")}
+    used |= {
+        f"stage.{s}"
+        for s in ("uploading", "validating", "queued", "analyzing", "persisting", "done")
+    }
     assert sorted(used - set(ui.STRINGS)) == []
     for lang in ("es", "en"):
         strings = words(lang)["strings"]
         assert all(strings[k] for k in ui.STRINGS), lang
         # placeholders survive translation
         for key, english in ui.STRINGS.items():
-            assert set(re.findall(r"\{\w+\}", strings[key])) == set(re.findall(r"\{\w+\}", english)), (lang, key)
+            assert set(re.findall(r"\{\w+\}", strings[key])) == set(
+                re.findall(r"\{\w+\}", english)
+            ), (lang, key)
     spanish, english = words("es")["strings"], words("en")["strings"]
     assert spanish["nav.history"] == "Historial" and english["nav.history"] == "History"
-    assert sum(spanish[k] != english[k] for k in ui.STRINGS) > 0.9 * len(ui.STRINGS)  # really translated
+    assert sum(spanish[k] != english[k] for k in ui.STRINGS) > 0.9 * len(
+        ui.STRINGS
+    )  # really translated
 
 
 async def test_pages_are_rendered_in_the_negotiated_language(settings_for: Any) -> None:
     async with running_app(settings_for("memory", default_locale="es")) as (_, client):
         for path in ("/", "/admin"):
             r = await client.get(path)  # no header: DEFAULT_LOCALE
-            assert r.status_code == 200 and '<html lang="es"' in r.text and r.headers["content-language"] == "es"
+            assert (
+                r.status_code == 200
+                and '<html lang="es"' in r.text
+                and r.headers["content-language"] == "es"
+            )
             assert "Accept-Language" in r.headers["vary"] and "Cookie" in r.headers["vary"]
             english = (await client.get(path, headers={"Accept-Language": "en-GB,en;q=0.9"})).text
             assert '<html lang="en"' in english
-            chosen = (await client.get(path, headers={"Accept-Language": "en", "Cookie": "synthia_locale=es"})).text
+            chosen = (
+                await client.get(
+                    path, headers={"Accept-Language": "en", "Cookie": "synthia_locale=es"}
+                )
+            ).text
             assert '<html lang="es"' in chosen  # the switcher's cookie wins over the header
-            asked = (await client.get(f"{path}?lang=en", headers={"Cookie": "synthia_locale=es"})).text
+            asked = (
+                await client.get(f"{path}?lang=en", headers={"Cookie": "synthia_locale=es"})
+            ).text
             assert '<html lang="en"' in asked
         page = (await client.get("/", headers={"Accept-Language": "es"})).text
-        assert ">Historial</span>" in page and ">Elegir una foto</span>" in page and 'aria-label="Secciones"' in page
-        assert "<title data-i18n=\"app.title\">Synthia Style — tus colores" in page
-        assert page.count(' aria-label=') == page.count(' data-i18n-aria-label=')  # one per element, none left in English
-        assert '"labels":{"face_shape":{"oval":"Ovalado"' in page  # the bundle, embedded for the script
+        assert (
+            ">Historial</span>" in page
+            and ">Elegir una foto</span>" in page
+            and 'aria-label="Secciones"' in page
+        )
+        assert '<title data-i18n="app.title">Synthia Style — tus colores' in page
+        assert page.count(" aria-label=") == page.count(
+            " data-i18n-aria-label="
+        )  # one per element, none left in English
+        assert (
+            '"labels":{"face_shape":{"oval":"Ovalado"' in page
+        )  # the bundle, embedded for the script
         assert 'id="push-enable"' in page
 
-        r = await client.get(f"{API}/i18n/ui", params={"locale": "en"}, headers={"Accept-Language": "es"})
-        assert r.status_code == 200 and r.json()["locale"] == "en" and r.json()["strings"]["nav.quiz"] == "Colour quiz"
+        r = await client.get(
+            f"{API}/i18n/ui", params={"locale": "en"}, headers={"Accept-Language": "es"}
+        )
+        assert (
+            r.status_code == 200
+            and r.json()["locale"] == "en"
+            and r.json()["strings"]["nav.quiz"] == "Colour quiz"
+        )
         assert r.headers["cache-control"].startswith("public")
         r = await client.get(f"{API}/i18n/ui", headers={"Accept-Language": "es-MX"})
         body = r.json()
-        assert body["strings"]["nav.quiz"] == "Test de color" and body["labels"]["subseason"]["deep_autumn"] == "Otoño profundo"
+        assert (
+            body["strings"]["nav.quiz"] == "Test de color"
+            and body["labels"]["subseason"]["deep_autumn"] == "Otoño profundo"
+        )
         assert body["languages"] == {"es": "Español", "en": "English"}
         r = await client.get(f"{API}/i18n/ui", params={"locale": "fr"})
         assert r.status_code == 422 and r.json()["error"]["field"] == "locale"
@@ -114,14 +153,29 @@ async def test_pages_are_rendered_in_the_negotiated_language(settings_for: Any) 
 async def test_history_entries_carry_labels_in_the_readers_language(settings_for: Any) -> None:
     async with running_app(settings_for("memory", default_locale="es")) as (_, client):
         me = await register(client)
-        await add_analysis(me["user"]["id"], kind="chromatic", status="done", result={
-            "season": "autumn", "subseason": "deep_autumn", "undertone": "warm", "contrast": "high",
-            "palette": [{"name": "Burgundy", "hex": "#800020"}], "confidence": 0.8, "reasons": ["a future field"],
-        })
-        r = await client.get(f"{API}/history", headers={**bearer(me["access_token"]), "Accept-Language": "es"})
+        await add_analysis(
+            me["user"]["id"],
+            kind="chromatic",
+            status="done",
+            result={
+                "season": "autumn",
+                "subseason": "deep_autumn",
+                "undertone": "warm",
+                "contrast": "high",
+                "palette": [{"name": "Burgundy", "hex": "#800020"}],
+                "confidence": 0.8,
+                "reasons": ["a future field"],
+            },
+        )
+        r = await client.get(
+            f"{API}/history", headers={**bearer(me["access_token"]), "Accept-Language": "es"}
+        )
         item = r.json()["items"][0]
         assert item["labels"]["season"] == "Otoño" and item["labels"]["palette"] == ["Burdeos"]
-        one = await client.get(f"{API}/analyses/{item['id']}", headers={**bearer(me["access_token"]), "Accept-Language": "en"})
+        one = await client.get(
+            f"{API}/analyses/{item['id']}",
+            headers={**bearer(me["access_token"]), "Accept-Language": "en"},
+        )
         assert one.json()["labels"]["subseason"] == "Deep autumn"
 
 
@@ -131,15 +185,25 @@ def axe_path() -> Path:
     """axe-core from the npm registry (tests/a11y/package.json, pinned by its lock file)."""
     if not AXE.exists():
         npm = shutil.which("npm")
-        assert npm, "tests/test_pages.py needs npm on PATH to install axe-core (apt-get install -y npm)"
-        done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=A11Y, capture_output=True, text=True, timeout=300, check=False)
+        assert npm, (
+            "tests/test_pages.py needs npm on PATH to install axe-core (apt-get install -y npm)"
+        )
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=A11Y,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, f"npm ci in tests/a11y failed:\n{done.stdout}\n{done.stderr}"
     return AXE
 
 
 async def open_page(browser: Browser, size: str, lang: str) -> Page:
     context = await browser.new_context(
-        viewport=SIZES[size], locale=BROWSER_LOCALE[lang],
+        viewport=SIZES[size],
+        locale=BROWSER_LOCALE[lang],
         bypass_csp=True,  # only so that axe-core can be injected; the pages need no exception
     )
     page = await context.new_page()
@@ -197,7 +261,9 @@ async def go(page: Page, view: str) -> None:
 
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 @pytest.mark.parametrize("lang", ["es", "en"])
-async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path: Path, lang: str, size: str) -> None:
+async def test_a_person_uses_the_app(
+    web_node: Node, browser: Browser, axe_path: Path, lang: str, size: str
+) -> None:
     w = words(lang)
     s, labels = w["strings"], w["labels"]
     page = await open_page(browser, size, lang)
@@ -212,14 +278,20 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     await page.fill("#email", email)
     await page.fill("#password", PASSWORD)
     await page.click("#login")
-    await expect(page.locator("#auth-error .notice-hint")).to_have_text(s["hint.invalid_credentials"])
+    await expect(page.locator("#auth-error .notice-hint")).to_have_text(
+        s["hint.invalid_credentials"]
+    )
     assert "invalid_credentials" not in await page.locator("#auth-error").inner_text()
 
     await page.fill("#display-name", "Ada")
     await page.click("#register")
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
     await expect(page.locator("#conn-text")).to_have_text(s["conn.ready"])
-    await expect(page.locator("#nav a[aria-current='page']")).to_have_attribute("data-view", "analyze")
+    await expect(page.locator("#nav a[aria-current='page']")).to_have_attribute(
+        "data-view", "analyze"
+    )
     await check_layout_and_a11y(page, axe_path, "analyse, before a photo")
 
     # The photo, with the keyboard only: from the section's link (Enter moves focus to its
@@ -229,16 +301,28 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     await go(page, "analyze")
     await page.keyboard.press("Tab")
     await expect(page.locator("#file-input")).to_be_focused()
-    assert await page.locator("label[for='file-input']").evaluate("(l) => getComputedStyle(l).outlineStyle") == "solid"
+    assert (
+        await page.locator("label[for='file-input']").evaluate(
+            "(l) => getComputedStyle(l).outlineStyle"
+        )
+        == "solid"
+    )
     await expect(page.get_by_label(s["analyze.choose"])).to_have_attribute("type", "file")
     async with page.expect_file_chooser() as chooser:
         await page.keyboard.press("Space")
-    await (await chooser.value).set_files(files=[{"name": "astronaut.jpg", "mimeType": "image/jpeg", "buffer": astronaut_jpeg()}])
+    await (await chooser.value).set_files(
+        files=[{"name": "astronaut.jpg", "mimeType": "image/jpeg", "buffer": astronaut_jpeg()}]
+    )
     await expect(page.locator("#facial")).to_have_attribute("data-status", "done", timeout=60000)
 
     # The result as cards, in words of this language; the progress is a labelled <progress>.
-    assert await page.get_by_label(s["analyze.upload"]).evaluate("(p) => [p.tagName, p.value]") == ["PROGRESS", 100]
-    await expect(page.locator("#stages li[aria-current='step']")).to_have_attribute("data-stage", "done")
+    assert await page.get_by_label(s["analyze.upload"]).evaluate("(p) => [p.tagName, p.value]") == [
+        "PROGRESS",
+        100,
+    ]
+    await expect(page.locator("#stages li[aria-current='step']")).to_have_attribute(
+        "data-stage", "done"
+    )
     shape_card = page.locator("#facial-result [data-field='face_shape']")
     shape = await shape_card.get_attribute("data-value")
     assert shape in FACE_SHAPES
@@ -248,18 +332,26 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     tone = page.locator("#facial-result dd[data-field='skin.tone']")
     await expect(tone).to_have_text(labels["tone"][await tone.get_attribute("data-value")])
     undertone = page.locator("#facial-result dd[data-field='skin.undertone']")
-    await expect(undertone).to_have_text(labels["undertone"][await undertone.get_attribute("data-value")])
+    await expect(undertone).to_have_text(
+        labels["undertone"][await undertone.get_attribute("data-value")]
+    )
     await expect(page.locator("#facial-result .skin-swatch")).to_have_attribute("role", "img")
-    chips = await page.locator("#facial-result [data-field='recommendations'] .chip").all_inner_texts()
+    chips = await page.locator(
+        "#facial-result [data-field='recommendations'] .chip"
+    ).all_inner_texts()
     assert chips and set(chips) <= set(labels["category"].values())
     if lang == "es":
-        assert labels["face_shape"][shape] != shape.capitalize() or shape == "oval"  # Spanish, not the raw key
+        assert (
+            labels["face_shape"][shape] != shape.capitalize() or shape == "oval"
+        )  # Spanish, not the raw key
         assert labels["face_shape"]["oval"] == "Ovalado"
     await expect(page.locator("#facial-error")).to_be_empty()
     # What a screen reader heard while it streamed: the stages, then the result in words.
     heard = await spoken(page)
     assert s["analyze.uploading"] in heard and s["analyze.working"] in heard, heard
-    assert any(s["analyze.done"] in text and labels["face_shape"][shape].lower() in text for text in heard), heard
+    assert any(
+        s["analyze.done"] in text and labels["face_shape"][shape].lower() in text for text in heard
+    ), heard
     assert await page.locator("#facial-status").get_attribute("aria-live") == "polite"
     await check_layout_and_a11y(page, axe_path, "facial result")
     if lang == "es":
@@ -274,7 +366,9 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     assert total >= 5
     for i in range(total):
         await questions.nth(i).locator("input[type=radio]").nth(i % 2).check()
-        await expect(page.locator("#quiz-estimate")).to_have_attribute("data-answered", str(i + 1), timeout=10000)
+        await expect(page.locator("#quiz-estimate")).to_have_attribute(
+            "data-answered", str(i + 1), timeout=10000
+        )
     season_now = await page.locator("#estimate-season").get_attribute("data-value")
     assert season_now in SEASONS
     await expect(page.locator("#estimate-season")).to_have_text(labels["season"][season_now])
@@ -290,7 +384,9 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     swatches = page.locator("#quiz-result [data-field='palette'] .swatch")
     assert await swatches.count() >= 4
     hex_colour = await swatches.first.get_attribute("data-hex")
-    assert hex_colour and await swatches.first.evaluate("(el) => getComputedStyle(el).backgroundColor") == rgb(hex_colour)
+    assert hex_colour and await swatches.first.evaluate(
+        "(el) => getComputedStyle(el).backgroundColor"
+    ) == rgb(hex_colour)
     names = await page.locator("#quiz-result [data-field='palette'] .swatch-name").all_inner_texts()
     assert all(names)
     await expect(page.locator("#quiz-status")).to_contain_text(s["quiz.done"])
@@ -300,12 +396,17 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     await go(page, "history")
     entries = page.locator("#history li")
     await expect(entries).to_have_count(2, timeout=10000)
-    assert [await li.get_attribute("data-kind") for li in await entries.all()] == ["chromatic", "facial"]
+    assert [await li.get_attribute("data-kind") for li in await entries.all()] == [
+        "chromatic",
+        "facial",
+    ]
     await expect(entries.nth(1).locator("strong")).to_have_text(s["kind.facial"])
     await check_layout_and_a11y(page, axe_path, "history")
     await entries.nth(1).locator("button").focus()
     await page.keyboard.press("Enter")
-    await expect(page.locator("#history-detail-title")).to_contain_text(s["kind.facial"], timeout=10000)
+    await expect(page.locator("#history-detail-title")).to_contain_text(
+        s["kind.facial"], timeout=10000
+    )
     await expect(page.locator("#history-detail-title")).to_be_focused()
     opened = page.locator("#history-result [data-field='face_shape']")
     await expect(opened).to_have_attribute("data-value", shape)
@@ -324,12 +425,20 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     o = words(other)
     await page.select_option("#profile-locale", other)
     await page.click("#profile-save")
-    await expect(page.locator("#profile-result")).to_have_text(o["strings"]["profile.saved"], timeout=10000)
+    await expect(page.locator("#profile-result")).to_have_text(
+        o["strings"]["profile.saved"], timeout=10000
+    )
     assert await page.get_attribute("html", "lang") == other
-    await expect(page.locator("#nav a[data-view='profile'] span")).to_have_text(o["strings"]["nav.profile"])
+    await expect(page.locator("#nav a[data-view='profile'] span")).to_have_text(
+        o["strings"]["nav.profile"]
+    )
     await expect(page.locator("#locale-select")).to_have_value(other)
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
-    await expect(page.locator("#facial-result [data-field='face_shape'] .big-value")).to_have_text(o["labels"]["face_shape"][shape])
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
+    await expect(page.locator("#facial-result [data-field='face_shape'] .big-value")).to_have_text(
+        o["labels"]["face_shape"][shape]
+    )
     saved = await page.evaluate(
         """async () => {
           const { access_token } = JSON.parse(sessionStorage.getItem("synthia.demo.tokens"));
@@ -342,7 +451,9 @@ async def test_a_person_uses_the_app(web_node: Node, browser: Browser, axe_path:
     await page.select_option("#locale-select", lang)
     await expect(page.locator("html")).to_have_attribute("lang", lang, timeout=10000)
     await expect(page.locator("#profile-title")).to_have_text(s["profile.title"])
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
 
     # Deleting the account needs the password: a wrong one is a friendly error, the right one
     # erases the account and signs out.
@@ -379,11 +490,17 @@ async def test_the_admin_dashboard_in_spanish(
     await expect(page.locator("#dashboard")).to_be_visible(timeout=15000)
     await expect(page.locator("#total-sockets")).to_have_text("1", timeout=15000)
     await expect(page.locator("#cluster-title")).to_have_text(s["admin.cluster"])
-    await expect(page.locator("#analytics-result")).to_contain_text("(", timeout=15000)  # analytics loaded
+    await expect(page.locator("#analytics-result")).to_contain_text(
+        "(", timeout=15000
+    )  # analytics loaded
     await page.get_by_label(s["admin.user_query"]).fill(admin["email"][:12])
     await page.get_by_role("button", name=s["admin.search"], exact=True).click()
-    await expect(page.locator("#user-search-result")).to_contain_text(s["admin.users_shown"].split(" ")[-1], timeout=10000)
-    await expect(page.locator("#user-rows tr").first.locator("td.status")).to_have_text(re.compile(f"^({s['admin.active']}|{s['admin.blocked']})$"))
+    await expect(page.locator("#user-search-result")).to_contain_text(
+        s["admin.users_shown"].split(" ")[-1], timeout=10000
+    )
+    await expect(page.locator("#user-rows tr").first.locator("td.status")).to_have_text(
+        re.compile(f"^({s['admin.active']}|{s['admin.blocked']})$")
+    )
     await page.wait_for_timeout(1200)  # a few snapshots for the charts
     await check_layout_and_a11y(page, axe_path, "admin dashboard")
     await page.screenshot(path=str(SCREENSHOTS / f"admin-es-{size}.png"), full_page=True)
@@ -400,8 +517,15 @@ async def test_errors_in_the_app_say_what_to_do(web_node: Node, browser: Browser
     await page.fill("#email", unique_email())
     await page.fill("#password", PASSWORD)
     await page.click("#register")
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
-    await page.set_input_files("#file-input", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image at all" * 20}])
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
+    await page.set_input_files(
+        "#file-input",
+        files=[
+            {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"not an image at all" * 20}
+        ],
+    )
     await expect(page.locator("#facial")).to_have_attribute("data-status", "error", timeout=30000)
     notice = page.locator("#facial-error")
     await expect(notice.locator(".notice-hint")).to_have_text(s["hint.invalid_image"])
@@ -414,7 +538,6 @@ async def test_errors_in_the_app_say_what_to_do(web_node: Node, browser: Browser
     await page.context.close()
 
 
-
 async def test_a_result_draws_only_the_fields_it_has(web_node: Node, browser: Browser) -> None:
     """The result models grow (confidence, reasons, more): the page draws the fields it knows
     that are there, skips malformed ones and ignores the rest. Opened from a notification's link."""
@@ -424,15 +547,29 @@ async def test_a_result_draws_only_the_fields_it_has(web_node: Node, browser: Br
     await page.fill("#email", unique_email())
     await page.fill("#password", PASSWORD)
     await page.click("#register")
-    await expect(page.locator("#conn-state")).to_have_attribute("data-state", "ready", timeout=15000)
+    await expect(page.locator("#conn-state")).to_have_attribute(
+        "data-state", "ready", timeout=15000
+    )
     aid = "0190a1b2-0000-7000-8000-00000000abcd"
     entry = {
-        "id": aid, "kind": "facial", "status": "done", "cached": False, "model": "future-model",
-        "created_at": "2031-03-02T10:00:00Z", "labels": {"face_shape": "Corazón", "unknown_group": {"x": 1}},
+        "id": aid,
+        "kind": "facial",
+        "status": "done",
+        "cached": False,
+        "model": "future-model",
+        "created_at": "2031-03-02T10:00:00Z",
+        "labels": {"face_shape": "Corazón", "unknown_group": {"x": 1}},
         "result": {
-            "face_shape": "heart", "confidence": 0.82, "reasons": ["wide forehead", {"why": "a shape"}],
+            "face_shape": "heart",
+            "confidence": 0.82,
+            "reasons": ["wide forehead", {"why": "a shape"}],
             "skin": {"tone": "tan", "undertone": 7, "hex": "not a colour"},
-            "recommendations": [{"category": "headwear", "title": "Wide brims"}, "junk", {"detail": "no title"}, None],
+            "recommendations": [
+                {"category": "headwear", "title": "Wide brims"},
+                "junk",
+                {"detail": "no title"},
+                None,
+            ],
             "brand_new": {"nested": [1, 2, 3]},
         },
     }
@@ -443,14 +580,26 @@ async def test_a_result_draws_only_the_fields_it_has(web_node: Node, browser: Br
     await page.route(f"**/api/v1/analyses/{aid}", fulfil)
     await page.goto(f"{web_node.http}/?analysis={aid}")  # same tab: still signed in
     detail = page.locator("#history-result")
-    await expect(detail.locator("[data-field='face_shape'] .big-value")).to_have_text(labels["face_shape"]["heart"], timeout=15000)
-    await expect(detail.locator("[data-field='face_shape']")).to_contain_text(s["result.confidence"].format(pct=82))
+    await expect(detail.locator("[data-field='face_shape'] .big-value")).to_have_text(
+        labels["face_shape"]["heart"], timeout=15000
+    )
+    await expect(detail.locator("[data-field='face_shape']")).to_contain_text(
+        s["result.confidence"].format(pct=82)
+    )
     await expect(detail.locator("dd[data-field='skin.tone']")).to_have_text(labels["tone"]["tan"])
-    await expect(detail.locator("dd[data-field='skin.undertone']")).to_have_count(0)  # not a word: skipped
-    await expect(detail.locator(".skin-swatch")).to_have_count(1)  # the tone's colour stands in for a bad hex
+    await expect(detail.locator("dd[data-field='skin.undertone']")).to_have_count(
+        0
+    )  # not a word: skipped
+    await expect(detail.locator(".skin-swatch")).to_have_count(
+        1
+    )  # the tone's colour stands in for a bad hex
     await expect(detail.locator("[data-field='recommendations'] li")).to_have_count(1)
-    await expect(detail.locator("[data-field='recommendations'] .chip")).to_have_text("Headwear")  # unknown key, readable
-    assert await detail.locator(".result-card").count() == 3  # shape, skin, recommendations; nothing for the rest
+    await expect(detail.locator("[data-field='recommendations'] .chip")).to_have_text(
+        "Headwear"
+    )  # unknown key, readable
+    assert (
+        await detail.locator(".result-card").count() == 3
+    )  # shape, skin, recommendations; nothing for the rest
     await expect(page.locator("#history-detail-title")).to_contain_text(s["kind.facial"])
     width, inner = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert width <= inner

@@ -12,14 +12,41 @@ from synthia_rt.analysis.models import SEASON_OF
 from synthia_rt.errors import AppError, ErrorCode
 from tests.analysis_support import analysis_runtime, events, new_user, service, wait_terminal
 
-WARM_LIGHT = {"veins": "green", "jewellery": "both", "sun": "burns_then_tans", "hair": "golden_blonde",
-              "skin": "porcelain", "eyes": "icy_blue_grey"}
-COOL_DEEP_CLEAR = {"veins": "blue_purple", "jewellery": "silver", "hair": "black", "eyes": "dark_brown",
-                   "contrast": "high", "white": "pure_white", "colours": "icy", "skin": "deep"}
-SOFT_COOL = {"veins": "blue_purple", "jewellery": "silver", "hair": "light_ash_brown",
-             "eyes": "soft_blue_grey_green", "contrast": "low", "colours": "muted"}
-SOFT_WARM = {"veins": "green", "jewellery": "gold", "hair": "light_ash_brown", "eyes": "hazel",
-             "contrast": "low", "colours": "muted", "white": "cream"}
+WARM_LIGHT = {
+    "veins": "green",
+    "jewellery": "both",
+    "sun": "burns_then_tans",
+    "hair": "golden_blonde",
+    "skin": "porcelain",
+    "eyes": "icy_blue_grey",
+}
+COOL_DEEP_CLEAR = {
+    "veins": "blue_purple",
+    "jewellery": "silver",
+    "hair": "black",
+    "eyes": "dark_brown",
+    "contrast": "high",
+    "white": "pure_white",
+    "colours": "icy",
+    "skin": "deep",
+}
+SOFT_COOL = {
+    "veins": "blue_purple",
+    "jewellery": "silver",
+    "hair": "light_ash_brown",
+    "eyes": "soft_blue_grey_green",
+    "contrast": "low",
+    "colours": "muted",
+}
+SOFT_WARM = {
+    "veins": "green",
+    "jewellery": "gold",
+    "hair": "light_ash_brown",
+    "eyes": "hazel",
+    "contrast": "low",
+    "colours": "muted",
+    "white": "cream",
+}
 
 
 @pytest.mark.parametrize(
@@ -31,7 +58,9 @@ SOFT_WARM = {"veins": "green", "jewellery": "gold", "hair": "light_ash_brown", "
         (SOFT_WARM, "autumn", "soft_autumn"),
     ],
 )
-def test_scoring_follows_the_dominant_axis(answers: dict[str, str], season: str, subseason: str) -> None:
+def test_scoring_follows_the_dominant_axis(
+    answers: dict[str, str], season: str, subseason: str
+) -> None:
     est = quiz.estimate(answers)
     assert (est.season, est.subseason) == (season, subseason)
     assert SEASON_OF[est.subseason] == est.season
@@ -43,7 +72,9 @@ def test_undertone_and_contrast() -> None:
     assert quiz.estimate(COOL_DEEP_CLEAR).undertone == "cool"
     assert quiz.estimate(COOL_DEEP_CLEAR).contrast == "high"
     assert quiz.estimate(SOFT_COOL).contrast == "low"
-    assert quiz.estimate({"skin": "olive", "veins": "mixed", "jewellery": "both"}).undertone == "olive"
+    assert (
+        quiz.estimate({"skin": "olive", "veins": "mixed", "jewellery": "both"}).undertone == "olive"
+    )
 
 
 def test_confidence_grows_with_answers() -> None:
@@ -66,7 +97,10 @@ def test_every_subseason_is_reachable() -> None:
 
 def test_answers_are_checked() -> None:
     quiz.check_answer("veins", "green")
-    for question, answer, field in (("nope", "green", "question"), ("veins", "purple-ish", "answer")):
+    for question, answer, field in (
+        ("nope", "green", "question"),
+        ("veins", "purple-ish", "answer"),
+    ):
         with pytest.raises(AppError) as info:
             quiz.check_answer(question, answer)
         assert info.value.code == ErrorCode.VALIDATION_ERROR and info.value.field == field
@@ -79,7 +113,9 @@ async def test_quiz_over_the_service(settings_for: Any) -> None:
         started = await svc.quiz_start(user, "en")
         qid = started["quiz_id"]
         assert [q["id"] for q in started["questions"]] == list(quiz.QUESTIONS)
-        assert all(q["options"] and {"id", "label"} <= set(q["options"][0]) for q in started["questions"])
+        assert all(
+            q["options"] and {"id", "label"} <= set(q["options"][0]) for q in started["questions"]
+        )
         assert await svc.owner_of(qid) == user.user_id
 
         with pytest.raises(AppError) as info:
@@ -89,7 +125,9 @@ async def test_quiz_over_the_service(settings_for: Any) -> None:
         for i, (question, answer) in enumerate(SOFT_COOL.items(), start=1):
             reply = await svc.quiz_answer(user, qid, question, answer)
             assert reply == {"answered": i, "remaining": len(quiz.QUESTIONS) - i}
-        estimates = [e for e in await events(runtime, f"analysis:{qid}") if e["event"] == "quiz.estimate"]
+        estimates = [
+            e for e in await events(runtime, f"analysis:{qid}") if e["event"] == "quiz.estimate"
+        ]
         assert [e["answered"] for e in estimates] == list(range(1, len(SOFT_COOL) + 1))
         assert estimates[-1]["subseason"] == "soft_summer" and estimates[-1]["quiz_id"] == qid
 
@@ -103,7 +141,9 @@ async def test_quiz_over_the_service(settings_for: Any) -> None:
         row = await wait_terminal(qid)
         assert row["status"] == "done" and row["kind"] == "chromatic"
         assert row["result"]["subseason"] == "soft_summer"
-        result = [e for e in await events(runtime, f"analysis:{qid}") if e["event"] == "analysis.result"]
+        result = [
+            e for e in await events(runtime, f"analysis:{qid}") if e["event"] == "analysis.result"
+        ]
         assert len(result) == 1 and result[0]["result"] == row["result"]
 
         with pytest.raises(AppError) as info:

@@ -61,13 +61,20 @@ async def test_session_ready_and_subprotocol(live: Live, user: dict[str, Any]) -
 
 async def test_authorization_header_is_accepted(live: Live, user: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {user['access_token']}"}
-    async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1"], additional_headers=headers) as conn:  # type: ignore[list-item]
+    async with connect(
+        f"ws://{live}/ws", subprotocols=["synthia.v1"], additional_headers=headers
+    ) as conn:  # type: ignore[list-item]
         assert conn.subprotocol == "synthia.v1"
         assert orjson.loads(await conn.recv())["event"] == "session.ready"
 
 
 def _forge(claims: dict[str, Any], key: str = JWT_SECRET, alg: str = "HS256") -> str:
-    base = {"iss": "synthia-rt", "aud": "synthia", "iat": int(time.time()), "exp": int(time.time()) + 600}
+    base = {
+        "iss": "synthia-rt",
+        "aud": "synthia",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 600,
+    }
     with warnings.catch_warnings():  # HS512 with our 45-byte test key: the attack we simulate
         warnings.simplefilter("ignore")
         return jwt.encode({**base, **claims}, key, algorithm=alg)
@@ -78,10 +85,15 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
     uid = user["user"]["id"]
     good = user["access_token"]
     # Foreign origin: 403 before accept, even with a valid token.
-    status, body = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{good}"], origin="https://evil.example")  # type: ignore[list-item, arg-type]
+    status, body = await _refusal(
+        url, subprotocols=["synthia.v1", f"bearer.{good}"], origin="https://evil.example"
+    )  # type: ignore[list-item, arg-type]
     assert (status, body["error"]["code"]) == (403, "forbidden")
     # Missing token; a token in the query string is ignored.
-    assert await _closed_at_handshake(f"{url}?token={good}", subprotocols=["synthia.v1"]) == (4003, "unauthorized")  # type: ignore[list-item]
+    assert await _closed_at_handshake(f"{url}?token={good}", subprotocols=["synthia.v1"]) == (
+        4003,
+        "unauthorized",
+    )  # type: ignore[list-item]
     # A client that offered no subprotocol gets the HTTP status instead.
     status, body = await _refusal(f"{url}?token={good}")
     assert (status, body["error"]["code"]) == (401, "unauthorized")
@@ -90,14 +102,20 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
     bad_tokens = {
         "malformed": "not-a-jwt",
         "alg none": f"{none_alg}.{payload}.",
-        "other key": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, key="y" * 40),
+        "other key": _forge(
+            {"sub": uid, "typ": "access", "role": "user", "jti": "x"}, key="y" * 40
+        ),
         "expired": _forge(
             {"sub": uid, "typ": "access", "role": "user", "jti": "x", "exp": int(time.time()) - 5},
             key=live.runtime.settings.resolved_secret(),
         ),
         "refresh as access": user["refresh_token"],
-        "other algorithm": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x"}, alg="HS512"),
-        "wrong audience": _forge({"sub": uid, "typ": "access", "role": "user", "jti": "x", "aud": "other"}),
+        "other algorithm": _forge(
+            {"sub": uid, "typ": "access", "role": "user", "jti": "x"}, alg="HS512"
+        ),
+        "wrong audience": _forge(
+            {"sub": uid, "typ": "access", "role": "user", "jti": "x", "aud": "other"}
+        ),
     }
     for name, token in bad_tokens.items():
         expected = (4001, "token_expired") if name == "expired" else (4003, "token_invalid")
@@ -110,12 +128,18 @@ async def test_handshake_refusals(live: Live, user: dict[str, Any]) -> None:
 
 async def test_revoked_token_is_refused(live: Live, user: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=f"http://{live}") as http:
-        r = await http.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"})
+        r = await http.post(
+            "/api/v1/auth/logout", headers={"Authorization": f"Bearer {user['access_token']}"}
+        )
         assert r.status_code in (200, 204)
     # Revoked is final (4010), not "unauthorized" (4003); REST callers still read token_invalid.
-    closed = await _closed_at_handshake(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+    closed = await _closed_at_handshake(
+        f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"]
+    )  # type: ignore[list-item]
     assert closed == (4010, "token_invalid")
-    status, body = await _refusal(f"ws://{live}/ws", additional_headers={"Authorization": f"Bearer {user['access_token']}"})
+    status, body = await _refusal(
+        f"ws://{live}/ws", additional_headers={"Authorization": f"Bearer {user['access_token']}"}
+    )
     assert (status, body["error"]["code"]) == (401, "token_invalid")
 
 
@@ -132,7 +156,11 @@ async def test_frame_errors_keep_the_socket_open(live: Live, user: dict[str, Any
             ('{"id": 7, "op": "subscribe"}', 7, "bad_request"),
             ('{"id": "8", "op": "ping"}', None, "bad_request"),
             ('{"id": -1, "op": "ping"}', None, "bad_request"),
-            ('{"id": 9, "op": "subscribe", "channel": "broadcast", "since": {"offset": "x", "epoch": "e"}}', 9, "bad_request"),
+            (
+                '{"id": 9, "op": "subscribe", "channel": "broadcast", "since": {"offset": "x", "epoch": "e"}}',
+                9,
+                "bad_request",
+            ),
         ]
         for raw, expected_id, code in cases:
             await client.send_raw(raw)
@@ -172,7 +200,9 @@ async def test_channel_permissions(live: Live, user: dict[str, Any]) -> None:
         assert own["ok"] is True and own["recovered"] is False and isinstance(own["epoch"], str)
 
 
-async def test_notification_delivery_and_replay_with_since(live: Live, user: dict[str, Any]) -> None:
+async def test_notification_delivery_and_replay_with_since(
+    live: Live, user: dict[str, Any]
+) -> None:
     uid = user["user"]["id"]
     channel = f"user:{uid}"
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
@@ -180,31 +210,43 @@ async def test_notification_delivery_and_replay_with_since(live: Live, user: dic
         base, epoch = start["offset"], start["epoch"]
         await _notify(live, uid, "first")
         first = await client.event("notification")
-        assert first["channel"] == channel and first["offset"] == base + 1 and first["epoch"] == epoch
+        assert (
+            first["channel"] == channel and first["offset"] == base + 1 and first["epoch"] == epoch
+        )
         assert first["title"] == "first"
     # Offline: two more notifications, then reconnect with since.
     await _notify(live, uid, "second")
     await _notify(live, uid, "third")
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
-        reply = await client.command("subscribe", channel=channel, since={"offset": base + 1, "epoch": epoch})
+        reply = await client.command(
+            "subscribe", channel=channel, since={"offset": base + 1, "epoch": epoch}
+        )
         assert reply["ok"] and reply["recovered"] is True and reply["offset"] == base + 3
         replayed = [await client.event("notification") for _ in range(2)]
         assert [e["title"] for e in replayed] == ["second", "third"]
         assert [e["offset"] for e in replayed] == [base + 2, base + 3]
         # Wrong epoch: not recovered; what is kept is replayed, except what this socket already
         # sent (each event reaches a socket at most once).
-        stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
+        stale = await client.command(
+            "subscribe", channel=channel, since={"offset": 1, "epoch": "gone"}
+        )
         assert stale["recovered"] is False
-        assert (await client.event("notification"))["offset"] == base + 1  # sent on the first socket only
+        assert (await client.event("notification"))[
+            "offset"
+        ] == base + 1  # sent on the first socket only
         # The same socket asking again from an older position gets nothing twice either.
-        again = await client.command("subscribe", channel=channel, since={"offset": base + 2, "epoch": epoch})
+        again = await client.command(
+            "subscribe", channel=channel, since={"offset": base + 2, "epoch": epoch}
+        )
         assert again["recovered"] is True
         await _notify(live, uid, "fourth")
         assert (await client.event("notification"))["offset"] == base + 4
         assert [e for e in client.events if e.get("event") == "notification"] == []
     # A new socket is a new start: a stale epoch replays everything that is kept.
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
-        stale = await client.command("subscribe", channel=channel, since={"offset": 1, "epoch": "gone"})
+        stale = await client.command(
+            "subscribe", channel=channel, since={"offset": 1, "epoch": "gone"}
+        )
         assert stale["recovered"] is False
         kept = [await client.event("notification") for _ in range(4)]
         assert [e["offset"] for e in kept] == [base + 1, base + 2, base + 3, base + 4]
@@ -233,7 +275,9 @@ async def test_rate_limit_then_4009(settings_for: Any, backend: str) -> None:
                 while True:
                     refused.append(await client.recv())
             # Every refusal is replied to, the one that closes the socket included.
-            assert [f["error"]["code"] for f in refused if f.get("id") == 99] == ["rate_limited"] * 4
+            assert [f["error"]["code"] for f in refused if f.get("id") == 99] == [
+                "rate_limited"
+            ] * 4
             rcvd = client.conn.protocol.close_rcvd
             assert rcvd is not None and (rcvd.code, rcvd.reason) == (4009, "rate limited")
 
@@ -255,7 +299,9 @@ async def test_auth_refresh_extends_the_session(settings_for: Any, backend: str)
         async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
             await client.event("session.expiring")
             async with httpx.AsyncClient(base_url=f"http://{live}") as http:
-                r = await http.post("/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]})
+                r = await http.post(
+                    "/api/v1/auth/refresh", json={"refresh_token": user["refresh_token"]}
+                )
                 fresh = r.json()["access_token"]
             reply = await client.command("auth.refresh", token=fresh)
             assert reply["ok"] is True and 0 < reply["expires_in"] <= 4
@@ -271,10 +317,14 @@ async def test_per_user_connection_cap(settings_for: Any, backend: str) -> None:
         user = await register(f"http://{live}")
         url = f"ws://{live}/ws"
         async with ws_session(url, user["access_token"]), ws_session(url, user["access_token"]):
-            closed = await _closed_at_handshake(url, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"])  # type: ignore[list-item]
+            closed = await _closed_at_handshake(
+                url, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"]
+            )  # type: ignore[list-item]
             assert closed == (4029, "too_many_connections")
             with pytest.raises(InvalidStatus) as info:
-                async with connect(url, additional_headers={"Authorization": f"Bearer {user['access_token']}"}):
+                async with connect(
+                    url, additional_headers={"Authorization": f"Bearer {user['access_token']}"}
+                ):
                     pass
             assert info.value.response.status_code == 429
             assert info.value.response.headers["Retry-After"] == "5"
@@ -282,15 +332,20 @@ async def test_per_user_connection_cap(settings_for: Any, backend: str) -> None:
             assert (await again.command("ping"))["ok"]
 
 
-async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: Any, backend: str) -> None:
-    settings = settings_for(backend, outbound_queue_size=8, close_timeout=60.0)  # this client reads again
+async def test_slow_consumer_is_closed_4008_others_keep_receiving(
+    settings_for: Any, backend: str
+) -> None:
+    settings = settings_for(
+        backend, outbound_queue_size=8, close_timeout=60.0
+    )  # this client reads again
     async with serving(settings) as live:
         user = await register(f"http://{live}")
         url = f"ws://{live}/ws"
         # The slow client stops reading: tiny client-side buffers make it push back at once.
-        async with ws_session(url, user["access_token"], max_queue=1, max_size=2**20) as slow, ws_session(
-            url, user["access_token"]
-        ) as fast:
+        async with (
+            ws_session(url, user["access_token"], max_queue=1, max_size=2**20) as slow,
+            ws_session(url, user["access_token"]) as fast,
+        ):
             slow.conn.transport.pause_reading()
             pad = "x" * 16 * 1024
             for i in range(400):
@@ -301,14 +356,16 @@ async def test_slow_consumer_is_closed_4008_others_keep_receiving(settings_for: 
             assert (await fast.command("ping"))["ok"]
 
 
-
 async def test_many_sockets_joining_at_once_all_receive(live: Live) -> None:
     """The join race that loses subscribers in encode/broadcaster: 60 sockets join together."""
     users = [await register(f"http://{live}") for _ in range(3)]
     url = f"ws://{live}/ws"
     async with contextlib.AsyncExitStack() as stack:
         clients = await asyncio.gather(
-            *(stack.enter_async_context(ws_session(url, users[i % 3]["access_token"])) for i in range(60))
+            *(
+                stack.enter_async_context(ws_session(url, users[i % 3]["access_token"]))
+                for i in range(60)
+            )
         )
         # Some sockets leave while others are still joining the same channel.
         await asyncio.gather(*(c.conn.close() for c in clients[:10]))
@@ -325,9 +382,13 @@ async def test_subprotocol_and_same_origin_rules(live: Live, user: dict[str, Any
     status, body = await _refusal(url, subprotocols=["synthia.v2", f"bearer.{token}"])  # type: ignore[list-item]
     assert (status, body["error"]["code"]) == (400, "bad_request")
     # With ALLOWED_ORIGINS unset, the page's own origin is allowed whatever the port.
-    async with connect(url, subprotocols=["synthia.v1", f"bearer.{token}"], origin=f"http://{live}") as conn:  # type: ignore[list-item, arg-type]
+    async with connect(
+        url, subprotocols=["synthia.v1", f"bearer.{token}"], origin=f"http://{live}"
+    ) as conn:  # type: ignore[list-item, arg-type]
         assert orjson.loads(await conn.recv())["event"] == "session.ready"
-    status, _ = await _refusal(url, subprotocols=["synthia.v1", f"bearer.{token}"], origin="http://localhost:1")  # type: ignore[list-item, arg-type]
+    status, _ = await _refusal(
+        url, subprotocols=["synthia.v1", f"bearer.{token}"], origin="http://localhost:1"
+    )  # type: ignore[list-item, arg-type]
     assert status == 403
 
 
@@ -337,5 +398,7 @@ async def test_configured_origins_are_exact(settings_for: Any, backend: str) -> 
         offer = ["synthia.v1", f"bearer.{user['access_token']}"]
         status, _ = await _refusal(f"ws://{live}/ws", subprotocols=offer, origin=f"http://{live}")  # type: ignore[arg-type]
         assert status == 403
-        async with connect(f"ws://{live}/ws", subprotocols=offer, origin="https://app.example") as conn:  # type: ignore[arg-type]
+        async with connect(
+            f"ws://{live}/ws", subprotocols=offer, origin="https://app.example"
+        ) as conn:  # type: ignore[arg-type]
             assert orjson.loads(await conn.recv())["event"] == "session.ready"

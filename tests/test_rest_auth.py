@@ -335,17 +335,24 @@ async def test_a_refused_cors_preflight_says_which_origin_and_setting(
     caplog.set_level(logging.INFO, logger="synthia_rt.access")
     app = create_app(settings_for("memory"))  # default origins: a Vite dev server is not one
     transport = httpx.ASGITransport(app=app)
-    preflight = {"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"}
+    preflight = {
+        "Origin": "http://localhost:5173",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         for _ in range(3):
             r = await client.options(f"{API}/auth/login", headers=preflight)
             assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
-    hints = [rec.getMessage() for rec in caplog.records if "CORS preflight refused" in rec.getMessage()]
+    hints = [
+        rec.getMessage() for rec in caplog.records if "CORS preflight refused" in rec.getMessage()
+    ]
     assert len(hints) == 1  # once per origin, not per request
     assert "http://localhost:5173" in hints[0] and "ALLOWED_ORIGINS" in hints[0]
     allowed = create_app(settings_for("memory", allowed_origins=("http://localhost:5173",)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=allowed), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=allowed), base_url="http://testserver"
+    ) as client:
         ok = await client.options(f"{API}/auth/login", headers=preflight)
         assert ok.headers.get("access-control-allow-origin") == "http://localhost:5173"
 

@@ -56,7 +56,9 @@ async def test_the_saved_language_is_read_back(app_client: Pair) -> None:
     """The profile is served from the user cache: the saved locale must be part of it."""
     _, client = app_client
     headers = bearer((await register(client))["access_token"])
-    assert (await client.get(f"{API}/users/profile", headers=headers)).json()["locale"] is None  # cached now
+    assert (await client.get(f"{API}/users/profile", headers=headers)).json()[
+        "locale"
+    ] is None  # cached now
     r = await client.patch(f"{API}/users/profile", headers=headers, json={"locale": "en"})
     assert r.status_code == 200 and r.json()["user"]["locale"] == "en"
     for _ in range(2):  # a miss (the patch forgot the entry), then a hit
@@ -155,13 +157,26 @@ async def _populate(app: Any, client: httpx.AsyncClient, email: str) -> dict[str
     await plans.charge(user_id, 5)  # usage_months
     uid = uuid.UUID(user_id)
     await Subscription.insert(
-        Subscription(user=uid, customer_id="cus_x", subscription_id="sub_x", status="active", updated_at=now)
+        Subscription(
+            user=uid, customer_id="cus_x", subscription_id="sub_x", status="active", updated_at=now
+        )
     ).run()
     await StripeEvent.insert(
-        StripeEvent(event_id=f"evt_{uuid.uuid4().hex}", type="checkout.session.completed", user=uid, created_at=now)
+        StripeEvent(
+            event_id=f"evt_{uuid.uuid4().hex}",
+            type="checkout.session.completed",
+            user=uid,
+            created_at=now,
+        )
     ).run()
     await PushSubscription.insert(
-        PushSubscription(user=uid, endpoint=f"https://push.example/{uuid.uuid4().hex}", p256dh="k", auth="a", created_at=now)
+        PushSubscription(
+            user=uid,
+            endpoint=f"https://push.example/{uuid.uuid4().hex}",
+            p256dh="k",
+            auth="a",
+            created_at=now,
+        )
     ).run()
     await runtime.kv.set(f"presence:{{{user_id}}}:node", b"1", 60)
     await runtime.kv.set(f"upload:{user_id}:chunk", b"bytes", 60)

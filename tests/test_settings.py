@@ -47,7 +47,9 @@ WEAK_KEYS = [
 
 @pytest.mark.parametrize("secret", WEAK_KEYS)
 @pytest.mark.parametrize("mode", ["embedded", "development", "production"])
-def test_weak_signing_keys_are_refused_in_every_mode(secret: str, mode: str, tmp_path: Path) -> None:
+def test_weak_signing_keys_are_refused_in_every_mode(
+    secret: str, mode: str, tmp_path: Path
+) -> None:
     env = {"DATA_DIR": str(tmp_path), "JWT_SECRET_KEY": secret}
     if mode == "development":
         env["ENVIRONMENT"] = "development"
@@ -94,7 +96,13 @@ def test_a_good_key_file_is_kept_and_made_private(tmp_path: Path) -> None:
 
 
 def test_typed_values_and_lists() -> None:
-    s = Settings.from_env({"ALLOWED_ORIGINS": "https://a.example, https://b.example", "WS_PER_MESSAGE_DEFLATE": "yes", "MAX_CHUNK_BYTES": "1024"})
+    s = Settings.from_env(
+        {
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "WS_PER_MESSAGE_DEFLATE": "yes",
+            "MAX_CHUNK_BYTES": "1024",
+        }
+    )
     assert s.origins == ("https://a.example", "https://b.example")
     assert s.ws_per_message_deflate is True and s.max_chunk_bytes == 1024
     with pytest.raises(SettingsError, match="MAX_CHUNK_BYTES"):
@@ -103,7 +111,9 @@ def test_typed_values_and_lists() -> None:
 
 def test_env_example_lists_every_setting() -> None:
     text = (Path(__file__).parents[1] / ".env.example").read_text()
-    names = {line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+    names = {
+        line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
     fields = {f.name.upper() for f in dataclasses.fields(Settings)}
     assert fields == names
 
@@ -123,10 +133,13 @@ def test_redis_enabled_of_the_old_app_is_warned_about_not_ignored_silently(
 
 def test_cache_namespace_ttls_are_settings_documented_in_env_example() -> None:
     text = (Path(__file__).parents[1] / ".env.example").read_text()
-    for name, namespace in (("USER_CACHE_TTL", "`user`"), ("SESSION_CACHE_TTL", "`session`"),
-                            ("CACHE_TTL", "`analysis`")):
+    for name, namespace in (
+        ("USER_CACHE_TTL", "`user`"),
+        ("SESSION_CACHE_TTL", "`session`"),
+        ("CACHE_TTL", "`analysis`"),
+    ):
         at = text.index(f"\n{name}=")
-        meaning = text[max(0, at - 400):at]
+        meaning = text[max(0, at - 400) : at]
         assert namespace in meaning, name
     s = Settings.from_env({"USER_CACHE_TTL": "5", "SESSION_CACHE_TTL": "7"})
     assert (s.user_cache_ttl, s.session_cache_ttl) == (5, 7)

@@ -62,7 +62,9 @@ async def user(live: Live) -> dict[str, Any]:
 
 
 # --- 10.1: a dependency failure is never an authentication failure -------------------------
-async def test_redis_down_is_1013_or_503_never_an_auth_failure(settings_for: Any, tmp_path: Path) -> None:
+async def test_redis_down_is_1013_or_503_never_an_auth_failure(
+    settings_for: Any, tmp_path: Path
+) -> None:
     async with private_redis(tmp_path / "redis") as redis_server:
         settings = settings_for("redis", redis_url=redis_server.url)
         async with serving(settings) as live:
@@ -75,7 +77,10 @@ async def test_redis_down_is_1013_or_503_never_an_auth_failure(settings_for: Any
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(conn.recv(), DEADLINE)
                 assert conn.protocol.close_rcvd is not None
-                assert (conn.protocol.close_rcvd.code, conn.protocol.close_rcvd.reason) == (1013, "unavailable")
+                assert (conn.protocol.close_rcvd.code, conn.protocol.close_rcvd.reason) == (
+                    1013,
+                    "unavailable",
+                )
             with pytest.raises(InvalidStatus) as info:
                 async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}):
                     pass
@@ -89,19 +94,25 @@ def _established(port: int) -> int:
     """ESTABLISHED TCP connections with local or remote port ``port`` (from ``ss``)."""
     out = subprocess.run(
         ["ss", "-Htn", "state", "established", f"( sport = :{port} or dport = :{port} )"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return len([line for line in out.splitlines() if line.strip()])
 
 
-async def test_slow_consumer_connection_is_aborted_after_the_close_deadline(settings_for: Any) -> None:
+async def test_slow_consumer_connection_is_aborted_after_the_close_deadline(
+    settings_for: Any,
+) -> None:
     settings = settings_for("memory", outbound_queue_size=8, close_timeout=1.0)
     async with serving(settings) as live:
         user = await register(f"http://{live}")
         runtime = live.runtime
 
         def drops() -> float:
-            return float(runtime.metrics.registry.get_sample_value("synthia_queue_drops_total") or 0)
+            return float(
+                runtime.metrics.registry.get_sample_value("synthia_queue_drops_total") or 0
+            )
 
         # A client with a tiny receive buffer that stops reading right after session.ready.
         sock = socket.socket()
@@ -109,8 +120,11 @@ async def test_slow_consumer_connection_is_aborted_after_the_close_deadline(sett
         sock.connect(("127.0.0.1", int(live.rsplit(":", 1)[1])))
         client_port = sock.getsockname()[1]
         async with connect(
-            f"ws://{live}/ws", sock=sock, subprotocols=["synthia.v1", f"bearer.{user['access_token']}"],  # type: ignore[list-item]
-            max_queue=1, ping_interval=None,
+            f"ws://{live}/ws",
+            sock=sock,
+            subprotocols=["synthia.v1", f"bearer.{user['access_token']}"],  # type: ignore[list-item]
+            max_queue=1,
+            ping_interval=None,
         ) as conn:
             slow = Client(conn)
             assert (await slow.recv())["event"] == "session.ready"
@@ -118,7 +132,9 @@ async def test_slow_consumer_connection_is_aborted_after_the_close_deadline(sett
             assert _established(client_port) == 2  # both ends
             channel, pad = user_channel(user["user"]["id"]), "x" * 16 * 1024
             for i in range(4000):
-                await runtime.hub.publish(channel, {"event": "notification", "title": str(i), "body": pad})
+                await runtime.hub.publish(
+                    channel, {"event": "notification", "title": str(i), "body": pad}
+                )
                 if drops() > 0:
                     break
                 await asyncio.sleep(0)
@@ -136,9 +152,15 @@ async def test_slow_consumer_connection_is_aborted_after_the_close_deadline(sett
 
 
 # --- 10.8 / 10.9 / 10.11: malformed input is the client's fault -----------------------------
-async def test_uuid_lookalikes_are_bad_requests(live: Live, user: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+async def test_uuid_lookalikes_are_bad_requests(
+    live: Live, user: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
-        for op, field in (("upload.status", "analysis_id"), ("analysis.cancel", "analysis_id"), ("quiz.answer", "quiz_id")):
+        for op, field in (
+            ("upload.status", "analysis_id"),
+            ("analysis.cancel", "analysis_id"),
+            ("quiz.answer", "quiz_id"),
+        ):
             extra = {"question": "q", "answer": "a"} if op == "quiz.answer" else {}
             for bogus in ("-" * 36, "g" * 32, "0" * 35 + "-"):
                 reply = await client.command(op, **{field: bogus}, **extra)
@@ -182,7 +204,9 @@ async def test_session_ready_is_first_during_a_storm(settings_for: Any) -> None:
                 await live.runtime.hub.publish(channel, {"event": "notification", "title": "storm"})
 
         async def first_frame() -> str:
-            async with connect(f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"]) as conn:  # type: ignore[list-item]
+            async with connect(
+                f"ws://{live}/ws", subprotocols=["synthia.v1", f"bearer.{user['access_token']}"]
+            ) as conn:  # type: ignore[list-item]
                 return str(orjson.loads(await asyncio.wait_for(conn.recv(), DEADLINE))["event"])
 
         task = asyncio.ensure_future(storm())
@@ -196,13 +220,17 @@ async def test_session_ready_is_first_during_a_storm(settings_for: Any) -> None:
         assert set(firsts) == {"session.ready"}
 
 
-async def test_resubscribing_never_delivers_an_event_twice(live: Live, user: dict[str, Any]) -> None:
+async def test_resubscribing_never_delivers_an_event_twice(
+    live: Live, user: dict[str, Any]
+) -> None:
     channel = user_channel(user["user"]["id"])
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
         first = await live.runtime.hub.publish(channel, {"event": "notification", "title": "one"})
         assert (await client.event("notification"))["offset"] == first.offset
         # The client sends subscribe with since = what it had before `one` (still in flight).
-        reply = await client.command("subscribe", channel=channel, since={"offset": first.offset - 1, "epoch": first.epoch})
+        reply = await client.command(
+            "subscribe", channel=channel, since={"offset": first.offset - 1, "epoch": first.epoch}
+        )
         assert reply["recovered"] is True
         second = await live.runtime.hub.publish(channel, {"event": "notification", "title": "two"})
         assert (await client.event("notification"))["offset"] == second.offset
@@ -224,7 +252,9 @@ async def test_junk_chunks_close_4009(settings_for: Any, backend: str) -> None:
 
 
 async def test_binary_frames_take_from_their_own_bucket(settings_for: Any, backend: str) -> None:
-    settings = settings_for(backend, upload_frame_rate=0.5, upload_frame_burst=2, rate_limit_strikes=100)
+    settings = settings_for(
+        backend, upload_frame_rate=0.5, upload_frame_burst=2, rate_limit_strikes=100
+    )
     async with serving(settings) as live:
         user = await register(f"http://{live}")
         async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
@@ -236,7 +266,9 @@ async def test_binary_frames_take_from_their_own_bucket(settings_for: Any, backe
             assert (await client.command("ping"))["ok"]  # commands have their own bucket
 
 
-async def test_subscribe_and_quiz_start_have_per_user_limits(settings_for: Any, backend: str) -> None:
+async def test_subscribe_and_quiz_start_have_per_user_limits(
+    settings_for: Any, backend: str
+) -> None:
     settings = settings_for(backend, subscribe_limit="3/minute", quiz_start_limit="1/minute")
     async with serving(settings) as live:
         user = await register(f"http://{live}")
@@ -258,16 +290,22 @@ async def test_refused_handshakes_log_no_errors(
 ) -> None:
     for _ in range(3):
         with pytest.raises(InvalidStatus):
-            async with connect(f"ws://{live}/ws", additional_headers={"Authorization": "Bearer junk"}):
+            async with connect(
+                f"ws://{live}/ws", additional_headers={"Authorization": "Bearer junk"}
+            ):
                 pass
     # uvicorn 0.54 logs this after every HTTP denial of an upgrade (it never marks that
     # handshake complete): expected traffic, so INFO.
-    await wait_until(lambda: sum("without completing handshake" in r.getMessage() for r in uvicorn_records) >= 3)
+    await wait_until(
+        lambda: sum("without completing handshake" in r.getMessage() for r in uvicorn_records) >= 3
+    )
     assert _errors(uvicorn_records) == []
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
-async def test_client_close_codes_cannot_mint_metric_series(live: Live, user: dict[str, Any]) -> None:
+async def test_client_close_codes_cannot_mint_metric_series(
+    live: Live, user: dict[str, Any]
+) -> None:
     async with ws_session(f"ws://{live}/ws", user["access_token"]) as client:
         await client.conn.close(code=4567)
     await wait_until(lambda: live.runtime.hub.socket_count() == 0)
@@ -276,18 +314,25 @@ async def test_client_close_codes_cannot_mint_metric_series(live: Live, user: di
     assert 'synthia_disconnects_total{code="other"} 1.0' in text
 
 
-async def test_client_leaving_mid_body_is_not_a_500(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+async def test_client_leaving_mid_body_is_not_a_500(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     host, port = live.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000\r\n\r\n{\"email\": "
+        b'Content-Length: 1000\r\n\r\n{"email": '
     )
     await writer.drain()
     writer.close()
     await writer.wait_closed()
-    await wait_until(lambda: any(r.name == "synthia_rt.access" and "/auth/login" in r.getMessage() for r in caplog.records))
+    await wait_until(
+        lambda: any(
+            r.name == "synthia_rt.access" and "/auth/login" in r.getMessage()
+            for r in caplog.records
+        )
+    )
     access = [r for r in caplog.records if r.name == "synthia_rt.access"]
     assert access[-1].__dict__["status"] == 499
     assert [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
@@ -296,7 +341,9 @@ async def test_client_leaving_mid_body_is_not_a_500(live: Live, caplog: pytest.L
 
 
 # --- a revocation that crosses the handshake -------------------------------------------------
-async def test_revocation_during_the_token_check_closes_the_new_socket_4010(live: Live, user: dict[str, Any]) -> None:
+async def test_revocation_during_the_token_check_closes_the_new_socket_4010(
+    live: Live, user: dict[str, Any]
+) -> None:
     """Password change lands after the socket's token passed its check but before the socket
     was registered to hear revocations: the socket must still be closed with 4010."""
     tokens = live.runtime.need_tokens()

@@ -98,8 +98,15 @@ async def test_interrupted_upload_resumes_on_another_node(settings_for: Any) -> 
         assert row["status"] == "done" and row["result"]["face_shape"]
         evs = await events(node_b, f"analysis:{aid}")  # history is shared: both nodes' events
         assert names(evs) == [
-            "progress:uploading", "progress:validating", "progress:queued", "progress:analyzing",
-            "analysis.partial", "analysis.partial", "analysis.partial",
-            "progress:persisting", "progress:done", "analysis.result",
+            "progress:uploading",
+            "progress:validating",
+            "progress:queued",
+            "progress:analyzing",
+            "analysis.partial",
+            "analysis.partial",
+            "analysis.partial",
+            "progress:persisting",
+            "progress:done",
+            "analysis.result",
         ]
         assert await svc_b.upload_status(user, aid) == {"offset": len(data), "size": len(data)}

@@ -88,7 +88,9 @@ class _LoadSpy:
         monkeypatch.setattr(ImageFile.ImageFile, "load", load)
 
 
-def test_bomb_below_pillows_limit_is_refused_from_the_header(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bomb_below_pillows_limit_is_refused_from_the_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """8000×6000 = 48 Mpx: under Pillow's own bomb threshold, over our cap; never decoded."""
     bomb = png_bomb(8000, 6000)
     assert len(bomb) < 200

@@ -47,10 +47,15 @@ class Client:
                 return frame
             raise AssertionError(f"unexpected frame {frame}")
 
-    async def event(self, name: str | None = None, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+    async def event(
+        self, name: str | None = None, timeout: float = 5.0, **match: Any
+    ) -> dict[str, Any]:
         """Next event named ``name`` (from the backlog first) whose fields match ``match``."""
+
         def ok(e: dict[str, Any]) -> bool:
-            return (name is None or e.get("event") == name) and all(e.get(k) == v for k, v in match.items())
+            return (name is None or e.get("event") == name) and all(
+                e.get(k) == v for k, v in match.items()
+            )
 
         for i, e in enumerate(self.events):
             if ok(e):
@@ -85,9 +90,13 @@ async def ws_session(url: str, token: str, **kwargs: Any) -> AsyncIterator[Clien
         yield client
 
 
-async def register(http_base: str, email: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
+async def register(
+    http_base: str, email: str | None = None, password: str = "correct horse battery"
+) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=http_base) as http:
-        r = await http.post("/api/v1/auth/register", json={"email": email or unique_email(), "password": password})
+        r = await http.post(
+            "/api/v1/auth/register", json={"email": email or unique_email(), "password": password}
+        )
         assert r.status_code == 201, r.text
         body: dict[str, Any] = r.json()
         return body

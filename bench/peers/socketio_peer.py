@@ -28,7 +28,11 @@ def create_app(redis_url: str, channel: str, node: str) -> Any:
 
 def main() -> None:
     args = peer_args(__doc__ or "")
-    run_uvicorn(create_app(args.redis, args.channel, f"socketio-{args.port}-{os.getpid()}"), args.host, args.port)
+    run_uvicorn(
+        create_app(args.redis, args.channel, f"socketio-{args.port}-{os.getpid()}"),
+        args.host,
+        args.port,
+    )
 
 
 if __name__ == "__main__":

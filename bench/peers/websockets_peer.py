@@ -19,7 +19,9 @@ from bench.peers import peer_args
 
 async def run(host: str, port: int, redis_url: str, channel: str) -> None:
     clients: set[ServerConnection] = set()
-    ready = orjson.dumps({"event": "session.ready", "node": f"websockets-{port}-{os.getpid()}"}).decode()
+    ready = orjson.dumps(
+        {"event": "session.ready", "node": f"websockets-{port}-{os.getpid()}"}
+    ).decode()
 
     async def handler(ws: ServerConnection) -> None:
         clients.add(ws)

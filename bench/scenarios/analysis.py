@@ -31,32 +31,58 @@ from bench.stats import ms_summary
 from bench.targets import SYNTHIA
 
 USERS = 8  # fresh analyses rotate over these users, so per-socket command limits never bite
-MIN_GAP = 0.1  # seconds between two cached round trips on one socket (2 commands: 20/s < COMMAND_RATE)
+MIN_GAP = (
+    0.1  # seconds between two cached round trips on one socket (2 commands: 20/s < COMMAND_RATE)
+)
 
 
 async def _fresh(session: Session, data: bytes) -> dict[str, float] | None:
     done = await upload(session, data, window=4)
     aid = done["analysis_id"]
     t_upload = done["last_sent"]  # the job starts when this chunk is stored
-    partial = await session.wait(lambda f: f.get("analysis_id") == aid and f.get("event") in
-                                 ("analysis.partial", "analysis.error", "analysis.result"), 60)
+    partial = await session.wait(
+        lambda f: (
+            f.get("analysis_id") == aid
+            and f.get("event") in ("analysis.partial", "analysis.error", "analysis.result")
+        ),
+        60,
+    )
     if partial["event"] != "analysis.partial":
         session.drop_backlog()
         return None
-    stages = {f["stage"]: f["_t"] for f in session.backlog
-              if f.get("event") == "analysis.progress" and f.get("analysis_id") == aid and "stage" in f}
-    result = await session.wait(lambda f: f.get("analysis_id") == aid and f.get("event") in
-                                ("analysis.result", "analysis.error"), 60)
+    stages = {
+        f["stage"]: f["_t"]
+        for f in session.backlog
+        if f.get("event") == "analysis.progress" and f.get("analysis_id") == aid and "stage" in f
+    }
+    result = await session.wait(
+        lambda f: (
+            f.get("analysis_id") == aid and f.get("event") in ("analysis.result", "analysis.error")
+        ),
+        60,
+    )
     session.drop_backlog()
     if result["event"] != "analysis.result":
         return None
-    return {"t_upload": t_upload, "t_partial": partial["_t"], "t_result": result["_t"],
-            **{f"t_{stage}": stages.get(stage, float("nan")) for stage in ("validating", "queued", "analyzing")}}
+    return {
+        "t_upload": t_upload,
+        "t_partial": partial["_t"],
+        "t_result": result["_t"],
+        **{
+            f"t_{stage}": stages.get(stage, float("nan"))
+            for stage in ("validating", "queued", "analyzing")
+        },
+    }
 
 
 async def _cached(session: Session, data: bytes) -> dict[str, float]:
-    command_id, sent = session.send("analysis.start", kind="facial", content_type="image/jpeg",
-                                    size=len(data), sha256=sha256_hex(data))
+    command_id, sent = session.send(
+        "analysis.start",
+        kind="facial",
+        content_type="image/jpeg",
+        size=len(data),
+        sha256=sha256_hex(data),
+    )
     reply = await session.reply(command_id)
     if not reply.get("ok") or not reply.get("cached"):
         raise RuntimeError(f"expected a cached answer, got {reply}")
@@ -75,7 +101,9 @@ async def run(ctx: Context) -> dict[str, Any]:
     o = ctx.options
     fake = ctx.fake_model
     if fake is None:
-        return {"skipped": "needs the fake Gemini: the bench's own nodes, or --model-port with --node"}
+        return {
+            "skipped": "needs the fake Gemini: the bench's own nodes, or --model-port with --node"
+        }
     async with ctx.deploy(SYNTHIA, nodes=1) as dep:
         await ctx.ensure_accounts(USERS * o.sockets_per_user, dep.urls)
         sessions = [await Session.open(dep.urls[0], ctx.accounts[i].token) for i in range(USERS)]
@@ -91,7 +119,10 @@ async def run(ctx: Context) -> dict[str, Any]:
                 if t is None or len(fake.request_times) != before + 1:
                     failed += 1
                     continue
-                t["t_request"], t["t_chunk"] = fake.request_times[before], fake.first_chunk_times[before]
+                t["t_request"], t["t_chunk"] = (
+                    fake.request_times[before],
+                    fake.first_chunk_times[before],
+                )
                 timings.append(t)
                 owners.append(i)
         cached: list[dict[str, float]] = []
@@ -108,7 +139,16 @@ async def run(ctx: Context) -> dict[str, Any]:
                 bar.update(1)
         for s in sessions:
             await s.close()
-    keys = ("t_upload", "t_request", "t_chunk", "t_partial", "t_result", "t_validating", "t_queued", "t_analyzing")
+    keys = (
+        "t_upload",
+        "t_request",
+        "t_chunk",
+        "t_partial",
+        "t_result",
+        "t_validating",
+        "t_queued",
+        "t_analyzing",
+    )
     col = {k: np.array([t[k] for t in timings], dtype=np.float64) for k in keys}
     ttfp = col["t_partial"] - col["t_upload"]
     model = col["t_chunk"] - col["t_request"]
@@ -127,7 +167,9 @@ async def run(ctx: Context) -> dict[str, Any]:
             "upload_to_validating": ms_summary(_finite(col["t_validating"] - col["t_upload"])),
             "validating_to_queued": ms_summary(_finite(col["t_queued"] - col["t_validating"])),
             "queued_to_analyzing": ms_summary(_finite(col["t_analyzing"] - col["t_queued"])),
-            "analyzing_to_model_request": ms_summary(_finite(col["t_request"] - col["t_analyzing"])),
+            "analyzing_to_model_request": ms_summary(
+                _finite(col["t_request"] - col["t_analyzing"])
+            ),
         },
         "cached": {
             "count": len(cached),
@@ -135,6 +177,8 @@ async def run(ctx: Context) -> dict[str, Any]:
             "to_result": ms_summary([c["result"] for c in cached]),
         },
     }
-    ctx.say(f"analysis: first partial p50 {result['time_to_first_partial'].get('p50_ms')} ms, overhead p50 "
-            f"{result['first_chunk_overhead'].get('p50_ms')} ms, cached p50 {result['cached']['round_trip'].get('p50_ms')} ms")
+    ctx.say(
+        f"analysis: first partial p50 {result['time_to_first_partial'].get('p50_ms')} ms, overhead p50 "
+        f"{result['first_chunk_overhead'].get('p50_ms')} ms, cached p50 {result['cached']['round_trip'].get('p50_ms')} ms"
+    )
     return result

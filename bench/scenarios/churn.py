@@ -67,7 +67,10 @@ class Client:
             if not reply.get("ok"):
                 raise RuntimeError(f"subscribe refused: {reply}")
             self.catch_up_times.append(time.monotonic() - t0)
-            held = sorted((f for f in session.backlog if f.get("channel") == "broadcast"), key=lambda f: f["offset"])
+            held = sorted(
+                (f for f in session.backlog if f.get("channel") == "broadcast"),
+                key=lambda f: f["offset"],
+            )
             session.drop_backlog()
             if self.offset is None:
                 self.offset, self.epoch = reply["offset"], reply["epoch"]
@@ -134,15 +137,20 @@ async def run(ctx: Context) -> dict[str, Any]:
     async with ctx.deploy(SYNTHIA, nodes=2) as dep:
         await ctx.ensure_accounts(o.churn_sockets, dep.urls)
         tokens = [t for _, t in ctx.plan(SYNTHIA, dep.urls, o.churn_sockets)]
-        job = ctx.pool.start("bench.scenarios.churn:worker", [
-            {"urls": dep.urls, "tokens": part, "max_events": events, "seed": i}
-            for i, part in enumerate(split(tokens, ctx.pool.size))
-        ])
+        job = ctx.pool.start(
+            "bench.scenarios.churn:worker",
+            [
+                {"urls": dep.urls, "tokens": part, "max_events": events, "seed": i}
+                for i, part in enumerate(split(tokens, ctx.pool.size))
+            ],
+        )
         await job.recv_all()
         publisher = publisher_for(SYNTHIA, ctx.redis_url, dep.channel)
         await publisher.start()
         try:
-            ctx.say(f"churn: {o.churn_sockets} sockets over {len(dep.urls)} nodes, {o.churn_rate}/s for {o.churn_seconds}s")
+            ctx.say(
+                f"churn: {o.churn_sockets} sockets over {len(dep.urls)} nodes, {o.churn_rate}/s for {o.churn_seconds}s"
+            )
             loop = asyncio.get_running_loop()
             start = loop.time()
             with ctx.bar(events, "churn: publishing") as bar:
@@ -160,10 +168,15 @@ async def run(ctx: Context) -> dict[str, Any]:
         "sockets": o.churn_sockets,
         "events": events,
         "expected_deliveries": events * o.churn_sockets,
-        **{k: sum(r[k] for r in reports) for k in ("missed", "gaps", "duplicates", "reconnects", "not_recovered", "failures")},
+        **{
+            k: sum(r[k] for r in reports)
+            for k in ("missed", "gaps", "duplicates", "reconnects", "not_recovered", "failures")
+        },
         "reconnect": ms_summary([t for r in reports for t in r["connect_times"]]),
         "catch_up": ms_summary([t for r in reports for t in r["catch_up_times"]]),
     }
-    ctx.say(f"churn: {result['reconnects']} reconnects, missed {result['missed']}, gaps {result['gaps']}, "
-            f"not recovered {result['not_recovered']}")
+    ctx.say(
+        f"churn: {result['reconnects']} reconnects, missed {result['missed']}, gaps {result['gaps']}, "
+        f"not recovered {result['not_recovered']}"
+    )
     return result

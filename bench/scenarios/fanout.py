@@ -40,7 +40,9 @@ SETTLE = 1.0  # seconds between the last socket's ready frame and the first publ
 async def worker(args: dict[str, Any], ctl: Any) -> None:
     target, urls = args["target"], args["urls"]
     recorder = Recorder(target, args["max_events"])
-    opened, errors = await open_many(target, args["plan"], args["concurrency"], on_opened=lambda: ctl.progress(1))
+    opened, errors = await open_many(
+        target, args["plan"], args["concurrency"], on_opened=lambda: ctl.progress(1)
+    )
     for o in opened:
         recorder.attach(o.socket, urls.index(o.url))
     ctl.send({"connected": len(opened), "errors": errors[:3], "error_count": len(errors)})
@@ -51,7 +53,9 @@ async def worker(args: dict[str, Any], ctl: Any) -> None:
         if message["op"] == "await":  # every socket has seqs [first, last), or the deadline passed
             deadline = time.monotonic() + message["timeout"]
             # Polling on purpose: deliveries are recorded synchronously in data_received.
-            while recorder.missing(message["first"], message["last"]) and time.monotonic() < deadline:  # noqa: ASYNC110
+            while (  # noqa: ASYNC110
+                recorder.missing(message["first"], message["last"]) and time.monotonic() < deadline
+            ):
                 await asyncio.sleep(0.05)
             ctl.send({"missing": recorder.missing(message["first"], message["last"])})
         elif message["op"] == "collect":
@@ -82,7 +86,10 @@ class CpuMeter:
 
     def read(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
-        return {name: round(100 * (_cpu(pids) - self._start[name]) / elapsed, 1) for name, pids in self.groups.items()}
+        return {
+            name: round(100 * (_cpu(pids) - self._start[name]) / elapsed, 1)
+            for name, pids in self.groups.items()
+        }
 
 
 def _cpu_groups(ctx: Context, dep: Deployment) -> dict[str, list[int]]:
@@ -108,7 +115,9 @@ async def _publish_burst(publisher: Any, first: int, count: int) -> dict[int, fl
     return {first + i: await publisher.publish(first + i) for i in range(count)}
 
 
-def _phase_stats(data: dict[str, np.ndarray], sent: dict[int, float], nodes: int, burst: bool) -> dict[str, Any]:
+def _phase_stats(
+    data: dict[str, np.ndarray], sent: dict[int, float], nodes: int, burst: bool
+) -> dict[str, Any]:
     seqs, times, node_of = data["seqs"], data["times"], data["nodes"]
     lo, hi = min(sent), max(sent) + 1
     mask = (seqs >= lo) & (seqs < hi)
@@ -127,15 +136,26 @@ def _phase_stats(data: dict[str, np.ndarray], sent: dict[int, float], nodes: int
         if node_times.size == 0:
             per_node.append({"deliveries": 0, "deliveries_per_s": 0.0})
             continue
-        span = float(node_times.max() - first_sent) if burst else float(max(sent.values()) - first_sent) or 1.0
-        per_node.append({"deliveries": int(node_times.size), "deliveries_per_s": round(node_times.size / max(span, 1e-6), 1)})
+        span = (
+            float(node_times.max() - first_sent)
+            if burst
+            else float(max(sent.values()) - first_sent) or 1.0
+        )
+        per_node.append(
+            {
+                "deliveries": int(node_times.size),
+                "deliveries_per_s": round(node_times.size / max(span, 1e-6), 1),
+            }
+        )
     return {
         "events": len(sent),
         "delivery_latency": ms_summary(latency),
         "last_delivery_latency": ms_summary(per_event_last),
         "delivery_cdf": cdf_points(latency),
         "per_node": per_node,
-        "deliveries_per_s_per_node": round(float(np.mean([p["deliveries_per_s"] for p in per_node])), 1),
+        "deliveries_per_s_per_node": round(
+            float(np.mean([p["deliveries_per_s"] for p in per_node])), 1
+        ),
         "duration_s": round(float(times.max() - first_sent), 3) if times.size else None,
         # publish → last delivery of each event, in publish order (the time series behind p99)
         "per_event_last_ms": [round(float(v) * 1000, 2) for v in per_event_last],
@@ -161,8 +181,16 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         plan = ctx.plan(target, dep.urls, subscribers)
         job = ctx.pool.start(
             "bench.scenarios.fanout:worker",
-            [{"target": target, "urls": dep.urls, "plan": part, "concurrency": o.connect_concurrency,
-              "max_events": total_events} for part in split(plan, ctx.pool.size)],
+            [
+                {
+                    "target": target,
+                    "urls": dep.urls,
+                    "plan": part,
+                    "concurrency": o.connect_concurrency,
+                    "max_events": total_events,
+                }
+                for part in split(plan, ctx.pool.size)
+            ],
         )
         with ctx.bar(subscribers, f"fanout {dep.label}: connecting") as bar:
             job.on_progress = bar.update
@@ -171,9 +199,14 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         await ctx.census(target, len(dep.urls))
         publisher = publisher_for(target, ctx.redis_url, dep.channel)
         await publisher.start()
-        result: dict[str, Any] = {"target": target, "label": dep.label, "subscribers": total, "nodes": len(dep.urls),
-                                  "connect_errors": sum(c["error_count"] for c in connected),
-                                  "error_samples": [e for c in connected for e in c["errors"]]}
+        result: dict[str, Any] = {
+            "target": target,
+            "label": dep.label,
+            "subscribers": total,
+            "nodes": len(dep.urls),
+            "connect_errors": sum(c["error_count"] for c in connected),
+            "error_samples": [e for c in connected for e in c["errors"]],
+        }
         sent: dict[str, dict[int, float]] = {}
         windows: dict[str, tuple[float, float, dict[str, float]]] = {}
         missing = 0
@@ -182,7 +215,10 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
             groups = _cpu_groups(ctx, dep)
             first = 0
             for name, count, rate in phases:
-                ctx.say(f"fanout {dep.label}: {name}, {count} events" + (f" at {rate}/s" if rate else " back to back"))
+                ctx.say(
+                    f"fanout {dep.label}: {name}, {count} events"
+                    + (f" at {rate}/s" if rate else " back to back")
+                )
                 meter, t0 = CpuMeter(groups), time.time()
                 if rate:
                     sent[name] = await _publish_steady(publisher, first, count, rate)
@@ -201,8 +237,12 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
     merged = {key: np.concatenate([e[key] for e in exports]) for key in ("seqs", "times", "nodes")}
     for name, _, rate in phases:
         t0, t1, cpu = windows[name]
-        result[name] = {**_phase_stats(merged, sent[name], len(dep.urls), burst=rate is None), "rate": rate,
-                        "cpu_pct": cpu, "server_stalls": ctx.stalls_in(target, len(dep.urls), t0, t1)}
+        result[name] = {
+            **_phase_stats(merged, sent[name], len(dep.urls), burst=rate is None),
+            "rate": rate,
+            "cpu_pct": cpu,
+            "server_stalls": ctx.stalls_in(target, len(dep.urls), t0, t1),
+        }
     result["expected_deliveries"] = total * total_events
     result["deliveries"] = int(merged["seqs"].size)
     result["lost"] = missing  # over the sockets that connected; refused connects are connect_errors

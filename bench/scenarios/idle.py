@@ -24,9 +24,17 @@ SETTLE = 3.0  # seconds for the server to finish per-connection work (tasks, buf
 
 async def worker(args: dict[str, Any], ctl: Any) -> None:
     started = time.monotonic()
-    opened, errors = await open_many(args["target"], args["plan"], args["concurrency"], on_opened=lambda: ctl.progress(1))
-    ctl.send({"connected": len(opened), "seconds": time.monotonic() - started, "errors": errors[:3],
-              "error_count": len(errors)})
+    opened, errors = await open_many(
+        args["target"], args["plan"], args["concurrency"], on_opened=lambda: ctl.progress(1)
+    )
+    ctl.send(
+        {
+            "connected": len(opened),
+            "seconds": time.monotonic() - started,
+            "errors": errors[:3],
+            "error_count": len(errors),
+        }
+    )
     await ctl.recv()  # hold until the coordinator has read the server's memory
     closed = await asyncio.gather(*(o.socket.close(timeout=10) for o in opened))
     ctl.send({"abnormal_closes": sum(1 for code in closed if code == 1006)})
@@ -51,7 +59,10 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         plan = ctx.plan(target, dep.urls, n)
         job = ctx.pool.start(
             "bench.scenarios.idle:worker",
-            [{"target": target, "plan": part, "concurrency": o.connect_concurrency} for part in split(plan, ctx.pool.size)],
+            [
+                {"target": target, "plan": part, "concurrency": o.connect_concurrency}
+                for part in split(plan, ctx.pool.size)
+            ],
         )
         started = time.monotonic()
         with ctx.bar(n, f"idle {dep.label}: connecting") as bar:
@@ -82,8 +93,10 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
         "server_cpu_s_total": round(cpu, 2),
         "abnormal_closes": sum(c["abnormal_closes"] for c in closes),
     }
-    ctx.say(f"idle {dep.label}: {connected} sockets, {result['connects_per_s']} connects/s, "
-            f"{result['rss_per_socket_kib']} KiB/socket")
+    ctx.say(
+        f"idle {dep.label}: {connected} sockets, {result['connects_per_s']} connects/s, "
+        f"{result['rss_per_socket_kib']} KiB/socket"
+    )
     return result
 
 

@@ -49,13 +49,26 @@ async def seed_users(database_url: str, count: int) -> list[str]:
 
     now = datetime.now(UTC)
     ids = [uuid.uuid4() for _ in range(count)]
-    rows = [(uid, f"storm-{uid.hex}@bench.invalid", "!", "", "user", True, None, now, now) for uid in ids]
+    rows = [
+        (uid, f"storm-{uid.hex}@bench.invalid", "!", "", "user", True, None, now, now)
+        for uid in ids
+    ]
     conn = await asyncpg.connect(database_url)
     try:
         await conn.copy_records_to_table(
-            "users", records=rows,
-            columns=["id", "email", "password_hash", "display_name", "role", "active", "tokens_valid_after",
-                     "created_at", "updated_at"],
+            "users",
+            records=rows,
+            columns=[
+                "id",
+                "email",
+                "password_hash",
+                "display_name",
+                "role",
+                "active",
+                "tokens_valid_after",
+                "created_at",
+                "updated_at",
+            ],
         )
     finally:
         await conn.close()
@@ -66,9 +79,22 @@ def mint(secret: str, user_ids: list[str]) -> list[str]:
     """Access tokens as a login issues them (with a ``sid``), valid for an hour."""
     now = time.time()
     return [
-        jwt.encode({"iss": "synthia-rt", "aud": "synthia", "sub": uid, "iat": round(now, 6), "exp": int(now) + 3600,
-                    "jti": uuid.uuid4().hex, "typ": "access", "role": "user", "auth_time": round(now, 6),
-                    "sid": uuid.uuid4().hex}, secret, algorithm="HS256")
+        jwt.encode(
+            {
+                "iss": "synthia-rt",
+                "aud": "synthia",
+                "sub": uid,
+                "iat": round(now, 6),
+                "exp": int(now) + 3600,
+                "jti": uuid.uuid4().hex,
+                "typ": "access",
+                "role": "user",
+                "auth_time": round(now, 6),
+                "sid": uuid.uuid4().hex,
+            },
+            secret,
+            algorithm="HS256",
+        )
         for uid in user_ids
     ]
 
@@ -84,14 +110,25 @@ async def handshake_worker(args: dict[str, Any], ctl: Any) -> None:
         opened, errors = await open_many(SYNTHIA, plan, args["concurrency"])
         seconds = time.monotonic() - started
         await asyncio.gather(*(o.socket.close(timeout=10) for o in opened))
-        ctl.send({"connected": len(opened), "seconds": seconds, "errors": errors[:3], "error_count": len(errors)})
+        ctl.send(
+            {
+                "connected": len(opened),
+                "seconds": seconds,
+                "errors": errors[:3],
+                "error_count": len(errors),
+            }
+        )
 
 
 async def _handshakes(ctx: Context, url: str, tokens: list[str]) -> dict[str, Any]:
     o = ctx.options
-    job = ctx.pool.start("bench.scenarios.storm:handshake_worker", [
-        {"url": url, "tokens": part, "concurrency": o.connect_concurrency} for part in split(tokens, ctx.pool.size)
-    ])
+    job = ctx.pool.start(
+        "bench.scenarios.storm:handshake_worker",
+        [
+            {"url": url, "tokens": part, "concurrency": o.connect_concurrency}
+            for part in split(tokens, ctx.pool.size)
+        ],
+    )
     rounds = []
     for _ in range(o.storm_rounds):
         t0 = time.monotonic()
@@ -99,16 +136,28 @@ async def _handshakes(ctx: Context, url: str, tokens: list[str]) -> dict[str, An
         reports = await job.recv_all()
         elapsed = time.monotonic() - t0
         connected = sum(r["connected"] for r in reports)
-        rounds.append({"connected": connected, "seconds": round(elapsed, 3),
-                       "per_s": round(connected / elapsed, 1), "errors": sum(r["error_count"] for r in reports),
-                       "error_samples": [e for r in reports for e in r["errors"]]})
-        ctx.say(f"storm handshakes: {connected} distinct users in {elapsed:.2f}s = {connected / elapsed:.0f}/s")
+        rounds.append(
+            {
+                "connected": connected,
+                "seconds": round(elapsed, 3),
+                "per_s": round(connected / elapsed, 1),
+                "errors": sum(r["error_count"] for r in reports),
+                "error_samples": [e for r in reports for e in r["errors"]],
+            }
+        )
+        ctx.say(
+            f"storm handshakes: {connected} distinct users in {elapsed:.2f}s = {connected / elapsed:.0f}/s"
+        )
         await asyncio.sleep(1.0)  # presence removals flush
     job.send_all("done")
     await job.finish()
     warm = [r["per_s"] for r in rounds[1:]] or [r["per_s"] for r in rounds]
-    return {"users": len(tokens), "rounds": rounds, "cold_per_s": rounds[0]["per_s"],
-            "per_s_median": statistics.median(warm)}
+    return {
+        "users": len(tokens),
+        "rounds": rounds,
+        "cold_per_s": rounds[0]["per_s"],
+        "per_s_median": statistics.median(warm),
+    }
 
 
 # -- the storm -------------------------------------------------------------------------------------
@@ -227,11 +276,19 @@ async def _storm(ctx: Context, tokens: list[str]) -> dict[str, Any]:
     n = len(tokens)
     max_events = 100_000
     async with ctx.deploy(SYNTHIA, nodes=2) as dep:
-        job = ctx.pool.start("bench.scenarios.storm:storm_worker", [
-            {"urls": dep.urls, "tokens": part, "max_events": max_events, "seed": i,
-             "concurrency": o.connect_concurrency}
-            for i, part in enumerate(split(tokens, ctx.pool.size))
-        ])
+        job = ctx.pool.start(
+            "bench.scenarios.storm:storm_worker",
+            [
+                {
+                    "urls": dep.urls,
+                    "tokens": part,
+                    "max_events": max_events,
+                    "seed": i,
+                    "concurrency": o.connect_concurrency,
+                }
+                for i, part in enumerate(split(tokens, ctx.pool.size))
+            ],
+        )
         await job.recv_all()
         ctx.say(f"storm: {n} sockets on node A")
         publisher = publisher_for(SYNTHIA, ctx.redis_url, dep.channel)
@@ -274,9 +331,14 @@ async def _storm(ctx: Context, tokens: list[str]) -> dict[str, Any]:
         "seconds_to_all_reconnected": round(all_back, 3),
         "reconnect_after_kill": ms_summary(times),
         "reconnects_per_s": round(len(times) / all_back, 1) if all_back > 0 else None,
-        **{k: sum(r[k] for r in finals) for k in ("lost", "unauthorised", "retries", "not_reconnected")},
+        **{
+            k: sum(r[k] for r in finals)
+            for k in ("lost", "unauthorised", "retries", "not_reconnected")
+        },
     }
-    ctx.say(f"storm: lost {result['lost']}, unauthorised {result['unauthorised']}, retries {result['retries']}")
+    ctx.say(
+        f"storm: lost {result['lost']}, unauthorised {result['unauthorised']}, retries {result['retries']}"
+    )
     return result
 
 

@@ -52,7 +52,12 @@ class Endings:
         """True when the caller is the one to publish the terminal event (``error`` None: a result)."""
         told: dict[str, Any] = {"code": None}
         if error is not None:  # its msgid and params: each reader gets it in their own locale
-            told = {"code": str(error.code), "message": error.message, "params": error.params, "plural": error.plural}
+            told = {
+                "code": str(error.code),
+                "message": error.message,
+                "params": error.params,
+                "plural": error.plural,
+            }
         return await self.kv.set(keys.ending(analysis_id), orjson.dumps(told), self.ttl, nx=True)
 
     async def told(self, analysis_id: str) -> AppError | None:
@@ -67,6 +72,8 @@ class Endings:
         params = told.get("params")
         plural = told.get("plural")
         return AppError(
-            ErrorCode(code), told.get("message") or "", params=params if isinstance(params, dict) else None,
+            ErrorCode(code),
+            told.get("message") or "",
+            params=params if isinstance(params, dict) else None,
             plural=plural if isinstance(plural, str) else None,
         )

@@ -29,7 +29,10 @@ log = logging.getLogger(__name__)
 
 # The push sent when an analysis ends (msgids: the push worker translates them for the user).
 DONE_TITLE = N_("Your analysis is ready")
-DONE_BODY = {"facial": N_("Your face analysis has finished."), "chromatic": N_("Your colour analysis has finished.")}
+DONE_BODY = {
+    "facial": N_("Your face analysis has finished."),
+    "chromatic": N_("Your colour analysis has finished."),
+}
 
 
 class AnalysisEvents:
@@ -59,18 +62,23 @@ class AnalysisEvents:
 
     async def partial(self, delta: str, partial: dict[str, Any]) -> None:
         self.seq += 1
-        event = p.AnalysisPartial(analysis_id=self.analysis_id, seq=self.seq, delta=delta, partial=partial)
+        event = p.AnalysisPartial(
+            analysis_id=self.analysis_id, seq=self.seq, delta=delta, partial=partial
+        )
         await self._publish(self.channel, event)
 
     async def result(self, event: p.AnalysisResult) -> None:
         """Publish the outcome (its row is committed)."""
+
         # Order matters within analysis:<id> (done, then the result); the user's channel is
         # independent, so its copy goes out at the same time.
         async def on_analysis_channel() -> None:
             await self.progress("done", 100)
             await self._publish(self.channel, event)
 
-        await asyncio.gather(on_analysis_channel(), self._publish(user_channel(self.user_id), event))
+        await asyncio.gather(
+            on_analysis_channel(), self._publish(user_channel(self.user_id), event)
+        )
         if self.push is not None:
             from synthia_rt.push.sender import Message
 
@@ -95,8 +103,13 @@ def ending_of(row: dict[str, Any]) -> p.AnalysisResult | p.AnalysisError | None:
         return None
     if row["status"] == "done":
         return p.AnalysisResult(
-            analysis_id=str(row["id"]), kind=row["kind"], result=row["result"], cached=bool(row["cached"]),
-            model=row["model"], usage=row["usage"] or {}, duration_ms=row["duration_ms"] or 0,
+            analysis_id=str(row["id"]),
+            kind=row["kind"],
+            result=row["result"],
+            cached=bool(row["cached"]),
+            model=row["model"],
+            usage=row["usage"] or {},
+            duration_ms=row["duration_ms"] or 0,
         )
     known = row["error_code"] in ErrorCode._value2member_map_
     code = ErrorCode(row["error_code"]) if known else ErrorCode.INTERNAL

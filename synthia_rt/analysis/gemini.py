@@ -52,7 +52,9 @@ from synthia_rt.uploads.validate import ValidatedImage
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-BLOCKING_FINISH = frozenset({"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION"})
+BLOCKING_FINISH = frozenset(
+    {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY", "RECITATION"}
+)
 MAX_BACKOFF = 10.0
 
 
@@ -111,16 +113,25 @@ class GeminiAnalyzer:
 
     # -- the two analyses -------------------------------------------------------------------
     async def facial(self, image: ValidatedImage, on_partial: PartialSink) -> AnalyzerOutput:
-        contents: list[Any] = [types.Part.from_bytes(data=image.data, mime_type=image.mime), FACIAL_PROMPT]
+        contents: list[Any] = [
+            types.Part.from_bytes(data=image.data, mime_type=image.mime),
+            FACIAL_PROMPT,
+        ]
         return await self._generate("facial", contents, on_partial)
 
-    async def chromatic(self, answers: Mapping[str, str], on_partial: PartialSink) -> AnalyzerOutput:
+    async def chromatic(
+        self, answers: Mapping[str, str], on_partial: PartialSink
+    ) -> AnalyzerOutput:
         est = quiz.estimate(answers)
         hint = f"{est.subseason} (confidence {est.confidence})"
-        return await self._generate("chromatic", [chromatic_prompt(quiz.describe(answers), hint)], on_partial)
+        return await self._generate(
+            "chromatic", [chromatic_prompt(quiz.describe(answers), hint)], on_partial
+        )
 
     # -- machinery ---------------------------------------------------------------------------
-    async def _generate(self, kind: str, contents: list[Any], on_partial: PartialSink) -> AnalyzerOutput:
+    async def _generate(
+        self, kind: str, contents: list[Any], on_partial: PartialSink
+    ) -> AnalyzerOutput:
         config = types.GenerateContentConfig(
             system_instruction=f"{SYSTEM_INSTRUCTION} {language_instruction(i18n.current())}",
             response_mime_type="application/json",
@@ -141,12 +152,20 @@ class GeminiAnalyzer:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below; never shown to clients
                 if not _retryable(exc):
-                    log.error("model call failed: %s", type(exc).__name__, extra={"status": getattr(exc, "code", None)})
+                    log.error(
+                        "model call failed: %s",
+                        type(exc).__name__,
+                        extra={"status": getattr(exc, "code", None)},
+                    )
                     raise AppError(ErrorCode.MODEL_ERROR) from None
                 if state.emitted or attempt == retries:
-                    log.warning("model unavailable after %d attempt(s): %s", attempt + 1, type(exc).__name__)
+                    log.warning(
+                        "model unavailable after %d attempt(s): %s", attempt + 1, type(exc).__name__
+                    )
                     raise AppError(ErrorCode.MODEL_UNAVAILABLE) from None
-                delay = min(MAX_BACKOFF, self.settings.gemini_backoff * 2**attempt) * random.uniform(0.5, 1.5)
+                delay = min(
+                    MAX_BACKOFF, self.settings.gemini_backoff * 2**attempt
+                ) * random.uniform(0.5, 1.5)
                 log.info("model call retry %d in %.2fs: %s", attempt + 1, delay, type(exc).__name__)
                 await asyncio.sleep(delay)
         if self.metrics is not None:

@@ -35,7 +35,14 @@ STOP_GRACE = 10.0  # seconds stop() waits for cancelled runs to record their end
 
 
 class Launcher:
-    def __init__(self, runtime: Runtime, analyzer: Analyzer, cache: ResultCache, slots: ActiveSlots, pipeline: Pipeline) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        analyzer: Analyzer,
+        cache: ResultCache,
+        slots: ActiveSlots,
+        pipeline: Pipeline,
+    ) -> None:
         self.runtime = runtime
         self.analyzer = analyzer
         self.cache = cache
@@ -61,7 +68,12 @@ class Launcher:
         await self.runtime.need_kv().set(keys.owner(some_id), user_id.encode(), ttl)
 
     async def from_cache(
-        self, user: Principal, kind: str, digest: str, inputs: dict[str, Any], analysis_id: uuid.UUID
+        self,
+        user: Principal,
+        kind: str,
+        digest: str,
+        inputs: dict[str, Any],
+        analysis_id: uuid.UUID,
     ) -> dict[str, Any] | None:
         """If cached: record a finished row, publish its result, return the payload."""
         hit = await self.cache.get("analysis", self.key(user.user_id, kind, digest))
@@ -71,19 +83,35 @@ class Launcher:
         # the payload is built from what was just written rather than read back.
         await asyncio.gather(
             store.create_cached(
-                analysis_id, user.user_id, kind, inputs=inputs, image_sha256=digest if kind == "facial" else None,
-                model=hit["model"], prompt_version=self.version(), result=hit["result"], usage={},
+                analysis_id,
+                user.user_id,
+                kind,
+                inputs=inputs,
+                image_sha256=digest if kind == "facial" else None,
+                model=hit["model"],
+                prompt_version=self.version(),
+                result=hit["result"],
+                usage={},
             ),
             self.set_owner(str(analysis_id), user.user_id),
         )
-        event = p.AnalysisResult.model_validate({
-            "analysis_id": str(analysis_id), "kind": kind, "result": hit["result"], "cached": True,
-            "model": hit["model"], "usage": {}, "duration_ms": 0,
-        })
+        event = p.AnalysisResult.model_validate(
+            {
+                "analysis_id": str(analysis_id),
+                "kind": kind,
+                "result": hit["result"],
+                "cached": True,
+                "model": hit["model"],
+                "usage": {},
+                "duration_ms": 0,
+            }
+        )
         await self.events(str(analysis_id), user.user_id).result(event)
         return event.payload()
 
-    async def acquire(self, user: Principal, analysis_id: str, lifetime: float | None = None) -> None:
+    async def acquire(
+        self, user: Principal, analysis_id: str, lifetime: float | None = None
+    ) -> None:
         try:
             await self.slots.acquire(user.user_id, analysis_id, lifetime)
         except AppError:
@@ -92,17 +120,29 @@ class Launcher:
             raise
 
     async def open(
-        self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], sha: str | None,
+        self,
+        user: Principal,
+        aid: uuid.UUID,
+        kind: str,
+        inputs: dict[str, Any],
+        sha: str | None,
         lifetime: float | None = None,
     ) -> None:
         """Take a slot, charge the quota and insert the queued row (both given back if it fails)."""
         await self.acquire(user, str(aid), lifetime)
         try:
             # The plan's monthly quota (store/plans.py): charged here, refunded if the row fails.
-            async with plans.charged(user.user_id, self.analyzer.model, self.runtime.settings.free_analyses_per_month):
+            async with plans.charged(
+                user.user_id, self.analyzer.model, self.runtime.settings.free_analyses_per_month
+            ):
                 await store.create(
-                    aid, user.user_id, kind, inputs=inputs, image_sha256=sha,
-                    model=self.analyzer.model, prompt_version=self.version(),
+                    aid,
+                    user.user_id,
+                    kind,
+                    inputs=inputs,
+                    image_sha256=sha,
+                    model=self.analyzer.model,
+                    prompt_version=self.version(),
                 )
                 await self.set_owner(str(aid), user.user_id)
         except BaseException:
@@ -110,10 +150,18 @@ class Launcher:
             raise
 
     async def start_job(
-        self, user: Principal, aid: uuid.UUID, kind: str, inputs: dict[str, Any], digest: str, **job: Any
+        self,
+        user: Principal,
+        aid: uuid.UUID,
+        kind: str,
+        inputs: dict[str, Any],
+        digest: str,
+        **job: Any,
     ) -> asyncio.Task[Any]:
         await self.open(user, aid, kind, inputs, digest if kind == "facial" else None)
-        task = await self.run_claimed(Job(aid, user.user_id, kind, self.key(user.user_id, kind, digest), **job))
+        task = await self.run_claimed(
+            Job(aid, user.user_id, kind, self.key(user.user_id, kind, digest), **job)
+        )
         assert task is not None, "a new analysis id has no lease yet"
         return task
 

@@ -51,7 +51,12 @@ class ActiveSlots:
 
     async def renew(self, user_id: str, analysis_id: str, lifetime: float | None = None) -> None:
         """Keep holding a slot for ``lifetime`` more seconds (one lease period when None)."""
-        await self.kv.zadd(self._key(user_id), analysis_id, time.time() + (lifetime or self.lifetime), ttl=self._key_ttl)
+        await self.kv.zadd(
+            self._key(user_id),
+            analysis_id,
+            time.time() + (lifetime or self.lifetime),
+            ttl=self._key_ttl,
+        )
 
     async def release(self, user_id: str, analysis_id: str) -> None:
         await self.kv.zrem(self._key(user_id), analysis_id)

@@ -80,7 +80,13 @@ class SkinColour:
 
 def tone_of(skin: SkinColour) -> str:
     ita = skin.ita
-    for bound, name in ((55, "very_light"), (41, "light"), (28, "intermediate"), (10, "tan"), (-30, "brown")):
+    for bound, name in (
+        (55, "very_light"),
+        (41, "light"),
+        (28, "intermediate"),
+        (10, "tan"),
+        (-30, "brown"),
+    ):
         if ita > bound:
             return name
     return "dark"
@@ -124,7 +130,9 @@ MIN_FACE_BRIGHTNESS = 45.0  # mean grey level (0–255) of the face box before e
 MIN_FACE_SHARPNESS = 25.0  # variance of the Laplacian of the face resized to 128×128
 SECOND_FACE_SHARE = 0.4  # a second detection at least this fraction of the largest's side counts
 
-DETECTION_WEIGHT_SCALE = 4.0  # level weight → strength 1 − exp(−weight / scale); a clear face scores ~7
+DETECTION_WEIGHT_SCALE = (
+    4.0  # level weight → strength 1 − exp(−weight / scale); a clear face scores ~7
+)
 
 
 def width_class(ratio: float) -> str:
@@ -136,9 +144,13 @@ def _unit(value: float) -> float:
     return round(min(1.0, max(0.0, value)), 2)
 
 
-POOR_SMALL = N_("The face is too small to judge; move closer so that your face fills most of the photo.")
+POOR_SMALL = N_(
+    "The face is too small to judge; move closer so that your face fills most of the photo."
+)
 POOR_DARK = N_("The face is too dark to judge; take the photo facing a window or in daylight.")
-POOR_BLURRED = N_("The face is too blurred to judge; hold the camera still and make sure it is in focus.")
+POOR_BLURRED = N_(
+    "The face is too blurred to judge; hold the camera still and make sure it is in focus."
+)
 
 
 def load_rgb(data: bytes) -> RGB:
@@ -161,16 +173,22 @@ def check_face(rgb: RGB) -> tuple[int, int, int, int]:
     faces = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
     if len(faces) == 0:
         raise AppError(ErrorCode.NO_FACE_DETECTED)
-    ranked = sorted(((int(x), int(y), int(w), int(h)) for x, y, w, h in faces), key=lambda f: f[2] * f[3], reverse=True)
+    ranked = sorted(
+        ((int(x), int(y), int(w), int(h)) for x, y, w, h in faces),
+        key=lambda f: f[2] * f[3],
+        reverse=True,
+    )
     x, y, w, h = ranked[0]
     if any(other[2] >= SECOND_FACE_SHARE * w for other in ranked[1:]):
         raise AppError(ErrorCode.MULTIPLE_FACES)
     if min(w, h) < MIN_FACE_SIDE:
         raise AppError(ErrorCode.POOR_QUALITY, POOR_SMALL)
-    face = raw[y: y + h, x: x + w]
+    face = raw[y : y + h, x : x + w]
     if float(face.mean()) < MIN_FACE_BRIGHTNESS:
         raise AppError(ErrorCode.POOR_QUALITY, POOR_DARK)
-    sharpness = float(cv2.Laplacian(cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA), cv2.CV_64F).var())
+    sharpness = float(
+        cv2.Laplacian(cv2.resize(face, (128, 128), interpolation=cv2.INTER_AREA), cv2.CV_64F).var()
+    )
     if sharpness < MIN_FACE_SHARPNESS:
         raise AppError(ErrorCode.POOR_QUALITY, POOR_BLURRED)
     return x, y, w, h
@@ -206,12 +224,22 @@ class _Face:
         )
         x, y, w, h = self.box
         for (rx, ry, rw, _height), weight in zip(rects, weights, strict=False):
-            if abs(int(rx) - x) <= w // 4 and abs(int(ry) - y) <= h // 4 and abs(int(rw) - w) <= w // 4:
-                self.strength = max(self.strength, 1.0 - math.exp(-max(0.0, float(weight)) / DETECTION_WEIGHT_SCALE))
+            if (
+                abs(int(rx) - x) <= w // 4
+                and abs(int(ry) - y) <= h // 4
+                and abs(int(rw) - w) <= w // 4
+            ):
+                self.strength = max(
+                    self.strength, 1.0 - math.exp(-max(0.0, float(weight)) / DETECTION_WEIGHT_SCALE)
+                )
 
-    def _patch(self, image: NDArray[Any], fx0: float, fy0: float, fx1: float, fy1: float) -> NDArray[Any]:
+    def _patch(
+        self, image: NDArray[Any], fx0: float, fy0: float, fx1: float, fy1: float
+    ) -> NDArray[Any]:
         x, y, w, h = self.box
-        return image[y + int(fy0 * h): y + int(fy1 * h), x + int(fx0 * w): x + int(fx1 * w)].reshape(-1, image.shape[2])
+        return image[
+            y + int(fy0 * h) : y + int(fy1 * h), x + int(fx0 * w) : x + int(fx1 * w)
+        ].reshape(-1, image.shape[2])
 
     def measure_skin(self) -> None:
         ycc = cv2.cvtColor(self.rgb, cv2.COLOR_RGB2YCrCb)
@@ -219,7 +247,9 @@ class _Face:
         lab = np.concatenate([self._patch(self.lab, *p) for p in patches])
         rgb = np.concatenate([self._patch(self.rgb, *p) for p in patches])
         cr_cb = np.concatenate([self._patch(ycc, *p) for p in patches])[:, 1:]
-        skinlike = (cr_cb[:, 0] >= 133) & (cr_cb[:, 0] <= 173) & (cr_cb[:, 1] >= 77) & (cr_cb[:, 1] <= 127)
+        skinlike = (
+            (cr_cb[:, 0] >= 133) & (cr_cb[:, 0] <= 173) & (cr_cb[:, 1] >= 77) & (cr_cb[:, 1] <= 127)
+        )
         self.skin_share = float(skinlike.mean()) if skinlike.size else 0.0
         if skinlike.sum() >= max(10, lab.shape[0] // 10):  # else trust the box (odd lighting)
             lab, rgb = lab[skinlike], rgb[skinlike]
@@ -262,9 +292,14 @@ class _Face:
         """The proportions the width profile gives; eyes, brows and lips are not measured."""
         forehead, cheeks, jaw = self.widths
         return {
-            "eye_shape": None, "eye_spacing": None, "brow_shape": None, "lip_fullness": None,
-            "forehead": width_class(forehead / cheeks), "jaw": width_class(jaw / cheeks),
-            "forehead_ratio": round(forehead / cheeks, 2), "jaw_ratio": round(jaw / cheeks, 2),
+            "eye_shape": None,
+            "eye_spacing": None,
+            "brow_shape": None,
+            "lip_fullness": None,
+            "forehead": width_class(forehead / cheeks),
+            "jaw": width_class(jaw / cheeks),
+            "forehead_ratio": round(forehead / cheeks, 2),
+            "jaw_ratio": round(jaw / cheeks, 2),
             "length_ratio": round(1.3 * self.box[3] / cheeks, 2),
         }
 
@@ -280,18 +315,27 @@ class _Face:
         margin = min(abs(self.skin.hue - 45.0), abs(self.skin.hue - 58.0))
         under = tone * (0.6 + 0.4 * min(1.0, margin / 10.0)) * 0.85
         return {
-            "face_shape": {"value": _unit(shape), "reason": _(
-                "Measured from the widths of forehead, cheekbones and jaw in the detected face ({rows} of 3 rows "
-                "found); the face length is estimated from the face box, not measured."
-            ).format(rows=self.widths_measured)},
-            "tone": {"value": _unit(tone), "reason": _(
-                "Measured on {pixels} skin pixels of both cheeks (ITA {ita}°); the light and white balance of the "
-                "photo shift it."
-            ).format(pixels=self.skin_pixels, ita=f"{self.skin.ita:.0f}")},
-            "undertone": {"value": _unit(under), "reason": _(
-                "From the hue angle of the cheeks ({hue}°: up to 45° reads cool, from 58° warm); a coloured light "
-                "changes it."
-            ).format(hue=f"{self.skin.hue:.0f}")},
+            "face_shape": {
+                "value": _unit(shape),
+                "reason": _(
+                    "Measured from the widths of forehead, cheekbones and jaw in the detected face ({rows} of 3 rows "
+                    "found); the face length is estimated from the face box, not measured."
+                ).format(rows=self.widths_measured),
+            },
+            "tone": {
+                "value": _unit(tone),
+                "reason": _(
+                    "Measured on {pixels} skin pixels of both cheeks (ITA {ita}°); the light and white balance of the "
+                    "photo shift it."
+                ).format(pixels=self.skin_pixels, ita=f"{self.skin.ita:.0f}"),
+            },
+            "undertone": {
+                "value": _unit(under),
+                "reason": _(
+                    "From the hue angle of the cheeks ({hue}°: up to 45° reads cool, from 58° warm); a coloured light "
+                    "changes it."
+                ).format(hue=f"{self.skin.hue:.0f}"),
+            },
         }
 
 
@@ -315,25 +359,50 @@ class LocalAnalyzer:
             await asyncio.to_thread(face.detect)
             await asyncio.to_thread(face.measure_skin)
         partial: dict[str, Any] = {}
-        skin = {"tone": tone_of(face.skin), "undertone": undertone_of(face.skin), "hex": _hex(face.skin_rgb)}
+        skin = {
+            "tone": tone_of(face.skin),
+            "undertone": undertone_of(face.skin),
+            "hex": _hex(face.skin_rgb),
+        }
         await _emit(on_partial, partial, {"skin": skin})
         async with self._cpu:
             shape = await asyncio.to_thread(face.measure_shape)
         await _emit(on_partial, partial, {"face_shape": shape, "features": face.features()})
-        recs = [_translated(r) for r in (*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]])]
-        summary = _("{shape} face, {tone} skin, {undertone} undertone (ITA {ita}°, hue {hue}°), measured locally.").format(
-            shape=i18n.label("face_shape", shape).lower(), tone=i18n.label("tone", skin["tone"]).lower(),
-            undertone=i18n.label("undertone", skin["undertone"]).lower(), ita=f"{face.skin.ita:.0f}", hue=f"{face.skin.hue:.0f}",
+        recs = [
+            _translated(r)
+            for r in (*rules.SHAPE_RULES[shape], *rules.UNDERTONE_RULES[skin["undertone"]])
+        ]
+        summary = _(
+            "{shape} face, {tone} skin, {undertone} undertone (ITA {ita}°, hue {hue}°), measured locally."
+        ).format(
+            shape=i18n.label("face_shape", shape).lower(),
+            tone=i18n.label("tone", skin["tone"]).lower(),
+            undertone=i18n.label("undertone", skin["undertone"]).lower(),
+            ita=f"{face.skin.ita:.0f}",
+            hue=f"{face.skin.hue:.0f}",
         )
         summary = summary[:1].upper() + summary[1:]
         confidence = face.confidence()
-        await _emit(on_partial, partial, {"recommendations": recs, "summary": summary, "confidence": confidence})
-        return AnalyzerOutput(validate_result("facial", partial), self.model, {"measurements": _numbers(face)})
+        await _emit(
+            on_partial,
+            partial,
+            {"recommendations": recs, "summary": summary, "confidence": confidence},
+        )
+        return AnalyzerOutput(
+            validate_result("facial", partial), self.model, {"measurements": _numbers(face)}
+        )
 
-    async def chromatic(self, answers: Mapping[str, str], on_partial: PartialSink) -> AnalyzerOutput:
+    async def chromatic(
+        self, answers: Mapping[str, str], on_partial: PartialSink
+    ) -> AnalyzerOutput:
         est = quiz.estimate(answers)
         partial: dict[str, Any] = {}
-        head = {"season": est.season, "subseason": est.subseason, "undertone": est.undertone, "contrast": est.contrast}
+        head = {
+            "season": est.season,
+            "subseason": est.subseason,
+            "undertone": est.undertone,
+            "contrast": est.contrast,
+        }
         await _emit(on_partial, partial, head)
         palette, avoid = (_named(p) for p in rules.PALETTES[est.subseason])
         await _emit(on_partial, partial, {"palette": palette})
@@ -341,12 +410,28 @@ class LocalAnalyzer:
             "{subseason} from {count} answer (confidence {confidence}%).",
             "{subseason} from {count} answers (confidence {confidence}%).",
             est.answered,
-        ).format(subseason=i18n.label("subseason", est.subseason), count=est.answered, confidence=round(est.confidence * 100))
-        recs = [_translated(r) for r in (*rules.SEASON_RULES[est.season], *rules.METAL_RULES[est.undertone])]
-        await _emit(on_partial, partial, {
-            "avoid": avoid, "summary": summary, "recommendations": recs, "confidence": quiz.confidences(answers, est),
-        })
-        return AnalyzerOutput(validate_result("chromatic", partial), self.model, {"confidence": est.confidence})
+        ).format(
+            subseason=i18n.label("subseason", est.subseason),
+            count=est.answered,
+            confidence=round(est.confidence * 100),
+        )
+        recs = [
+            _translated(r)
+            for r in (*rules.SEASON_RULES[est.season], *rules.METAL_RULES[est.undertone])
+        ]
+        await _emit(
+            on_partial,
+            partial,
+            {
+                "avoid": avoid,
+                "summary": summary,
+                "recommendations": recs,
+                "confidence": quiz.confidences(answers, est),
+            },
+        )
+        return AnalyzerOutput(
+            validate_result("chromatic", partial), self.model, {"confidence": est.confidence}
+        )
 
 
 def _translated(rec: rules.Rec) -> rules.Rec:

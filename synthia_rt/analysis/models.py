@@ -20,10 +20,18 @@ Undertone = Literal["warm", "cool", "neutral", "olive"]
 SkinTone = Literal["very_light", "light", "intermediate", "tan", "brown", "dark"]
 Season = Literal["spring", "summer", "autumn", "winter"]
 Subseason = Literal[
-    "light_spring", "warm_spring", "clear_spring",
-    "light_summer", "cool_summer", "soft_summer",
-    "soft_autumn", "warm_autumn", "deep_autumn",
-    "deep_winter", "cool_winter", "clear_winter",
+    "light_spring",
+    "warm_spring",
+    "clear_spring",
+    "light_summer",
+    "cool_summer",
+    "soft_summer",
+    "soft_autumn",
+    "warm_autumn",
+    "deep_autumn",
+    "deep_winter",
+    "cool_winter",
+    "clear_winter",
 ]
 Contrast = Literal["low", "medium", "high"]
 RecommendationCategory = Literal["hairstyle", "eyewear", "makeup", "colors", "accessories"]
@@ -92,9 +100,13 @@ class FacialFeatures(_Model):
     eye_spacing: EyeSpacing | None = None
     brow_shape: BrowShape | None = None
     lip_fullness: LipFullness | None = None
-    forehead: Width | None = Field(default=None, description="Forehead width relative to the cheekbones")
+    forehead: Width | None = Field(
+        default=None, description="Forehead width relative to the cheekbones"
+    )
     jaw: Width | None = Field(default=None, description="Jaw width relative to the cheekbones")
-    forehead_ratio: float | None = Field(default=None, description="Forehead width / cheekbone width")
+    forehead_ratio: float | None = Field(
+        default=None, description="Forehead width / cheekbone width"
+    )
     jaw_ratio: float | None = Field(default=None, description="Jaw width / cheekbone width")
     length_ratio: float | None = Field(default=None, description="Face length / cheekbone width")
 
@@ -103,7 +115,9 @@ class FacialResult(_Model):
     # Asked of the model: false (no human face in the photo) ends the analysis with
     # ``no_face_detected`` — never a result, never cached. Results cached before the field
     # existed read as true.
-    face_found: bool = Field(default=True, exclude=True, description="Whether the photo shows a human face")
+    face_found: bool = Field(
+        default=True, exclude=True, description="Whether the photo shows a human face"
+    )
     face_shape: FaceShape
     skin: Skin
     recommendations: list[Recommendation] = Field(min_length=1)

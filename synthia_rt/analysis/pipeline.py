@@ -93,7 +93,9 @@ class Pipeline:
         self.slots = slots
         self.leases = leases
         self.endings = endings
-        self.recorders: set[asyncio.Task[None]] = set()  # failures to record once the database is back
+        self.recorders: set[asyncio.Task[None]] = (
+            set()
+        )  # failures to record once the database is back
         # The runs the owner cancelled (:meth:`cancel`); a run cancelled otherwise is a shutdown.
         self._cancelled: set[str] = set()
         self.metrics = runtime.metrics
@@ -122,7 +124,9 @@ class Pipeline:
             if job.id in self._cancelled:
                 ended = AppError(ErrorCode.CANCELLED)
             else:
-                ended = AppError(ErrorCode.UNAVAILABLE, "The server stopped during the analysis; start it again.")
+                ended = AppError(
+                    ErrorCode.UNAVAILABLE, "The server stopped during the analysis; start it again."
+                )
             await self._fail(job, events, ended, patient=False)
             raise
         except Exception as exc:
@@ -157,7 +161,9 @@ class Pipeline:
             await self._check_face(image)
             output = await self.analyzer.facial(image, events.partial)
             if self.settings.image_retention > 0:
-                await self.kv.set(keys.image(job.user_id, job.id), image.data, self.settings.image_retention)
+                await self.kv.set(
+                    keys.image(job.user_id, job.id), image.data, self.settings.image_retention
+                )
         else:
             output = await self.analyzer.chromatic(job.answers, events.partial)
         return await self._persist(job, events, output)
@@ -174,9 +180,13 @@ class Pipeline:
 
     async def _validate(self, job: Job) -> ValidatedImage:
         if job.upload is not None:
-            data = await self.uploads.read(job.upload)  # kept until the run ends: another node may rerun it
+            data = await self.uploads.read(
+                job.upload
+            )  # kept until the run ends: another node may rerun it
             if data is None or len(data) != job.upload.size:
-                raise AppError(ErrorCode.INVALID_IMAGE, "The upload expired before it could be checked.")
+                raise AppError(
+                    ErrorCode.INVALID_IMAGE, "The upload expired before it could be checked."
+                )
             expected: str | None = job.upload.sha256
         else:
             data, expected = job.raw, job.sha256
@@ -186,19 +196,40 @@ class Pipeline:
             raise AppError(ErrorCode.HASH_MISMATCH)
         return await self.uploads.validate(data)  # bounded decode, in a thread
 
-    async def _persist(self, job: Job, events: AnalysisEvents, output: AnalyzerOutput) -> dict[str, Any]:
+    async def _persist(
+        self, job: Job, events: AnalysisEvents, output: AnalyzerOutput
+    ) -> dict[str, Any]:
         await events.progress("persisting")
         duration_ms = int((time.monotonic() - job.started) * 1000)
-        done = await self._db(job, lambda: store.mark_done(
-            job.analysis_id, result=output.result, usage=output.usage, duration_ms=duration_ms, model=output.model
-        ), "record the result")
+        done = await self._db(
+            job,
+            lambda: store.mark_done(
+                job.analysis_id,
+                result=output.result,
+                usage=output.usage,
+                duration_ms=duration_ms,
+                model=output.model,
+            ),
+            "record the result",
+        )
         if not done:
             raise AppError(ErrorCode.CANCELLED)  # a cancel (or a sweeper) won the race to the row
-        await self.cache.set("analysis", job.cache_key, {"result": output.result, "model": output.model, "usage": output.usage})
-        event = p.AnalysisResult.model_validate({
-            "analysis_id": job.id, "kind": job.kind, "result": output.result, "cached": False,
-            "model": output.model, "usage": output.usage, "duration_ms": duration_ms,
-        })
+        await self.cache.set(
+            "analysis",
+            job.cache_key,
+            {"result": output.result, "model": output.model, "usage": output.usage},
+        )
+        event = p.AnalysisResult.model_validate(
+            {
+                "analysis_id": job.id,
+                "kind": job.kind,
+                "result": output.result,
+                "cached": False,
+                "model": output.model,
+                "usage": output.usage,
+                "duration_ms": duration_ms,
+            }
+        )
         if await self.endings.claim(job.id, None):
             await events.result(event)
         self._count(job.kind, "done", output.usage)
@@ -206,6 +237,7 @@ class Pipeline:
 
     async def _db(self, job: Job, call: Callable[[], Awaitable[T]], what: str) -> T:
         """A database write of this run, retried through an outage until the run's deadline."""
+
         def give_up_at() -> float:
             if job.db_deadline is None:
                 job.db_deadline = time.monotonic() + self.settings.db_retry_window
@@ -213,7 +245,9 @@ class Pipeline:
 
         return await faults.retrying(call, give_up_at, f"analysis {job.id}: {what}")
 
-    async def _fail(self, job: Job, events: AnalysisEvents, err: AppError, *, patient: bool = True) -> None:
+    async def _fail(
+        self, job: Job, events: AnalysisEvents, err: AppError, *, patient: bool = True
+    ) -> None:
         """Record ``err`` on the row and, if this call ended the analysis, publish it.
 
         ``patient=False`` (cancel, shutdown): one attempt, no retrying through an outage.
@@ -221,7 +255,9 @@ class Pipeline:
         status = "cancelled" if err.code == ErrorCode.CANCELLED else "failed"
 
         def mark() -> Awaitable[bool]:
-            return store.mark_failed(job.analysis_id, status=status, code=str(err.code), message=err.text())
+            return store.mark_failed(
+                job.analysis_id, status=status, code=str(err.code), message=err.text()
+            )
 
         if not patient:
             job.db_deadline = time.monotonic()
@@ -243,8 +279,13 @@ class Pipeline:
     def _record_later(self, analysis_id: str, mark: Callable[[], Awaitable[bool]]) -> None:
         async def record() -> None:
             try:
-                await faults.retrying(mark, lambda: math.inf, f"analysis {analysis_id}: record the failure later",
-                                      first_delay=1.0, max_delay=10.0)
+                await faults.retrying(
+                    mark,
+                    lambda: math.inf,
+                    f"analysis {analysis_id}: record the failure later",
+                    first_delay=1.0,
+                    max_delay=10.0,
+                )
             except Exception:  # noqa: BLE001 - the sweeper ends it (with the told reason)
                 log.warning("analysis %s: could not record its failure", analysis_id, exc_info=True)
 
@@ -282,10 +323,16 @@ class Pipeline:
             ticks += 1
             try:
                 if ticks % beat_every == 0:
-                    await asyncio.gather(self.leases.renew(job.id), self.slots.renew(job.user_id, job.id))
+                    await asyncio.gather(
+                        self.leases.renew(job.id), self.slots.renew(job.user_id, job.id)
+                    )
                 flagged = await self.kv.exists(keys.cancel(job.id))
             except Exception as exc:  # noqa: BLE001 - keep watching through a blip
-                log.warning("analysis %s: heartbeat or cancel check failed (%s)", job.id, faults.describe(exc))
+                log.warning(
+                    "analysis %s: heartbeat or cancel check failed (%s)",
+                    job.id,
+                    faults.describe(exc),
+                )
                 continue
             if flagged:
                 self.cancel(job.id, runner)

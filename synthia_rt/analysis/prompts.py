@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-PROMPT_VERSION = "2026-12-01.3"  # confidence + reason per field, facial features, chromatic recommendations
+PROMPT_VERSION = (
+    "2026-12-01.3"  # confidence + reason per field, facial features, chromatic recommendations
+)
 
 SYSTEM_INSTRUCTION = (
     "You are a professional image consultant. You analyse one person at a time and answer "

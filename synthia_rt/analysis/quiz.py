@@ -21,62 +21,89 @@ from synthia_rt.i18n import N_, gettext
 # question id → (text, [(option id, label, (warmth, value, chroma))])
 Effect = tuple[float, float, float]
 QUESTIONS: dict[str, tuple[str, list[tuple[str, str, Effect]]]] = {
-    "veins": (N_("What colour do the veins on your inner wrist look in daylight?"), [
-        ("blue_purple", N_("Blue or purple"), (-2, 0, 0)),
-        ("green", N_("Green or olive"), (2, 0, 0)),
-        ("mixed", N_("A mix / hard to tell"), (0, 0, -0.5)),
-    ]),
-    "jewellery": (N_("Which metal flatters your skin more?"), [
-        ("silver", N_("Silver, platinum, white gold"), (-2, 0, 0)),
-        ("gold", N_("Yellow gold, brass, copper"), (2, 0, 0)),
-        ("both", N_("Both look fine"), (0, 0, -0.5)),
-    ]),
-    "sun": (N_("How does your skin react to the sun?"), [
-        ("burns", N_("Burns easily, rarely tans"), (-1, 2, 0)),
-        ("burns_then_tans", N_("Burns first, then tans"), (0, 1, 0)),
-        ("tans_easily", N_("Tans easily, rarely burns"), (1, -1, 0)),
-        ("deep_tan", N_("Almost never burns, tans deeply"), (0.5, -2, 0.5)),
-    ]),
-    "hair": (N_("What is your natural hair colour?"), [
-        ("platinum_ash", N_("Platinum or ash blonde"), (-1, 2, -0.5)),
-        ("golden_blonde", N_("Golden or strawberry blonde"), (1.5, 2, 0.5)),
-        ("light_ash_brown", N_("Light to medium ash brown"), (-0.5, 0, -1.5)),
-        ("red_auburn", N_("Red, copper or auburn"), (2, -0.5, 0)),
-        ("golden_brown", N_("Golden or chestnut brown"), (1, -1, -0.5)),
-        ("dark_brown", N_("Dark brown"), (0, -2, 0.5)),
-        ("black", N_("Black"), (-0.5, -2.5, 1.5)),
-    ]),
-    "eyes": (N_("What colour are your eyes?"), [
-        ("icy_blue_grey", N_("Icy blue or grey"), (-1, 1, 0.5)),
-        ("bright_blue_green", N_("Bright blue, turquoise or emerald"), (0, 0.5, 2)),
-        ("soft_blue_grey_green", N_("Soft blue-grey or grey-green"), (-0.5, 0.5, -1.5)),
-        ("hazel", N_("Hazel or light green-brown"), (1, 0, -1)),
-        ("warm_brown", N_("Warm brown or amber"), (1.5, -1, 0)),
-        ("dark_brown", N_("Dark brown or black"), (0, -2, 1)),
-    ]),
-    "white": (N_("Which looks better next to your face?"), [
-        ("pure_white", N_("Pure, bright white"), (-1, 0, 1.5)),
-        ("cream", N_("Cream or ivory"), (1, 0, -1)),
-        ("both", N_("No difference"), (0, 0, 0)),
-    ]),
-    "contrast": (N_("How much contrast is there between your hair, skin and eyes?"), [
-        ("high", N_("High (e.g. dark hair, fair skin)"), (0, 0, 2)),
-        ("medium", N_("Medium"), (0, 0, 0)),
-        ("low", N_("Low, everything blends"), (0, 0, -2)),
-    ]),
-    "skin": (N_("How would you describe your skin?"), [
-        ("porcelain", N_("Fair, porcelain"), (0, 2, 0)),
-        ("light", N_("Light"), (0, 1, 0)),
-        ("medium", N_("Medium"), (0, 0, 0)),
-        ("olive", N_("Olive"), (0.5, -0.5, -0.5)),
-        ("deep", N_("Deep"), (0, -2, 0.5)),
-    ]),
-    "colours": (N_("Which colours get you the most compliments?"), [
-        ("bright", N_("Bright, saturated colours"), (0, 0, 2)),
-        ("muted", N_("Muted, dusty colours"), (0, 0, -2)),
-        ("earthy", N_("Warm earthy tones"), (1.5, -0.5, -0.5)),
-        ("icy", N_("Icy pastels and jewel tones"), (-1.5, 0, 1)),
-    ]),
+    "veins": (
+        N_("What colour do the veins on your inner wrist look in daylight?"),
+        [
+            ("blue_purple", N_("Blue or purple"), (-2, 0, 0)),
+            ("green", N_("Green or olive"), (2, 0, 0)),
+            ("mixed", N_("A mix / hard to tell"), (0, 0, -0.5)),
+        ],
+    ),
+    "jewellery": (
+        N_("Which metal flatters your skin more?"),
+        [
+            ("silver", N_("Silver, platinum, white gold"), (-2, 0, 0)),
+            ("gold", N_("Yellow gold, brass, copper"), (2, 0, 0)),
+            ("both", N_("Both look fine"), (0, 0, -0.5)),
+        ],
+    ),
+    "sun": (
+        N_("How does your skin react to the sun?"),
+        [
+            ("burns", N_("Burns easily, rarely tans"), (-1, 2, 0)),
+            ("burns_then_tans", N_("Burns first, then tans"), (0, 1, 0)),
+            ("tans_easily", N_("Tans easily, rarely burns"), (1, -1, 0)),
+            ("deep_tan", N_("Almost never burns, tans deeply"), (0.5, -2, 0.5)),
+        ],
+    ),
+    "hair": (
+        N_("What is your natural hair colour?"),
+        [
+            ("platinum_ash", N_("Platinum or ash blonde"), (-1, 2, -0.5)),
+            ("golden_blonde", N_("Golden or strawberry blonde"), (1.5, 2, 0.5)),
+            ("light_ash_brown", N_("Light to medium ash brown"), (-0.5, 0, -1.5)),
+            ("red_auburn", N_("Red, copper or auburn"), (2, -0.5, 0)),
+            ("golden_brown", N_("Golden or chestnut brown"), (1, -1, -0.5)),
+            ("dark_brown", N_("Dark brown"), (0, -2, 0.5)),
+            ("black", N_("Black"), (-0.5, -2.5, 1.5)),
+        ],
+    ),
+    "eyes": (
+        N_("What colour are your eyes?"),
+        [
+            ("icy_blue_grey", N_("Icy blue or grey"), (-1, 1, 0.5)),
+            ("bright_blue_green", N_("Bright blue, turquoise or emerald"), (0, 0.5, 2)),
+            ("soft_blue_grey_green", N_("Soft blue-grey or grey-green"), (-0.5, 0.5, -1.5)),
+            ("hazel", N_("Hazel or light green-brown"), (1, 0, -1)),
+            ("warm_brown", N_("Warm brown or amber"), (1.5, -1, 0)),
+            ("dark_brown", N_("Dark brown or black"), (0, -2, 1)),
+        ],
+    ),
+    "white": (
+        N_("Which looks better next to your face?"),
+        [
+            ("pure_white", N_("Pure, bright white"), (-1, 0, 1.5)),
+            ("cream", N_("Cream or ivory"), (1, 0, -1)),
+            ("both", N_("No difference"), (0, 0, 0)),
+        ],
+    ),
+    "contrast": (
+        N_("How much contrast is there between your hair, skin and eyes?"),
+        [
+            ("high", N_("High (e.g. dark hair, fair skin)"), (0, 0, 2)),
+            ("medium", N_("Medium"), (0, 0, 0)),
+            ("low", N_("Low, everything blends"), (0, 0, -2)),
+        ],
+    ),
+    "skin": (
+        N_("How would you describe your skin?"),
+        [
+            ("porcelain", N_("Fair, porcelain"), (0, 2, 0)),
+            ("light", N_("Light"), (0, 1, 0)),
+            ("medium", N_("Medium"), (0, 0, 0)),
+            ("olive", N_("Olive"), (0.5, -0.5, -0.5)),
+            ("deep", N_("Deep"), (0, -2, 0.5)),
+        ],
+    ),
+    "colours": (
+        N_("Which colours get you the most compliments?"),
+        [
+            ("bright", N_("Bright, saturated colours"), (0, 0, 2)),
+            ("muted", N_("Muted, dusty colours"), (0, 0, -2)),
+            ("earthy", N_("Warm earthy tones"), (1.5, -0.5, -0.5)),
+            ("icy", N_("Icy pastels and jewel tones"), (-1.5, 0, 1)),
+        ],
+    ),
 }
 MIN_ANSWERS = 4  # quiz.submit refuses fewer
 
@@ -107,7 +134,9 @@ def check_answer(question: str, answer: str) -> None:
     if question not in QUESTIONS:
         raise AppError(ErrorCode.VALIDATION_ERROR, "Unknown question.", field="question")
     if answer not in {oid for oid, _, _ in QUESTIONS[question][1]}:
-        raise AppError(ErrorCode.VALIDATION_ERROR, "Unknown answer for this question.", field="answer")
+        raise AppError(
+            ErrorCode.VALIDATION_ERROR, "Unknown answer for this question.", field="answer"
+        )
 
 
 def _axes(answers: Mapping[str, str]) -> tuple[float, float, float]:
@@ -154,7 +183,9 @@ def estimate(answers: Mapping[str, str]) -> Estimate:
     margin = ranked[0] - ranked[1]
     coverage = len(answers) / len(QUESTIONS)
     # Evidence first: a clear margin on two answers is still a guess.
-    confidence = round(min(0.95, 0.2 + 0.75 * coverage * (0.4 + 0.6 * margin)), 2) if answers else 0.0
+    confidence = (
+        round(min(0.95, 0.2 + 0.75 * coverage * (0.4 + 0.6 * margin)), 2) if answers else 0.0
+    )
     return Estimate(SEASON_OF[sub], sub, undertone, contrast, confidence, len(answers))
 
 
@@ -170,17 +201,28 @@ def confidences(answers: Mapping[str, str], est: Estimate) -> dict[str, dict[str
     warmth_answered = sum(1 for q in answers if any(e[0] for _, _, e in QUESTIONS[q][1]))
     under = 0.2 + 0.75 * (warmth_answered / warmth_total) * min(1.0, 0.3 + abs(w))
     if "contrast" in answers:
-        contrast, contrast_reason = 0.9, gettext("You described the contrast of your hair, skin and eyes yourself.")
+        contrast, contrast_reason = (
+            0.9,
+            gettext("You described the contrast of your hair, skin and eyes yourself."),
+        )
     else:
         contrast = 0.2 + 0.5 * (len(answers) / total) * min(1.0, abs(c) / 0.6)
-        contrast_reason = gettext("Inferred from how clear or soft your colouring answers are; the contrast question was not answered.")
+        contrast_reason = gettext(
+            "Inferred from how clear or soft your colouring answers are; the contrast question was not answered."
+        )
     return {
-        "season": {"value": est.confidence, "reason": gettext(
-            "Scored from {count} of {total} answers, with {axis} as the deciding trait."
-        ).format(count=est.answered, total=total, axis=gettext(AXES[deciding]))},
-        "undertone": {"value": round(min(0.95, under), 2), "reason": gettext(
-            "From the {count} of {total} warmth questions you answered (veins, metals, hair, eyes and others)."
-        ).format(count=warmth_answered, total=warmth_total)},
+        "season": {
+            "value": est.confidence,
+            "reason": gettext(
+                "Scored from {count} of {total} answers, with {axis} as the deciding trait."
+            ).format(count=est.answered, total=total, axis=gettext(AXES[deciding])),
+        },
+        "undertone": {
+            "value": round(min(0.95, under), 2),
+            "reason": gettext(
+                "From the {count} of {total} warmth questions you answered (veins, metals, hair, eyes and others)."
+            ).format(count=warmth_answered, total=warmth_total),
+        },
         "contrast": {"value": round(min(0.95, contrast), 2), "reason": contrast_reason},
     }
 

@@ -41,26 +41,43 @@ class QuizFlow:
 
     async def start(self, user: Principal, locale: str | None) -> dict[str, Any]:
         if locale is not None and (not isinstance(locale, str) or len(locale) > 35):
-            raise AppError(ErrorCode.BAD_REQUEST, "locale must be a language tag such as en or es-MX.", field="locale")
+            raise AppError(
+                ErrorCode.BAD_REQUEST,
+                "locale must be a language tag such as en or es-MX.",
+                field="locale",
+            )
         quiz_id = str(uuid.uuid4())
         await self.store.create(user.user_id, quiz_id, locale)
         await self.launch.set_owner(quiz_id, user.user_id)
         # An explicit locale of the command wins; else the connection's (saved or negotiated).
-        return {"quiz_id": quiz_id, "questions": quiz.public_questions(i18n.normalise(locale) or i18n.current())}
+        return {
+            "quiz_id": quiz_id,
+            "questions": quiz.public_questions(i18n.normalise(locale) or i18n.current()),
+        }
 
-    async def answer(self, user: Principal, quiz_id: str, question: str, answer: str) -> dict[str, Any]:
+    async def answer(
+        self, user: Principal, quiz_id: str, question: str, answer: str
+    ) -> dict[str, Any]:
         qid = _quiz_id(quiz_id)
         if not await self.store.exists(user.user_id, qid):
             raise _not_found()
         if not isinstance(question, str) or not isinstance(answer, str):
-            raise AppError(ErrorCode.BAD_REQUEST, "question and answer must be strings.", field="question")
+            raise AppError(
+                ErrorCode.BAD_REQUEST, "question and answer must be strings.", field="question"
+            )
         quiz.check_answer(question, answer)
         await self.store.answer(user.user_id, qid, question, answer)
         answers = await self.store.answers(user.user_id, qid)
         est = quiz.estimate(answers)
-        await self.launch.events(qid, user.user_id).quiz_estimate(p.QuizEstimate(
-            quiz_id=qid, season=est.season, subseason=est.subseason, confidence=est.confidence, answered=est.answered,
-        ))
+        await self.launch.events(qid, user.user_id).quiz_estimate(
+            p.QuizEstimate(
+                quiz_id=qid,
+                season=est.season,
+                subseason=est.subseason,
+                confidence=est.confidence,
+                answered=est.answered,
+            )
+        )
         return {"answered": len(answers), "remaining": len(quiz.QUESTIONS) - len(answers)}
 
     async def submit(self, user: Principal, quiz_id: str) -> dict[str, Any]:
@@ -69,8 +86,13 @@ class QuizFlow:
             raise _not_found()
         answers = await self.store.answers(user.user_id, qid)
         if len(answers) < quiz.MIN_ANSWERS:
-            raise counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question first.", "Answer at least {n} questions first.",
-                          quiz.MIN_ANSWERS, field="quiz_id")
+            raise counted(
+                ErrorCode.VALIDATION_ERROR,
+                "Answer at least {n} question first.",
+                "Answer at least {n} questions first.",
+                quiz.MIN_ANSWERS,
+                field="quiz_id",
+            )
         if not await self.store.claim_submit(user.user_id, qid):
             raise AppError(ErrorCode.CONFLICT, "This quiz was already submitted.", field="quiz_id")
         try:
@@ -80,7 +102,9 @@ class QuizFlow:
             raise
         return {"analysis_id": qid, "channel": analysis_channel(qid), "cached": task is None}
 
-    async def start_chromatic(self, user: Principal, aid: uuid.UUID, answers: dict[str, str]) -> asyncio.Task[Any] | None:
+    async def start_chromatic(
+        self, user: Principal, aid: uuid.UUID, answers: dict[str, str]
+    ) -> asyncio.Task[Any] | None:
         """None when answered from the cache, else the running task."""
         digest = answers_digest(answers)
         inputs = {"answers": answers}

@@ -104,7 +104,15 @@ class AnalysisService:
         self.slots = ActiveSlots(kv, s.max_analyses_per_user, s.analysis_lease)
         self.leases = Leases(kv, self.runtime.node_id, s.analysis_lease)
         self.endings = Endings(kv, keys.record_ttl(s))
-        self.pipeline = Pipeline(self.runtime, self.analyzer, self.cache, self.uploads, self.slots, self.leases, self.endings)
+        self.pipeline = Pipeline(
+            self.runtime,
+            self.analyzer,
+            self.cache,
+            self.uploads,
+            self.slots,
+            self.leases,
+            self.endings,
+        )
         self.launch = Launcher(self.runtime, self.analyzer, self.cache, self.slots, self.pipeline)
         self.quiz = QuizFlow(self.launch, QuizStore(kv, s.history_ttl))
         await self.analyzer.start()
@@ -125,7 +133,9 @@ class AnalysisService:
 
     def _refuse_when_stopping(self) -> None:
         if self._stopping:
-            raise AppError(ErrorCode.UNAVAILABLE, "This node is shutting down; reconnect and retry.")
+            raise AppError(
+                ErrorCode.UNAVAILABLE, "This node is shutting down; reconnect and retry."
+            )
 
     # -- facial analysis over the socket -------------------------------------------------------
     @faults.guard
@@ -150,7 +160,9 @@ class AnalysisService:
             raise AppError(ErrorCode.TOO_LARGE, field="size")
         if not isinstance(sha256, str) or not _SHA256.match(sha256):
             raise _bad("sha256", "sha256 must be 64 hexadecimal characters.")
-        if content_type is not None and (not isinstance(content_type, str) or len(content_type) > 100):
+        if content_type is not None and (
+            not isinstance(content_type, str) or len(content_type) > 100
+        ):
             raise _bad("content_type", "content_type must be a short string.")
         sha = sha256.lower()
         inputs = {"size": size, "sha256": sha, "content_type": content_type}
@@ -160,7 +172,9 @@ class AnalysisService:
             return {**reply, "cached": True}
         await self.launch.open(user, aid, "facial", inputs, sha, lifetime=UPLOAD_IDLE)
         try:
-            await self.uploads.create(new_meta(str(aid), user.user_id, size, sha, content_type, "facial"))
+            await self.uploads.create(
+                new_meta(str(aid), user.user_id, size, sha, content_type, "facial")
+            )
         except BaseException:
             await self.slots.release(user.user_id, str(aid))
             raise
@@ -178,9 +192,13 @@ class AnalysisService:
     ) -> tuple[dict[str, Any] | None, asyncio.Task[Any] | None]:
         """Start analysing a kept upload: ``(cached payload, None)`` or ``(None, running task)``."""
         record = await store.get_image(user.user_id, file_id) if isinstance(file_id, str) else None
-        data = await self.runtime.need_kv().get(keys.file(user.user_id, file_id)) if record else None
+        data = (
+            await self.runtime.need_kv().get(keys.file(user.user_id, file_id)) if record else None
+        )
         if record is None or data is None:
-            raise AppError(ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id")
+            raise AppError(
+                ErrorCode.NOT_FOUND, "No such uploaded file (it may have expired).", field="file_id"
+            )
         sha = record["sha256"]
         inputs = {"file_id": str(record["id"]), "sha256": sha}
         cached = await self.launch.from_cache(user, "facial", sha, inputs, aid)
@@ -188,12 +206,16 @@ class AnalysisService:
             return cached, None
         fmt = next(f for f, mime in MIME.items() if mime == record["content_type"])
         image = ValidatedImage(data, fmt, 0, 0)
-        task = await self.launch.start_job(user, aid, "facial", inputs, sha, image=image, file_id=record["id"])
+        task = await self.launch.start_job(
+            user, aid, "facial", inputs, sha, image=image, file_id=record["id"]
+        )
         await self.uploads.user_bytes.refund(user.user_id, len(data))  # the run deletes the file
         return None, task
 
     @faults.guard
-    async def upload_chunk(self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes) -> dict[str, Any]:
+    async def upload_chunk(
+        self, user: Principal, analysis_id: uuid.UUID, offset: int, payload: bytes
+    ) -> dict[str, Any]:
         """Store one chunk; returns the ``upload.progress`` fields for the uploading socket.
 
         Not published on the channel: the broker owns ``offset`` in channel events (it would
@@ -207,7 +229,9 @@ class AnalysisService:
         meta, length = await self.uploads.append(user.user_id, aid, offset, payload)
         complete = length == meta.size
         await self.slots.renew(user.user_id, aid, None if complete else UPLOAD_IDLE)
-        if complete:  # append_at is atomic: exactly one chunk completes an upload; the lease, one run
+        if (
+            complete
+        ):  # append_at is atomic: exactly one chunk completes an upload; the lease, one run
             await self.launch.run_claimed(self._upload_job(user.user_id, aid, meta))
         return {"analysis_id": aid, "offset": length, "size": meta.size}
 
@@ -215,7 +239,13 @@ class AnalysisService:
         """The run of a complete upload, in its uploader's locale (stored in the meta): a node
         taking it over (sweeper, ``upload.status``) answers in it, not in its own context's."""
         with i18n.using(meta.locale or i18n.current()):
-            return Job(uuid.UUID(aid), user_id, "facial", self.launch.key(user_id, "facial", meta.sha256), upload=meta)
+            return Job(
+                uuid.UUID(aid),
+                user_id,
+                "facial",
+                self.launch.key(user_id, "facial", meta.sha256),
+                upload=meta,
+            )
 
     @faults.guard
     async def upload_status(self, user: Principal, analysis_id: uuid.UUID | str) -> dict[str, int]:
@@ -223,9 +253,18 @@ class AnalysisService:
         aid = str(_parse_id(analysis_id))
         meta = await self.uploads.meta(user.user_id, aid)
         if meta is None:
-            raise AppError(ErrorCode.NOT_FOUND, "No upload with this id (it may have expired).", field="analysis_id")
+            raise AppError(
+                ErrorCode.NOT_FOUND,
+                "No upload with this id (it may have expired).",
+                field="analysis_id",
+            )
         offset = meta.size if meta.complete else await self.uploads.offset(user.user_id, aid)
-        if offset == meta.size and not meta.complete and not self._stopping and aid not in self._awaiting:
+        if (
+            offset == meta.size
+            and not meta.complete
+            and not self._stopping
+            and aid not in self._awaiting
+        ):
             if not await self._take_over(user.user_id, aid, meta):
                 self._await_lease(user.user_id, aid, meta)
         return {"offset": offset, "size": meta.size}
@@ -233,6 +272,7 @@ class AnalysisService:
     def _await_lease(self, user_id: str, aid: str, meta: UploadMeta) -> None:
         """Its client is back and asking: take the analysis over the moment its lease lapses
         (if its node is alive the lease is renewed and this gives up), not at the next sweep."""
+
         async def watch() -> None:
             try:
                 give_up = asyncio.get_running_loop().time() + 2 * self.settings.analysis_lease
@@ -283,7 +323,9 @@ class AnalysisService:
             await self.uploads.discard(user.user_id, key)
             await self._end_unstarted(aid, user.user_id, AppError(ErrorCode.CANCELLED), "cancelled")
 
-    async def _end_unstarted(self, aid: uuid.UUID, user_id: str, err: AppError, status: str) -> bool:
+    async def _end_unstarted(
+        self, aid: uuid.UUID, user_id: str, err: AppError, status: str
+    ) -> bool:
         """End an analysis no node runs; only the caller whose UPDATE ended it, and that is
         first to claim its ending, publishes (one terminal event per analysis)."""
         if not await store.mark_failed(aid, status=status, code=str(err.code), message=err.text()):
@@ -300,7 +342,9 @@ class AnalysisService:
         return await self.quiz.start(user, locale)
 
     @faults.guard
-    async def quiz_answer(self, user: Principal, quiz_id: str, question: str, answer: str) -> dict[str, Any]:
+    async def quiz_answer(
+        self, user: Principal, quiz_id: str, question: str, answer: str
+    ) -> dict[str, Any]:
         return await self.quiz.answer(user, quiz_id, question, answer)
 
     @faults.guard
@@ -340,8 +384,13 @@ class AnalysisService:
         for question, answer in answers.items():
             quiz.check_answer(question, answer)
         if len(answers) < quiz.MIN_ANSWERS:
-            raise counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question.", "Answer at least {n} questions.",
-                          quiz.MIN_ANSWERS, field="answers")
+            raise counted(
+                ErrorCode.VALIDATION_ERROR,
+                "Answer at least {n} question.",
+                "Answer at least {n} questions.",
+                quiz.MIN_ANSWERS,
+                field="answers",
+            )
         aid = uuid.uuid4()
         task = await self.quiz.start_chromatic(user, aid, answers)
         if task is None:
@@ -370,7 +419,9 @@ class AnalysisService:
             await self.slots.release(user.user_id, str(file_id))
 
     @faults.guard
-    async def store_file(self, user: Principal, data: bytes, file_id: uuid.UUID | None = None) -> dict[str, Any]:
+    async def store_file(
+        self, user: Principal, data: bytes, file_id: uuid.UUID | None = None
+    ) -> dict[str, Any]:
         """Validate an image uploaded over REST and keep it (cleaned) for a later analysis."""
         s = self.settings
         image = await self.uploads.decoder.validate(data)
@@ -378,14 +429,30 @@ class AnalysisService:
         expires = utcnow() + timedelta(seconds=s.upload_ttl)
         await self.uploads.user_bytes.charge(user.user_id, len(image.data))
         try:
-            await self.runtime.need_kv().set(keys.file(user.user_id, file_id), image.data, s.upload_ttl)
+            await self.runtime.need_kv().set(
+                keys.file(user.user_id, file_id), image.data, s.upload_ttl
+            )
         except BaseException:
             await self.uploads.user_bytes.refund(user.user_id, len(image.data))
             raise
-        sha = sha256_hex(data)  # of the original bytes: the same image over the socket hits the cache
-        await store.add_image(file_id, user.user_id, sha256=sha, content_type=image.mime, size=len(data), expires_at=expires)
-        return {"file_id": str(file_id), "sha256": sha, "size": len(data), "content_type": image.mime,
-                "expires_at": expires.isoformat()}
+        sha = sha256_hex(
+            data
+        )  # of the original bytes: the same image over the socket hits the cache
+        await store.add_image(
+            file_id,
+            user.user_id,
+            sha256=sha,
+            content_type=image.mime,
+            size=len(data),
+            expires_at=expires,
+        )
+        return {
+            "file_id": str(file_id),
+            "sha256": sha,
+            "size": len(data),
+            "content_type": image.mime,
+            "expires_at": expires.isoformat(),
+        }
 
     # -- what the session and the rest of the house ask -------------------------------------------
     @faults.guard
@@ -403,7 +470,9 @@ class AnalysisService:
         row = await store.get(analysis_id)
         return ending_of(row) if row is not None else None
 
-    async def final_event_of_channel(self, channel: str) -> p.AnalysisResult | p.AnalysisError | None:
+    async def final_event_of_channel(
+        self, channel: str
+    ) -> p.AnalysisResult | p.AnalysisError | None:
         """:meth:`final_event` of an ``analysis:<id>`` channel (None for a malformed id)."""
         analysis_id = analysis_id_of(channel)
         return await self.final_event(analysis_id) if analysis_id is not None else None
@@ -442,7 +511,9 @@ class AnalysisService:
         s = self.settings
         forced = older_than is not None
         now = utcnow()
-        expired_before = now - timedelta(seconds=s.upload_ttl + 60 if older_than is None else older_than)
+        expired_before = now - timedelta(
+            seconds=s.upload_ttl + 60 if older_than is None else older_than
+        )
         created_before = now - timedelta(seconds=0 if forced else s.analysis_lease)
         created_after = None if full else now - timedelta(seconds=s.upload_ttl + 600)
         suspects, self._suspects = self._suspects, set()
@@ -471,7 +542,12 @@ class AnalysisService:
             err = await self.endings.told(aid) or AppError(
                 ErrorCode.UNAVAILABLE, "The node running this analysis stopped; start it again."
             )
-            swept += await self._end_unstarted(row["id"], user_id, err, "cancelled" if err.code == ErrorCode.CANCELLED else "failed")
+            swept += await self._end_unstarted(
+                row["id"],
+                user_id,
+                err,
+                "cancelled" if err.code == ErrorCode.CANCELLED else "failed",
+            )
         return swept
 
     async def _sweep_loop(self) -> None:
@@ -484,7 +560,10 @@ class AnalysisService:
                 await self.sweep_abandoned(full=rounds % FULL_SWEEP_EVERY == 0)
             except Exception as exc:  # noqa: BLE001 - try again next round
                 if not failing:
-                    log.warning("sweep for abandoned analyses failed (%s); retrying every few seconds", faults.describe(exc))
+                    log.warning(
+                        "sweep for abandoned analyses failed (%s); retrying every few seconds",
+                        faults.describe(exc),
+                    )
                 failing = True
             else:
                 if failing:

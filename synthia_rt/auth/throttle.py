@@ -40,7 +40,9 @@ def rules(text: str) -> tuple[RateLimitItem, ...]:
     try:
         return tuple(parse_many(text))
     except (ValueError, ConfigurationError) as exc:
-        raise ValueError(f"not a rate limit: {text!r} (write e.g. '20/10 minutes; 100/day')") from exc
+        raise ValueError(
+            f"not a rate limit: {text!r} (write e.g. '20/10 minutes; 100/day')"
+        ) from exc
 
 
 async def enforce(limiter: Limiter, text: str, scope: str, key: str, message: str) -> None:
@@ -83,7 +85,9 @@ class LoginThrottle:
     async def hit(self, email: str, ip: str | None) -> None:
         """Count one attempt; raise RATE_LIMITED (with ``retry_after``) past any limit."""
         account = _account(email)
-        await self._limiter.hit(self._per_pair, "account-ip", f"{account}|{ip or '-'}", message=MESSAGE)
+        await self._limiter.hit(
+            self._per_pair, "account-ip", f"{account}|{ip or '-'}", message=MESSAGE
+        )
         if ip:
             await self._limiter.hit(self._per_ip, "ip", ip, message=MESSAGE)
         if await _twice(lambda: self._kv.exists(self._known_key(account, ip))):

@@ -27,8 +27,10 @@ def enabled(settings: Settings) -> bool:
 def client(settings: Settings, http: stripe.HTTPClient) -> stripe.StripeClient:
     if settings.stripe_api_base:
         return stripe.StripeClient(
-            settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
-            http_client=http, max_network_retries=1,
+            settings.stripe_secret_key,
+            base_addresses={"api": settings.stripe_api_base},
+            http_client=http,
+            max_network_retries=1,
         )
     return stripe.StripeClient(settings.stripe_secret_key, http_client=http, max_network_retries=1)
 
@@ -56,9 +58,13 @@ async def create_session(settings: Settings, user_id: str, email: str) -> Checko
         session = await client(settings, http).v1.checkout.sessions.create_async(params)  # type: ignore[arg-type]
     except stripe.StripeError as exc:
         log.warning("stripe checkout failed: %s", type(exc).__name__, exc_info=True)
-        raise AppError(ErrorCode.UNAVAILABLE, "The payment provider could not be reached; retry.") from None
+        raise AppError(
+            ErrorCode.UNAVAILABLE, "The payment provider could not be reached; retry."
+        ) from None
     finally:
         await http.close_async()  # type: ignore[no-untyped-call]
     if not session.url:
-        raise AppError(ErrorCode.UNAVAILABLE, "The payment provider returned no checkout URL; retry.")
+        raise AppError(
+            ErrorCode.UNAVAILABLE, "The payment provider returned no checkout URL; retry."
+        )
     return CheckoutSession(session.id, session.url)

@@ -54,30 +54,42 @@ def verify(settings: Settings, payload: bytes, signature: str | None) -> stripe.
     """``stripe.Webhook.construct_event``: HMAC-SHA256 of ``"{t}.{payload}"`` with the endpoint
     secret, compared in constant time against every ``v1``, and ``t`` within the tolerance."""
     if not settings.stripe_webhook_secret:
-        raise AppError(ErrorCode.BILLING_DISABLED, "Webhooks are not configured (no STRIPE_WEBHOOK_SECRET).")
+        raise AppError(
+            ErrorCode.BILLING_DISABLED, "Webhooks are not configured (no STRIPE_WEBHOOK_SECRET)."
+        )
     if not signature:
         raise AppError(ErrorCode.BAD_REQUEST, "The Stripe-Signature header is missing.")
     try:
         event: stripe.Event = stripe.Webhook.construct_event(
-            payload, signature, settings.stripe_webhook_secret, tolerance=settings.stripe_webhook_tolerance
+            payload,
+            signature,
+            settings.stripe_webhook_secret,
+            tolerance=settings.stripe_webhook_tolerance,
         )
         return event
     except stripe.SignatureVerificationError as exc:
         stale = "tolerance" in str(exc).lower()
         if stale:
-            raise AppError(ErrorCode.BAD_REQUEST, "The signature timestamp is outside the tolerance.") from None
+            raise AppError(
+                ErrorCode.BAD_REQUEST, "The signature timestamp is outside the tolerance."
+            ) from None
         raise AppError(ErrorCode.BAD_REQUEST, "The signature does not verify.") from None
     except ValueError:
         raise AppError(ErrorCode.BAD_REQUEST, "The payload is not a Stripe event.") from None
 
 
-def _target(event_type: str, obj: dict[str, Any]) -> tuple[str | None, str | None, str | None, str | None]:
+def _target(
+    event_type: str, obj: dict[str, Any]
+) -> tuple[str | None, str | None, str | None, str | None]:
     """(user id, customer id, subscription id, new status) that the event speaks of."""
     meta = obj.get("metadata") or {}
     user_id = meta.get("user_id")
     if event_type == "checkout.session.completed":
         user_id = obj.get("client_reference_id") or user_id
-        paid = obj.get("payment_status") in {"paid", "no_payment_required"} or obj.get("status") == "complete"
+        paid = (
+            obj.get("payment_status") in {"paid", "no_payment_required"}
+            or obj.get("status") == "complete"
+        )
         return user_id, obj.get("customer"), obj.get("subscription"), "active" if paid else None
     if event_type.startswith("customer.subscription."):
         status = "canceled" if event_type.endswith(".deleted") else obj.get("status")
@@ -90,7 +102,9 @@ def _target(event_type: str, obj: dict[str, Any]) -> tuple[str | None, str | Non
     return None, None, None, None
 
 
-def _newer(state: store.SubscriptionState | None, subscription_id: str | None, created: datetime) -> bool:
+def _newer(
+    state: store.SubscriptionState | None, subscription_id: str | None, created: datetime
+) -> bool:
     if state is None or state.event_at is None:
         return True
     if created < state.event_at:
@@ -123,13 +137,20 @@ async def process(event: stripe.Event) -> Outcome:
     except Exception as exc:
         if not _unique_violation(exc):
             raise
-        log.info("stripe event %s raced another for the same subscription; applying it again", event["id"])
+        log.info(
+            "stripe event %s raced another for the same subscription; applying it again",
+            event["id"],
+        )
         return await _apply(event)
 
 
 async def _apply(event: stripe.Event) -> Outcome:
     event_id, event_type = str(event["id"]), str(event["type"])
-    obj: dict[str, Any] = event["data"]["object"].to_dict() if hasattr(event["data"]["object"], "to_dict") else dict(event["data"]["object"])
+    obj: dict[str, Any] = (
+        event["data"]["object"].to_dict()
+        if hasattr(event["data"]["object"], "to_dict")
+        else dict(event["data"]["object"])
+    )
     created = datetime.fromtimestamp(int(event["created"]), UTC)
     audit_after: dict[str, Any] | None = None
     async with Subscription._meta.db.transaction():
@@ -142,7 +163,9 @@ async def _apply(event: stripe.Event) -> Outcome:
         if user_id is None and state is not None:
             user_id = state.user_id
         if user_id is None or status is None or not await store.user_exists(user_id):
-            log.info("stripe event %s (%s) names no known user or status; ignored", event_id, event_type)
+            log.info(
+                "stripe event %s (%s) names no known user or status; ignored", event_id, event_type
+            )
             return Outcome(event_id, event_type)
         await store.tag_event(event_id, user_id)
         if not _newer(state, subscription_id, created):
@@ -157,7 +180,12 @@ async def _apply(event: stripe.Event) -> Outcome:
         )
         plan = plans.PREMIUM if status in PREMIUM_STATUSES else plans.FREE
         await plans.set_plan(user_id, plan)
-        audit_after = {"subject_id": user_id, "status": status, "plan": plan, "event_type": event_type}
+        audit_after = {
+            "subject_id": user_id,
+            "status": status,
+            "plan": plan,
+            "event_type": event_type,
+        }
     if audit_after is not None:
         await audit("billing.subscription", **audit_after)
     return Outcome(event_id, event_type, applied=True, user_id=user_id)

@@ -100,6 +100,8 @@ class Broker(Protocol):
 
     async def position(self, channel: str) -> Position: ...
 
-    async def history(self, channel: str, since: Position | None, limit: int | None = None) -> History:
+    async def history(
+        self, channel: str, since: Position | None, limit: int | None = None
+    ) -> History:
         """Events after ``since`` (all kept events when None). ``recovered`` is False when the
         epoch differs or the history no longer reaches back to ``since.offset + 1``."""

@@ -20,25 +20,32 @@ class KeyValue(Protocol):
     async def ping(self) -> bool: ...
 
     async def get(self, key: str) -> bytes | None: ...
-    async def set(self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False) -> bool:
+    async def set(
+        self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
         """Store ``value``; with ``nx`` only if absent. Returns whether it was written."""
+
     async def delete(self, *keys: str) -> int: ...
     async def exists(self, key: str) -> bool: ...
     async def expire(self, key: str, ttl: float) -> None: ...
     async def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Increment; ``ttl`` is set when the key is created by this call."""
+
     async def append_at(self, key: str, offset: int, data: bytes, ttl: float) -> int:
         """Append ``data`` iff the value's current length is ``offset`` (missing = 0).
 
         Returns the new length on success, or ``-(current length) - 1`` when ``offset`` is wrong,
         so a refused write changes nothing. Refreshes the TTL on success.
         """
+
     async def strlen(self, key: str) -> int: ...
     async def zadd(self, key: str, member: str, score: float, ttl: float | None = None) -> None: ...
     async def zrem(self, key: str, member: str) -> None: ...
     async def zcount_above(self, key: str, min_score: float) -> int:
         """Members with score > ``min_score`` (older ones are pruned as a side effect)."""
+
     def scan(self, match: str = "*") -> AsyncIterator[str]:
         """Relative keys matching a glob ``match``; SCAN-based, never KEYS."""
         ...
+
     async def used_memory(self) -> int | None: ...

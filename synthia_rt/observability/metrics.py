@@ -72,77 +72,106 @@ class Metrics:
         r = self.registry
 
         self.sockets_open = Gauge(
-            f"{PREFIX}_sockets_open", "WebSockets currently open", registry=r,
+            f"{PREFIX}_sockets_open",
+            "WebSockets currently open",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.connects = Counter(f"{PREFIX}_connects", "WebSocket sessions accepted", registry=r)
         self.disconnects = Counter(
-            f"{PREFIX}_disconnects", "WebSocket sessions closed, by close code", ["code"], registry=r
+            f"{PREFIX}_disconnects",
+            "WebSocket sessions closed, by close code",
+            ["code"],
+            registry=r,
         )
         self.frames_in = Counter(
             f"{PREFIX}_frames_in", "Inbound frames (text|binary|op name)", ["kind"], registry=r
         )
         self.frames_out = Counter(f"{PREFIX}_frames_out", "Outbound frames", ["kind"], registry=r)
         self.queue_drops = Counter(
-            f"{PREFIX}_queue_drops", "Sockets closed because their outbound queue overflowed",
+            f"{PREFIX}_queue_drops",
+            "Sockets closed because their outbound queue overflowed",
             registry=r,
         )
         self.rate_limited = Counter(
-            f"{PREFIX}_rate_limited", "Refusals by a rate limit (socket|login|analysis|subscribe|quiz.start)", ["scope"],
+            f"{PREFIX}_rate_limited",
+            "Refusals by a rate limit (socket|login|analysis|subscribe|quiz.start)",
+            ["scope"],
             registry=r,
         )
         self.analyses = Counter(
-            f"{PREFIX}_analyses", "Finished analyses by kind and status", ["kind", "status"],
+            f"{PREFIX}_analyses",
+            "Finished analyses by kind and status",
+            ["kind", "status"],
             registry=r,
         )
         self.model_calls_saved = Counter(
             f"{PREFIX}_model_calls_saved",
             "Facial analyses refused by the local face check before any model call, by reason "
             "(no_face_detected|multiple_faces|poor_quality)",
-            ["reason"], registry=r,
+            ["reason"],
+            registry=r,
         )
         self.gemini_latency = Histogram(
-            f"{PREFIX}_gemini_latency_seconds", "Model call duration, request to final chunk",
-            buckets=LATENCY_BUCKETS, registry=r,
+            f"{PREFIX}_gemini_latency_seconds",
+            "Model call duration, request to final chunk",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.gemini_first_partial = Histogram(
-            f"{PREFIX}_gemini_first_partial_seconds", "Model call start to first streamed partial",
-            buckets=FIRST_PARTIAL_BUCKETS, registry=r,
+            f"{PREFIX}_gemini_first_partial_seconds",
+            "Model call start to first streamed partial",
+            buckets=FIRST_PARTIAL_BUCKETS,
+            registry=r,
         )
         self.tokens_used = Counter(
             f"{PREFIX}_tokens_used", "Model tokens (prompt|candidates)", ["direction"], registry=r
         )
         self.cache_ops = Counter(
-            f"{PREFIX}_cache_ops", "Result cache lookups by namespace and result (hit|miss)",
-            ["namespace", "result"], registry=r,
+            f"{PREFIX}_cache_ops",
+            "Result cache lookups by namespace and result (hit|miss)",
+            ["namespace", "result"],
+            registry=r,
         )
         self.backend_errors = Counter(
-            f"{PREFIX}_backend_errors", "Failed calls to a backing service (redis|postgres)",
-            ["backend"], registry=r,
+            f"{PREFIX}_backend_errors",
+            "Failed calls to a backing service (redis|postgres)",
+            ["backend"],
+            registry=r,
         )
         self.backend_up = Gauge(
-            f"{PREFIX}_backend_up", "1 when a backing service (redis|postgres) answered the last "
-            "probe (embedded counts as up), else 0", ["backend"], registry=r,
+            f"{PREFIX}_backend_up",
+            "1 when a backing service (redis|postgres) answered the last "
+            "probe (embedded counts as up), else 0",
+            ["backend"],
+            registry=r,
             multiprocess_mode="livemin",
         )
         self.analyses_in_flight = Gauge(
-            f"{PREFIX}_analyses_in_flight", "Analyses running now", registry=r,
+            f"{PREFIX}_analyses_in_flight",
+            "Analyses running now",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.snapshot_failures = Counter(
-            f"{PREFIX}_snapshot_failures", "admin:metrics snapshots that could not be published",
+            f"{PREFIX}_snapshot_failures",
+            "admin:metrics snapshots that could not be published",
             registry=r,
         )
         # HTTP, by route *template* (``/api/v1/users/{user_id}``): a raw path would mint a
         # series per id; paths no route matches share one label (see observability/middleware).
         self.http_requests = Counter(
-            f"{PREFIX}_http_requests", "HTTP requests answered, by route template, method and status",
-            ["route", "method", "status"], registry=r,
+            f"{PREFIX}_http_requests",
+            "HTTP requests answered, by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
         )
         self.http_latency = Histogram(
             f"{PREFIX}_http_request_duration_seconds",
             "HTTP request start to last response byte, by route template and method",
-            ["route", "method"], buckets=HTTP_BUCKETS, registry=r,
+            ["route", "method"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -153,7 +182,9 @@ class Metrics:
         from synthia_rt.observability.snapshot import SnapshotLoop
 
         loop = SnapshotLoop(self.runtime, self)
-        self._task = asyncio.create_task(loop.run(), name=f"metrics-snapshot-{self.runtime.node_id}")
+        self._task = asyncio.create_task(
+            loop.run(), name=f"metrics-snapshot-{self.runtime.node_id}"
+        )
         self._task.add_done_callback(_report_death)
 
     async def stop(self) -> None:

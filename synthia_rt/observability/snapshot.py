@@ -38,7 +38,9 @@ Buckets = list[tuple[float, float]]  # (upper bound, cumulative count), ascendin
 
 
 class Percentiles(BaseModel):
-    p50: float | None = Field(description="Median over the last interval, ms; null without observations.")
+    p50: float | None = Field(
+        description="Median over the last interval, ms; null without observations."
+    )
     p95: float | None
 
 
@@ -60,8 +62,12 @@ class SnapshotFields(BaseModel):
     analyses_in_flight: int
     latency_ms: Percentiles = Field(description="Model call duration (Gemini analyzer only).")
     first_partial_ms: Percentiles = Field(description="Model call start to first streamed partial.")
-    cache: dict[str, CacheRatio] = Field(description="Result cache hit ratio per namespace on this node.")
-    error_rate: float | None = Field(description="Failed / finished analyses in the interval; null if none.")
+    cache: dict[str, CacheRatio] = Field(
+        description="Result cache hit ratio per namespace on this node."
+    )
+    error_rate: float | None = Field(
+        description="Failed / finished analyses in the interval; null if none."
+    )
     backend_errors_per_s: float
     backends: dict[str, str] = Field(description="`redis` and `postgres`: ok, down or embedded.")
     draining: bool
@@ -93,13 +99,17 @@ def total(metric: MetricWrapperBase) -> float:
 
 
 def buckets(metric: MetricWrapperBase) -> Buckets:
-    found = [(float(labels["le"]), v) for name, labels, v in samples(metric) if name.endswith("_bucket")]
+    found = [
+        (float(labels["le"]), v) for name, labels, v in samples(metric) if name.endswith("_bucket")
+    ]
     return sorted(found)
 
 
 def quantile(q: float, before: Buckets, after: Buckets) -> float | None:
     """The ``q`` quantile of observations made between two bucket readings, or None if none."""
-    window = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=False)] if before else after
+    window = (
+        [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=False)] if before else after
+    )
     if not window or window[-1][1] <= 0:
         return None
     rank = q * window[-1][1]
@@ -124,7 +134,9 @@ def cache_ratios(metric: MetricWrapperBase) -> dict[str, CacheRatio]:
     out: dict[str, CacheRatio] = {}
     for namespace, per in sorted(counts.items()):
         ops = per.get("hit", 0.0) + per.get("miss", 0.0)
-        out[namespace] = CacheRatio(hit_ratio=round(per.get("hit", 0.0) / ops, 4) if ops else None, ops=ops)
+        out[namespace] = CacheRatio(
+            hit_ratio=round(per.get("hit", 0.0) / ops, 4) if ops else None, ops=ops
+        )
     return out
 
 
@@ -153,7 +165,9 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _percentiles(before: Buckets, after: Buckets) -> Percentiles:
-    return Percentiles(p50=_ms(quantile(0.5, before, after)), p95=_ms(quantile(0.95, before, after)))
+    return Percentiles(
+        p50=_ms(quantile(0.5, before, after)), p95=_ms(quantile(0.95, before, after))
+    )
 
 
 def _rate(delta: float, seconds: float) -> float:
@@ -184,7 +198,9 @@ class SnapshotLoop:
 
     async def build(self, before: Reading, after: Reading) -> dict[str, Any]:
         seconds = after.at - before.at
-        finished = (after.analyses_ok - before.analyses_ok) + (after.analyses_failed - before.analyses_failed)
+        finished = (after.analyses_ok - before.analyses_ok) + (
+            after.analyses_failed - before.analyses_failed
+        )
         failed = after.analyses_failed - before.analyses_failed
         snapshot = SnapshotFields(
             node=self.runtime.node_id,
@@ -213,9 +229,11 @@ class SnapshotLoop:
     async def backends(self) -> dict[str, str]:
         settings = self.runtime.settings
         status = {
-            "redis": "embedded" if settings.effective_redis_url.startswith("memory")
+            "redis": "embedded"
+            if settings.effective_redis_url.startswith("memory")
             else await self._probe("redis", self._ping_redis),
-            "postgres": "embedded" if settings.effective_database_url.startswith("sqlite")
+            "postgres": "embedded"
+            if settings.effective_database_url.startswith("sqlite")
             else await self._probe("postgres", self._ping_postgres),
         }
         for name, state in status.items():  # the same probe, for Prometheus alerts

@@ -58,7 +58,12 @@ class Message:
     locale: str | None = None
 
     def localized(self, locale: str) -> Message:
-        return replace(self, title=i18n.gettext(self.title, locale), body=i18n.gettext(self.body, locale), translate=False)
+        return replace(
+            self,
+            title=i18n.gettext(self.title, locale),
+            body=i18n.gettext(self.body, locale),
+            translate=False,
+        )
 
     def encode(self) -> bytes:
         data: dict[str, str] = {"kind": self.kind, "title": self.title, "body": self.body[:500]}
@@ -86,7 +91,9 @@ class Pusher:
         settings = runtime.settings
         self.vapid = vapid_keys.load(settings.vapid_private_key)
         self.public_key = vapid_keys.public_key(self.vapid) if self.vapid is not None else None
-        self._queue: asyncio.Queue[_Job | _Retry] = asyncio.Queue(maxsize=max(1, settings.push_queue_size))
+        self._queue: asyncio.Queue[_Job | _Retry] = asyncio.Queue(
+            maxsize=max(1, settings.push_queue_size)
+        )
         self._workers: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
@@ -170,7 +177,11 @@ class Pusher:
             saved = await users.saved_locale(user_id)
         except Exception:  # noqa: BLE001 - the database blinked: the run's language will do
             saved = None
-        locale = i18n.normalise(saved) or i18n.normalise(message.locale) or self.runtime.settings.default_locale
+        locale = (
+            i18n.normalise(saved)
+            or i18n.normalise(message.locale)
+            or self.runtime.settings.default_locale
+        )
         return message.localized(locale).encode()
 
     async def _fan_out(self, job: _Job) -> None:
@@ -199,7 +210,10 @@ class Pusher:
         assert self.vapid is not None and self._client is not None
         settings = self.runtime.settings
         parts = urlsplit(target.endpoint)
-        claims: dict[str, Any] = {"sub": settings.vapid_subject, "aud": f"{parts.scheme}://{parts.netloc}"}
+        claims: dict[str, Any] = {
+            "sub": settings.vapid_subject,
+            "aud": f"{parts.scheme}://{parts.netloc}",
+        }
         headers: dict[str, str] = dict(self.vapid.sign(claims))  # exp: now + 24 h by py_vapid
         body = WebPusher(target.info()).encode(data, "aes128gcm")["body"]
         headers.update({
@@ -219,12 +233,18 @@ class Pusher:
             log.info("push subscription gone (%s); removed", status)
             return
         if status is not None and status != 429 and status < 500:
-            log.warning("push service %s refused a notification with %s; dropped", parts.netloc, status)
+            log.warning(
+                "push service %s refused a notification with %s; dropped", parts.netloc, status
+            )
             return
         if attempt >= settings.push_retries:
-            log.warning("push to %s still failing after %d attempts; dropped", parts.netloc, attempt + 1)
+            log.warning(
+                "push to %s still failing after %d attempts; dropped", parts.netloc, attempt + 1
+            )
             return
-        self._later(min(BACKOFF_CAP, settings.push_backoff * 2**attempt), _Retry(target, data, attempt + 1))
+        self._later(
+            min(BACKOFF_CAP, settings.push_backoff * 2**attempt), _Retry(target, data, attempt + 1)
+        )
 
     def _later(self, delay: float, retry: _Retry) -> None:
         if len(self._timers) >= self._queue.maxsize:  # retries waiting are bounded like the queue

@@ -83,7 +83,9 @@ class AnalysisErrorDirect(p.AnalysisError):
     ``offset``/``epoch``."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra=p.optional_off_the_wire)
-    channel: str | SkipJsonSchema[None] = Field(None, description="set on a final event re-sent on subscribe")
+    channel: str | SkipJsonSchema[None] = Field(
+        None, description="set on a final event re-sent on subscribe"
+    )
 
 
 CHANNEL_EVENTS: tuple[type[BaseModel], ...] = (
@@ -141,7 +143,12 @@ def _key(op: str) -> str:
 def build() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
-    server_models: tuple[type[BaseModel], ...] = (*p.REPLIES.values(), ErrorReply, *DIRECT_EVENTS, *CHANNEL_EVENTS)
+    server_models: tuple[type[BaseModel], ...] = (
+        *p.REPLIES.values(),
+        ErrorReply,
+        *DIRECT_EVENTS,
+        *CHANNEL_EVENTS,
+    )
     for model in (*p.COMMANDS.values(), *server_models):
         full = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(full.pop("$defs", {}))
@@ -152,7 +159,11 @@ def build() -> dict[str, Any]:
         command["payload"].setdefault("required", []).append("op")
         messages[f"cmd_{_key(op)}"] = command
         reply_model = p.REPLIES[op]
-        reply = _message(op, reply_model, _summary(reply_model) if reply_model.__doc__ else f"success reply to {op}")
+        reply = _message(
+            op,
+            reply_model,
+            _summary(reply_model) if reply_model.__doc__ else f"success reply to {op}",
+        )
         payload = reply["payload"]
         payload["properties"] = {
             "id": {"type": "integer", "description": "the command's id"},
@@ -163,9 +174,15 @@ def build() -> dict[str, Any]:
         messages[f"reply_{_key(op)}"] = reply
     messages["ErrorReply"] = _message("ErrorReply", ErrorReply, _summary(ErrorReply))
     for model in DIRECT_EVENTS:
-        messages[model.__name__] = {**_message(model.__name__, model, _summary(model)), "x-delivery": "direct"}
+        messages[model.__name__] = {
+            **_message(model.__name__, model, _summary(model)),
+            "x-delivery": "direct",
+        }
     for model in CHANNEL_EVENTS:
-        messages[model.__name__] = {**_message(model.__name__, model, _summary(model)), "x-delivery": "channel"}
+        messages[model.__name__] = {
+            **_message(model.__name__, model, _summary(model)),
+            "x-delivery": "channel",
+        }
     messages["UploadChunk"] = {
         "name": "upload chunk",
         "contentType": "application/octet-stream",
@@ -223,7 +240,10 @@ def build() -> dict[str, Any]:
         "components": {
             "messages": messages,
             "schemas": schemas,
-            "x-error-codes": {str(code): {"http": status, "meaning": text} for code, (status, text) in ERROR_DOCS.items()},
+            "x-error-codes": {
+                str(code): {"http": status, "meaning": text}
+                for code, (status, text) in ERROR_DOCS.items()
+            },
             "x-close-codes": {str(int(code)): code.name for code in CloseCode},
         },
     }

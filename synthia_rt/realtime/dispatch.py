@@ -48,7 +48,11 @@ async def _per_user(session: Session, limit: str, scope: str) -> None:
     ``rate_limited`` with ``retry_after`` past it."""
     try:
         await session.runtime.need_limiter().hit(
-            _rule(limit), scope, session.principal.user_id, message=N_("too many {scope} commands"), params={"scope": scope}
+            _rule(limit),
+            scope,
+            session.principal.user_id,
+            message=N_("too many {scope} commands"),
+            params={"scope": scope},
         )
     except AppError as error:
         metrics = session.runtime.metrics
@@ -111,18 +115,24 @@ async def analysis_cancel(session: Session, cmd: p.AnalysisCancel) -> p.Analysis
 
 async def quiz_start(session: Session, cmd: p.QuizStart) -> Joined:
     await _per_user(session, session.settings.quiz_start_limit, "quiz.start")
-    reply = p.QuizStartReply.model_validate(await _analysis(session).quiz_start(session.principal, cmd.locale))
+    reply = p.QuizStartReply.model_validate(
+        await _analysis(session).quiz_start(session.principal, cmd.locale)
+    )
     channel = analysis_channel(reply.quiz_id)
     return _replying(await session.subscribe(channel, None, from_start=True), reply)
 
 
 async def quiz_answer(session: Session, cmd: p.QuizAnswer) -> p.QuizAnswerReply:
-    answered = await _analysis(session).quiz_answer(session.principal, cmd.quiz_id, cmd.question, cmd.answer)
+    answered = await _analysis(session).quiz_answer(
+        session.principal, cmd.quiz_id, cmd.question, cmd.answer
+    )
     return p.QuizAnswerReply.model_validate(answered)
 
 
 async def quiz_submit(session: Session, cmd: p.QuizSubmit) -> Reply:
-    reply = p.QuizSubmitReply.model_validate(await _analysis(session).quiz_submit(session.principal, cmd.quiz_id))
+    reply = p.QuizSubmitReply.model_validate(
+        await _analysis(session).quiz_submit(session.principal, cmd.quiz_id)
+    )
     if reply.channel in session.subscribed_channels():
         return reply
     return _replying(await session.subscribe(reply.channel, None, from_start=True), reply)
@@ -147,5 +157,7 @@ async def dispatch(session: Session, command: p.Command) -> Reply:
     reply = await HANDLERS[command.op](session, command)
     fields = reply if isinstance(reply, p.CommandReply) else reply.fields
     if type(fields) is not p.REPLIES[command.op]:  # never send a reply its schema does not describe
-        raise TypeError(f"{command.op} replied with {type(fields).__name__}, not {p.REPLIES[command.op].__name__}")
+        raise TypeError(
+            f"{command.op} replied with {type(fields).__name__}, not {p.REPLIES[command.op].__name__}"
+        )
     return reply

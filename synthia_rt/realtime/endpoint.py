@@ -62,7 +62,9 @@ async def _deny(websocket: WebSocket, error: AppError) -> None:
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     body = orjson.dumps({"error": error.to_dict(i18n.current())})
-    response = Response(body, status_code=error.status, media_type="application/json", headers=headers)
+    response = Response(
+        body, status_code=error.status, media_type="application/json", headers=headers
+    )
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         await websocket.send_denial_response(response)
     else:  # servers without the denial extension can only say 403
@@ -110,12 +112,16 @@ def origin_allowed(websocket: WebSocket, runtime: Runtime) -> bool:
 
 def _subprotocol(websocket: WebSocket) -> str | None:
     """``synthia.v1`` when offered; a list naming only other versions is refused."""
-    offered = [p for p in websocket.scope.get("subprotocols", []) if not p.startswith(BEARER_PREFIX)]
+    offered = [
+        p for p in websocket.scope.get("subprotocols", []) if not p.startswith(BEARER_PREFIX)
+    ]
     if SUBPROTOCOL in offered:
         return SUBPROTOCOL
     if offered:
         raise AppError(
-            ErrorCode.BAD_REQUEST, "unsupported subprotocol; this server speaks {subprotocol}", params={"subprotocol": SUBPROTOCOL}
+            ErrorCode.BAD_REQUEST,
+            "unsupported subprotocol; this server speaks {subprotocol}",
+            params={"subprotocol": SUBPROTOCOL},
         )
     return None
 
@@ -132,12 +138,16 @@ async def authenticate(websocket: WebSocket, runtime: Runtime) -> Principal:
     except AppError as error:
         if error.status == 401:
             raise
-        raise AppError(ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1) from None
+        raise AppError(
+            ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1
+        ) from None
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # noqa: BLE001 - e.g. the database is down on a cutoff cache miss
         log.warning("token check failed: %s", type(exc).__name__)
-        raise AppError(ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1) from None
+        raise AppError(
+            ErrorCode.UNAVAILABLE, "cannot check the token right now", retry_after=1
+        ) from None
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -151,7 +161,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         request_id.reset(token)
 
 
-async def handshake_locale(websocket: WebSocket, runtime: Runtime, principal: Principal | None) -> str:
+async def handshake_locale(
+    websocket: WebSocket, runtime: Runtime, principal: Principal | None
+) -> str:
     """The connection's language: the user's saved locale wins over the handshake's
     ``Accept-Language``, else ``DEFAULT_LOCALE``. Set as this task's current locale (the
     session and the work it starts inherit it)."""
@@ -165,7 +177,9 @@ async def handshake_locale(websocket: WebSocket, runtime: Runtime, principal: Pr
                 saved = await users.saved_locale(principal.user_id)
         except AppError:  # the database blinked: the header still tells the language
             saved = None
-    locale = i18n.negotiate(saved, websocket.headers.get("accept-language"), runtime.settings.default_locale)
+    locale = i18n.negotiate(
+        saved, websocket.headers.get("accept-language"), runtime.settings.default_locale
+    )
     i18n.use(locale)
     return locale
 
@@ -179,11 +193,17 @@ async def _serve_socket(websocket: WebSocket, session_id: str) -> None:
             raise AppError(ErrorCode.FORBIDDEN, "origin not allowed")
         subprotocol = _subprotocol(websocket)
     except AppError as error:  # always plain HTTP, before accept
-        log.info("socket refused: %s", error.code, extra={"code": str(error.code), "close": error.status})
+        log.info(
+            "socket refused: %s", error.code, extra={"code": str(error.code), "close": error.status}
+        )
         await _deny(websocket, error)
         return
     if runtime.draining:
-        await _refuse(websocket, subprotocol, AppError(ErrorCode.UNAVAILABLE, "node is shutting down", retry_after=1))
+        await _refuse(
+            websocket,
+            subprotocol,
+            AppError(ErrorCode.UNAVAILABLE, "node is shutting down", retry_after=1),
+        )
         return
     checked_at = time.monotonic()
     try:
@@ -198,7 +218,9 @@ async def _serve_socket(websocket: WebSocket, session_id: str) -> None:
         await _refuse(websocket, subprotocol, error)
         return
     if not admitted:
-        await _refuse(websocket, subprotocol, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5))
+        await _refuse(
+            websocket, subprotocol, AppError(ErrorCode.TOO_MANY_CONNECTIONS, retry_after=5)
+        )
         return
 
     session = Session(websocket, runtime, principal, session_id, checked_at)

@@ -229,7 +229,9 @@ class Hub:
             if state is not None and state.last is not None and state.catching_up is None:
                 self._start_catch_up(channel, state, state.last, [])
 
-    def _start_catch_up(self, channel: str, state: _Channel, since: Position, held: list[Event]) -> None:
+    def _start_catch_up(
+        self, channel: str, state: _Channel, since: Position, held: list[Event]
+    ) -> None:
         state.catching_up = held
         self._spawn(self._catch_up(channel, state, since))
 
@@ -280,7 +282,9 @@ class Hub:
             self._fan_out(state, event)
 
     def _reset(self, channel: str, state: _Channel, resume: Position) -> None:
-        log.warning("channel history lost across a reconnect; sockets told", extra={"channel": channel})
+        log.warning(
+            "channel history lost across a reconnect; sockets told", extra={"channel": channel}
+        )
         frame = p.ChannelReset(
             channel=channel, since=p.Since(offset=max(0, resume.offset), epoch=resume.epoch)
         ).model_dump_json()

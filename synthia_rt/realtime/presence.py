@@ -63,7 +63,10 @@ class Presence:
             self._gone.append((key, connection_id))
 
     def start(self) -> None:
-        self._tasks = [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._flush_loop())]
+        self._tasks = [
+            asyncio.ensure_future(self._heartbeat()),
+            asyncio.ensure_future(self._flush_loop()),
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:

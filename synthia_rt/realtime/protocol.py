@@ -33,7 +33,6 @@ BEARER_PREFIX = "bearer."
 CHUNK_HEADER = struct.Struct(">16sQ")  # analysis UUID bytes, durable offset (unsigned BE)
 
 
-
 def _canonical_uuid(value: str) -> str:
     """A UUID in its canonical form; anything ``uuid.UUID`` would refuse is a ``bad_request``
     here, never an exception in a handler."""
@@ -45,7 +44,11 @@ def _canonical_uuid(value: str) -> str:
 
 PositiveId = Annotated[int, Field(gt=0, strict=True)]
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
-UUIDStr = Annotated[str, Field(pattern=_UUID_PATTERN, json_schema_extra={"format": "uuid"}), AfterValidator(_canonical_uuid)]
+UUIDStr = Annotated[
+    str,
+    Field(pattern=_UUID_PATTERN, json_schema_extra={"format": "uuid"}),
+    AfterValidator(_canonical_uuid),
+]
 
 
 class _Model(BaseModel):
@@ -156,24 +159,34 @@ def decode_command(raw: str | bytes) -> Command:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "frame is not valid JSON"), None) from None
+        raise ProtocolError(
+            AppError(ErrorCode.BAD_REQUEST, "frame is not valid JSON"), None
+        ) from None
     if not isinstance(obj, dict):
         raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "frame is not a JSON object"), None)
     command_id = _readable_id(obj)
     op = obj.get("op")
     if op is None:
-        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "missing field: op", field="op"), command_id)
+        raise ProtocolError(
+            AppError(ErrorCode.BAD_REQUEST, "missing field: op", field="op"), command_id
+        )
     if not isinstance(op, str):
-        raise ProtocolError(AppError(ErrorCode.BAD_REQUEST, "op must be a string", field="op"), command_id)
+        raise ProtocolError(
+            AppError(ErrorCode.BAD_REQUEST, "op must be a string", field="op"), command_id
+        )
     model = COMMANDS.get(op)
     if model is None:
-        raise ProtocolError(AppError(ErrorCode.UNKNOWN_OP, "unknown op: {op}", params={"op": op[:64]}), command_id)
+        raise ProtocolError(
+            AppError(ErrorCode.UNKNOWN_OP, "unknown op: {op}", params={"op": op[:64]}), command_id
+        )
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "frame"
-        raise ProtocolError(field_error(ErrorCode.BAD_REQUEST, first["type"], where), command_id) from None
+        raise ProtocolError(
+            field_error(ErrorCode.BAD_REQUEST, first["type"], where), command_id
+        ) from None
 
 
 def decode_chunk(data: bytes) -> tuple[uuid.UUID, int, bytes]:
@@ -205,7 +218,9 @@ def _out_schema(schema: dict[str, Any]) -> None:
 
 class _Out(BaseModel):
     # Built by the server: strict, and an unknown field is a bug (never silently sent or dropped).
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, json_schema_extra=_out_schema)
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, json_schema_extra=_out_schema
+    )
 
 
 class CommandReply(_Out):
@@ -324,7 +339,9 @@ def ok_reply(command_id: int, reply: CommandReply) -> bytes:
 def error_reply(command_id: int | None, error: AppError, locale: str | None = None) -> bytes:
     """The error reply; its message in ``locale`` (default: the connection's, set at the
     handshake as the current locale)."""
-    return orjson.dumps({"id": command_id, "ok": False, "error": error.to_dict(locale or i18n.current())})
+    return orjson.dumps(
+        {"id": command_id, "ok": False, "error": error.to_dict(locale or i18n.current())}
+    )
 
 
 def direct_event(event: ChannelEvent, *, channel: str | None = None) -> bytes:
@@ -363,7 +380,9 @@ class UploadProgress(_Model):
 
     event: Literal["upload.progress"] = "upload.progress"
     analysis_id: str
-    offset: int = Field(description="bytes durably stored: the byte offset the next chunk starts at")
+    offset: int = Field(
+        description="bytes durably stored: the byte offset the next chunk starts at"
+    )
     size: int
 
 
@@ -421,7 +440,9 @@ def _result_object(value: Any) -> dict[str, Any]:
 
 def _one_of(schema: dict[str, Any]) -> None:
     schema["oneOf"] = schema.pop("anyOf")
-    schema["description"] = "FacialResult when kind is facial, ChromaticResult when kind is chromatic"
+    schema["description"] = (
+        "FacialResult when kind is facial, ChromaticResult when kind is chromatic"
+    )
 
 
 # Documented per kind (the event's ``kind`` tells which), carried as the plain object.
@@ -448,7 +469,11 @@ class AnalysisResult(ChannelEvent):
     @classmethod
     def _label(cls, data: Any) -> Any:
         """Labels in the current locale (the reader's or the run's) unless given."""
-        if isinstance(data, dict) and not data.get("labels") and isinstance(data.get("result"), dict):
+        if (
+            isinstance(data, dict)
+            and not data.get("labels")
+            and isinstance(data.get("result"), dict)
+        ):
             data = {**data, "labels": i18n.result_labels(str(data.get("kind")), data["result"])}
         return data
 
@@ -463,10 +488,14 @@ class AnalysisError(ChannelEvent):
     field: str | None = None
 
     @classmethod
-    def of(cls, analysis_id: str | None, error: AppError, locale: str | None = None) -> AnalysisError:
+    def of(
+        cls, analysis_id: str | None, error: AppError, locale: str | None = None
+    ) -> AnalysisError:
         """The error event of ``error`` (its body is exactly ``AppError.to_dict``), its message
         in ``locale`` (default: the current one, the reader's or the run's)."""
-        return cls.model_validate({"analysis_id": analysis_id, **error.to_dict(locale or i18n.current())})
+        return cls.model_validate(
+            {"analysis_id": analysis_id, **error.to_dict(locale or i18n.current())}
+        )
 
 
 class QuizEstimate(ChannelEvent):

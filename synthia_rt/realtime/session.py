@@ -83,7 +83,11 @@ class Joined:
 
 class Session:
     def __init__(
-        self, websocket: WebSocket, runtime: Runtime, principal: Principal, session_id: str,
+        self,
+        websocket: WebSocket,
+        runtime: Runtime,
+        principal: Principal,
+        session_id: str,
         checked_at: float | None = None,
     ) -> None:
         self.ws = websocket
@@ -303,7 +307,9 @@ class Session:
         warn_in = remaining - self.settings.expiry_warning
         self._timers = [
             loop.call_later(max(0.0, warn_in), self._warn_expiring),
-            loop.call_later(max(0.0, remaining), self.close, CloseCode.TOKEN_EXPIRED, "token expired"),
+            loop.call_later(
+                max(0.0, remaining), self.close, CloseCode.TOKEN_EXPIRED, "token expired"
+            ),
         ]
 
     def _warn_expiring(self) -> None:
@@ -340,7 +346,11 @@ class Session:
         except AppError as error:
             self.send(p.error_reply(command.id, error))
         except BrokerUnavailable:
-            self.send(p.error_reply(command.id, AppError(ErrorCode.UNAVAILABLE, "realtime backend unavailable")))
+            self.send(
+                p.error_reply(
+                    command.id, AppError(ErrorCode.UNAVAILABLE, "realtime backend unavailable")
+                )
+            )
         except Exception:
             log.exception("command failed", extra={"op": command.op})
             self.send(p.error_reply(command.id, AppError(ErrorCode.INTERNAL)))
@@ -363,7 +373,9 @@ class Session:
             metrics.frames_in.labels("binary").inc()
         bucket = self._upload_bucket
         if bucket is None:
-            bucket = self._upload_bucket = TokenBucket(self.settings.upload_frame_rate, self.settings.upload_frame_burst)
+            bucket = self._upload_bucket = TokenBucket(
+                self.settings.upload_frame_rate, self.settings.upload_frame_burst
+            )
         wait = bucket.take()
         if wait > 0:  # refused before anything is parsed or read from the store
             if metrics is not None:
@@ -382,16 +394,30 @@ class Session:
             self._strikes = 0
             self.send(p.UploadProgress.model_validate(progress).model_dump_json())
         except AppError as error:
-            self.send(p.direct_event(p.AnalysisError.of(str(analysis_id) if analysis_id else None, error, self.locale)))
+            self.send(
+                p.direct_event(
+                    p.AnalysisError.of(
+                        str(analysis_id) if analysis_id else None, error, self.locale
+                    )
+                )
+            )
             if not error.temporary:
                 self._strike()  # junk chunks in a row: 4009
         except Exception:
             log.exception("chunk failed")
             internal = AppError(ErrorCode.INTERNAL)
-            self.send(p.direct_event(p.AnalysisError.of(str(analysis_id) if analysis_id else None, internal, self.locale)))
+            self.send(
+                p.direct_event(
+                    p.AnalysisError.of(
+                        str(analysis_id) if analysis_id else None, internal, self.locale
+                    )
+                )
+            )
 
     # --- channels ------------------------------------------------------------------------
-    async def subscribe(self, channel: str, since: Position | None, *, from_start: bool = False) -> Joined:
+    async def subscribe(
+        self, channel: str, since: Position | None, *, from_start: bool = False
+    ) -> Joined:
         """Join (or re-sync) ``channel`` and read what the client missed; the returned
         :class:`Joined` holds the reply, and its ``go_live`` sends the replay once the reply is out.
 
@@ -432,16 +458,29 @@ class Session:
             if final is not None:
                 self.send(p.direct_event(final, channel=channel))
 
-        return Joined(p.SubscribeReply(offset=position.offset, epoch=position.epoch, recovered=recovered), go_live)
+        return Joined(
+            p.SubscribeReply(offset=position.offset, epoch=position.epoch, recovered=recovered),
+            go_live,
+        )
 
     def _replay(
-        self, channel: str, sub: _Subscription, since: Position | None, position: Position, recovered: bool,
-        joined: bool, events: list[Event],
+        self,
+        channel: str,
+        sub: _Subscription,
+        since: Position | None,
+        position: Position,
+        recovered: bool,
+        joined: bool,
+        events: list[Event],
     ) -> None:
         """Send the history read by :meth:`subscribe`, then the events buffered meanwhile."""
         pending, sub.pending = sub.pending or [], None
         # Offsets this socket already sent in the current epoch: never sent twice.
-        sent = (sub.first, sub.offset) if sub.epoch == position.epoch and sub.first is not None else (1, 0)
+        sent = (
+            (sub.first, sub.offset)
+            if sub.epoch == position.epoch and sub.first is not None
+            else (1, 0)
+        )
         if sub.epoch != position.epoch:
             sub.first = None
         if since is not None:

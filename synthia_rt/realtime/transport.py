@@ -76,7 +76,11 @@ _LINGER_OFF = struct.pack("ii", 1, 0)
 
 
 def _abort(transport: asyncio.Transport) -> None:
-    if transport.is_closing() and transport.get_write_buffer_size() == 0 and _unsent(transport) == 0:
+    if (
+        transport.is_closing()
+        and transport.get_write_buffer_size() == 0
+        and _unsent(transport) == 0
+    ):
         return  # closed, or closing with everything handed to the peer
     try:
         # Linger 0: the kernel resets the connection and drops its send queue. Without it an

@@ -383,7 +383,11 @@ async def set_user_plan(request: Request, principal: Principal, body: PlanIn) ->
         raise AppError(ErrorCode.NOT_FOUND, "No such user.")
     await runtime_of(request).forget_user(user_id)
     await audit(
-        "admin.user.plan", actor_id=principal.user_id, subject_id=user_id, ip=client_ip(request), plan=body.plan
+        "admin.user.plan",
+        actor_id=principal.user_id,
+        subject_id=user_id,
+        ip=client_ip(request),
+        plan=body.plan,
     )
     return PlanOut(user_id=user_id, plan=body.plan)
 

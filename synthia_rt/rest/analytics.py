@@ -33,14 +33,21 @@ class AnalyticsQuery(Query):
     model_config = ConfigDict(strict=False, populate_by_name=True)
 
     start: date | None = Field(
-        default=None, alias="from", description="First local day, YYYY-MM-DD (default: 29 days before `to`)."
+        default=None,
+        alias="from",
+        description="First local day, YYYY-MM-DD (default: 29 days before `to`).",
     )
     end: date | None = Field(
-        default=None, alias="to", description="Last local day, inclusive, YYYY-MM-DD (default: today in `tz`)."
+        default=None,
+        alias="to",
+        description="Last local day, inclusive, YYYY-MM-DD (default: today in `tz`).",
     )
-    tz: Annotated[str, Field(min_length=1, max_length=64, description="IANA time zone of the days.")] = "UTC"
+    tz: Annotated[
+        str, Field(min_length=1, max_length=64, description="IANA time zone of the days.")
+    ] = "UTC"
     format: Literal["json", "csv"] = Field(
-        default="json", description="`csv`: long format `date,metric,key,value` (docs/analytics.md)."
+        default="json",
+        description="`csv`: long format `date,metric,key,value` (docs/analytics.md).",
     )
 
 
@@ -59,7 +66,9 @@ class DayOut(Out):
 
 
 class WeekOut(Out):
-    week_start: date = Field(description="Monday of the ISO week (counts are clipped to the range).")
+    week_start: date = Field(
+        description="Monday of the ISO week (counts are clipped to the range)."
+    )
     active_users: int
 
 
@@ -108,7 +117,9 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise AppError(
-            ErrorCode.VALIDATION_ERROR, "tz: '{name}' is not an IANA time zone (e.g. Europe/Madrid).", field="tz",
+            ErrorCode.VALIDATION_ERROR,
+            "tz: '{name}' is not an IANA time zone (e.g. Europe/Madrid).",
+            field="tz",
             params={"name": name},
         ) from None
 
@@ -120,8 +131,11 @@ def _range(query: AnalyticsQuery, tz: ZoneInfo) -> tuple[date, date]:
         raise AppError(ErrorCode.VALIDATION_ERROR, "from: must not be after `to`.", field="from")
     if (end - start).days + 1 > MAX_DAYS:
         raise counted(
-            ErrorCode.VALIDATION_ERROR, "from: the range spans more than {n} day.", "from: the range spans more than {n} days.",
-            MAX_DAYS, field="from",
+            ErrorCode.VALIDATION_ERROR,
+            "from: the range spans more than {n} day.",
+            "from: the range spans more than {n} days.",
+            MAX_DAYS,
+            field="from",
         )
     return start, end
 
@@ -167,7 +181,8 @@ def build(report: store.Report, prices: store.Prices) -> AnalyticsOut:
         daily=daily,
         weekly=[WeekOut(week_start=w, active_users=n) for w, n in report.weekly_active],
         outcomes=[
-            OutcomeOut(date=d, kind=k, status=s, error_code=e, count=n) for d, k, s, e, n in report.outcomes
+            OutcomeOut(date=d, kind=k, status=s, error_code=e, count=n)
+            for d, k, s, e, n in report.outcomes
         ],
         seasons=report.seasons,
         face_shapes=report.face_shapes,
@@ -175,8 +190,16 @@ def build(report: store.Report, prices: store.Prices) -> AnalyticsOut:
 
 
 DAY_METRICS = (
-    "active_users", "signups", "analyses", "cached", "prompt_tokens", "output_tokens",
-    "thought_tokens", "cost_usd", "conversions", "push_optins",
+    "active_users",
+    "signups",
+    "analyses",
+    "cached",
+    "prompt_tokens",
+    "output_tokens",
+    "thought_tokens",
+    "cost_usd",
+    "conversions",
+    "push_optins",
 )
 
 
@@ -191,7 +214,14 @@ def to_csv(out: AnalyticsOut) -> str:
     for week in out.weekly:
         writer.writerow([week.week_start.isoformat(), "weekly_active_users", "", week.active_users])
     for o in out.outcomes:
-        writer.writerow([o.date.isoformat(), "analyses_by_outcome", f"{o.kind}/{o.status}/{o.error_code}", o.count])
+        writer.writerow(
+            [
+                o.date.isoformat(),
+                "analyses_by_outcome",
+                f"{o.kind}/{o.status}/{o.error_code}",
+                o.count,
+            ]
+        )
     for name, value in out.totals.model_dump().items():
         writer.writerow(["", f"total_{name}", "", value])
     for season, n in out.seasons.items():
@@ -217,7 +247,9 @@ def to_csv(out: AnalyticsOut) -> str:
     "`date,metric,key,value`. PostgreSQL only (503 `unavailable` on the embedded store). "
     "Each request is audited as `admin.analytics`. Definitions: docs/analytics.md.",
 )
-async def analytics(request: Request, principal: Principal, query: AnalyticsQuery) -> AnalyticsOut | Response:
+async def analytics(
+    request: Request, principal: Principal, query: AnalyticsQuery
+) -> AnalyticsOut | Response:
     tz = _zone(query.tz)
     start, end = _range(query, tz)
     settings = runtime_of(request).settings
@@ -225,7 +257,8 @@ async def analytics(request: Request, principal: Principal, query: AnalyticsQuer
         report = await store.report(start, end, query.tz)
     except store.NeedsPostgres:
         raise AppError(
-            ErrorCode.UNAVAILABLE, "Analytics needs PostgreSQL (DATABASE_URL); the embedded SQLite store has none."
+            ErrorCode.UNAVAILABLE,
+            "Analytics needs PostgreSQL (DATABASE_URL); the embedded SQLite store has none.",
         ) from None
     await audit(
         "admin.analytics",
@@ -236,7 +269,9 @@ async def analytics(request: Request, principal: Principal, query: AnalyticsQuer
         tz=query.tz,
         format=query.format,
     )
-    out = build(report, store.Prices(settings.model_price_input_per_1m, settings.model_price_output_per_1m))
+    out = build(
+        report, store.Prices(settings.model_price_input_per_1m, settings.model_price_output_per_1m)
+    )
     if query.format == "csv":
         filename = f"analytics-{start.isoformat()}-{end.isoformat()}.csv"
         return Response(

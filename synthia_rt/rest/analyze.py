@@ -84,7 +84,7 @@ class FileIn(Body):
     ),
     tags=TAGS,
     description="multipart/form-data with one file part `image` (or `file`): JPEG, PNG or WEBP; "
-    "or JSON `{\"file_id\": …}` naming an image kept by `POST /files/upload` (as the socket's "
+    'or JSON `{"file_id": …}` naming an image kept by `POST /files/upload` (as the socket\'s '
     "`analysis.start {file_id}`; 404 naming `file_id` when it is unknown or expired).",
 )
 async def facial(request: Request, principal: Principal) -> Response:
@@ -106,16 +106,19 @@ async def facial(request: Request, principal: Principal) -> Response:
     errors=MODEL_ERRORS,
     tags=TAGS,
 )
-async def chromatic(
-    request: Request, principal: Principal, body: ChromaticIn
-) -> Response:
+async def chromatic(request: Request, principal: Principal, body: ChromaticIn) -> Response:
     payload = await service_of(request).analyze_answers_now(principal, body.answers)
     return with_cache_status(ChromaticAnalysisOut.model_validate(payload))
 
 
 class QuestionsQuery(Query):
-    locale: Annotated[str | None, Field(max_length=35, description="A language tag (en, es-MX); "
-                                         "else Accept-Language, else the default.")] = None
+    locale: Annotated[
+        str | None,
+        Field(
+            max_length=35,
+            description="A language tag (en, es-MX); else Accept-Language, else the default.",
+        ),
+    ] = None
 
 
 class QuizOption(Out):
@@ -131,7 +134,9 @@ class QuizQuestion(Out):
 
 class QuestionsOut(Out):
     questions: list[QuizQuestion]
-    min_answers: int = Field(description="`POST /chromatic-analysis/analyze` needs at least this many.")
+    min_answers: int = Field(
+        description="`POST /chromatic-analysis/analyze` needs at least this many."
+    )
 
 
 QUESTIONS_MAX_AGE = 3600  # seconds a client or proxy may reuse the list without asking
@@ -159,7 +164,10 @@ def _locale(request: Request, query: QuestionsQuery) -> str | None:
 )
 async def questions(request: Request, query: QuestionsQuery) -> Response:
     out = QuestionsOut.model_validate(
-        {"questions": quiz.public_questions(_locale(request, query)), "min_answers": quiz.MIN_ANSWERS}
+        {
+            "questions": quiz.public_questions(_locale(request, query)),
+            "min_answers": quiz.MIN_ANSWERS,
+        }
     )
     body = out.model_dump_json().encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

@@ -68,7 +68,12 @@ async def _raw_body(request: Request) -> bytes:
     "Stripe's webhook endpoint (signed with STRIPE_WEBHOOK_SECRET)",
     response=WebhookOut,
     auth=False,
-    errors=[ErrorCode.BAD_REQUEST, ErrorCode.BILLING_DISABLED, ErrorCode.TOO_LARGE, ErrorCode.UNAVAILABLE],
+    errors=[
+        ErrorCode.BAD_REQUEST,
+        ErrorCode.BILLING_DISABLED,
+        ErrorCode.TOO_LARGE,
+        ErrorCode.UNAVAILABLE,
+    ],
     tags=TAGS,
     description="The `Stripe-Signature` header must verify (HMAC-SHA256 of `t.payload`, `t` within "
     "`STRIPE_WEBHOOK_TOLERANCE`): else 400. Each event id is processed once; a repeat answers "

@@ -74,7 +74,9 @@ class CacheMetrics(Out):
 
 class GuideCacheMetrics(Out):
     hit_ratio: float = Field(description="Hits / lookups over every namespace; 0 when none.")
-    total_requests: int = Field(description="Cache lookups (hits + misses), all namespaces and nodes.")
+    total_requests: int = Field(
+        description="Cache lookups (hits + misses), all namespaces and nodes."
+    )
     avg_response_time: float = Field(
         description="Mean duration of a cache lookup in milliseconds (measured around the store "
         "read by every node); 0 when there were none."
@@ -95,8 +97,12 @@ class GuideApiMetrics(Out):
 
 
 class CacheMetricsOut(CacheMetrics):
-    cache_metrics: GuideCacheMetrics = Field(description="The old guide's shape (coming-from-flask.md).")
-    api_metrics: GuideApiMetrics = Field(description="The old guide's shape (coming-from-flask.md).")
+    cache_metrics: GuideCacheMetrics = Field(
+        description="The old guide's shape (coming-from-flask.md)."
+    )
+    api_metrics: GuideApiMetrics = Field(
+        description="The old guide's shape (coming-from-flask.md)."
+    )
 
 
 class Deleted(Out):
@@ -238,7 +244,9 @@ async def _delete_audited(
 ) -> int:
     """Delete the keys matching ``glob`` and record who did it; returns how many went."""
     deleted = await delete_matching(runtime_of(request).need_kv(), glob)
-    await audit(action, actor_id=principal.user_id, ip=client_ip(request), **detail, deleted=deleted)
+    await audit(
+        action, actor_id=principal.user_id, ip=client_ip(request), **detail, deleted=deleted
+    )
     return deleted
 
 

@@ -85,7 +85,12 @@ def validation_error(exc: ValidationError) -> AppError:
 
 
 def _too_large() -> AppError:
-    return counted(ErrorCode.TOO_LARGE, "The body exceeds {n} byte.", "The body exceeds {n} bytes.", MAX_BODY_BYTES)
+    return counted(
+        ErrorCode.TOO_LARGE,
+        "The body exceeds {n} byte.",
+        "The body exceeds {n} bytes.",
+        MAX_BODY_BYTES,
+    )
 
 
 async def _read_bounded(request: Request) -> bytes:

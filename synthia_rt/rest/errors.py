@@ -61,7 +61,13 @@ def internal_error(exc: BaseException) -> Response:
         return error_response(faults.unavailable(exc, f"request {rid}" if rid else "request"))
     log.error("unhandled error", exc_info=(type(exc), exc, exc.__traceback__))
     if rid:
-        return error_response(AppError(ErrorCode.INTERNAL, "An unexpected error occurred (request {rid}).", params={"rid": rid}))
+        return error_response(
+            AppError(
+                ErrorCode.INTERNAL,
+                "An unexpected error occurred (request {rid}).",
+                params={"rid": rid},
+            )
+        )
     return error_response(AppError(ErrorCode.INTERNAL, "An unexpected error occurred."))
 
 

@@ -30,8 +30,13 @@ from synthia_rt.rest.schemas import Out
 TAGS = ("analysis",)
 FIELDS = ("file", "image")
 MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the image bytes
-IMAGE_ERRORS = (ErrorCode.BAD_REQUEST, ErrorCode.TOO_LARGE, ErrorCode.INVALID_IMAGE, ErrorCode.RATE_LIMITED,
-                ErrorCode.UNAVAILABLE)
+IMAGE_ERRORS = (
+    ErrorCode.BAD_REQUEST,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.INVALID_IMAGE,
+    ErrorCode.RATE_LIMITED,
+    ErrorCode.UNAVAILABLE,
+)
 
 
 class FileOut(Out):

@@ -26,7 +26,9 @@ def analysis_out(record: AnalysisRecord) -> AnalysisOut:
         kind=record.kind,
         status=record.status,  # type: ignore[arg-type]  # validated by the Literal
         result=record.result,
-        labels=i18n.result_labels(record.kind, record.result) if isinstance(record.result, dict) else {},
+        labels=i18n.result_labels(record.kind, record.result)
+        if isinstance(record.result, dict)
+        else {},
         cached=record.cached,
         model=record.model,
         error=error,

@@ -17,14 +17,17 @@ from synthia_rt.web import ui
 
 class UiQuery(Query):
     locale: Literal["es", "en"] | None = Field(
-        default=None, description="The language wanted; without it, Accept-Language, else the server default."
+        default=None,
+        description="The language wanted; without it, Accept-Language, else the server default.",
     )
 
 
 class UiStringsOut(Out):
     locale: Literal["es", "en"]
     languages: dict[str, str] = Field(description="The languages offered, each named in itself.")
-    strings: dict[str, str] = Field(description="The pages' texts by key; `{name}` marks a placeholder.")
+    strings: dict[str, str] = Field(
+        description="The pages' texts by key; `{name}` marks a placeholder."
+    )
     labels: dict[str, dict[str, str]] = Field(
         description="Result keys as words, by group: face_shape, tone, undertone, season, "
         "subseason, contrast, category."

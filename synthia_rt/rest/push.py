@@ -71,7 +71,9 @@ def _check_endpoint(endpoint: str, allow_insecure: bool) -> None:
             public = not host.endswith((".localhost", ".local", ".internal"))  # a DNS name
         if public:
             return
-    raise AppError(ErrorCode.VALIDATION_ERROR, "The endpoint must be a public https:// URL.", field="endpoint")
+    raise AppError(
+        ErrorCode.VALIDATION_ERROR, "The endpoint must be a public https:// URL.", field="endpoint"
+    )
 
 
 @api(
@@ -103,12 +105,18 @@ async def vapid_public_key(request: Request) -> VapidKeyOut:
     "only while the user has no socket open. Past `PUSH_MAX_SUBSCRIPTIONS` per user the oldest "
     "subscription is replaced. An endpoint subscribed by another account moves to the caller.",
 )
-async def subscribe(request: Request, principal: Principal, body: SubscriptionIn) -> SubscriptionOut:
+async def subscribe(
+    request: Request, principal: Principal, body: SubscriptionIn
+) -> SubscriptionOut:
     _pusher(request)
     settings = runtime_of(request).settings
     _check_endpoint(body.endpoint, settings.push_allow_insecure_endpoints)
     await store.save(
-        principal.user_id, body.endpoint, body.keys.p256dh, body.keys.auth, settings.push_max_subscriptions
+        principal.user_id,
+        body.endpoint,
+        body.keys.p256dh,
+        body.keys.auth,
+        settings.push_max_subscriptions,
     )
     return SubscriptionOut(endpoint=body.endpoint)
 

@@ -88,7 +88,8 @@ class UserOut(Out):
     plan: Literal["free", "premium"] = "free"
     created_at: datetime
     locale: Literal["es", "en"] | None = Field(
-        default=None, description="The saved language; null = Accept-Language, else the server default."
+        default=None,
+        description="The saved language; null = Accept-Language, else the server default.",
     )
 
 

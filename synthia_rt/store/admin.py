@@ -20,7 +20,12 @@ async def create_admin(settings: Settings, email: str, password: str) -> str:
             record = await users.create(email, password_hash, role="admin")
             return str(record.id)
         await User.update(
-            {User.role: "admin", User.password_hash: password_hash, User.active: True, User.updated_at: utcnow()}
+            {
+                User.role: "admin",
+                User.password_hash: password_hash,
+                User.active: True,
+                User.updated_at: utcnow(),
+            }
         ).where(User.id == existing.id)
         await _forget_cached(settings, str(existing.id))
         return str(existing.id)

@@ -59,8 +59,15 @@ async def create(
     prompt_version: str,
 ) -> None:
     await _insert(
-        analysis_id, user_id, kind, status="queued", image_sha256=image_sha256, inputs=inputs,
-        model=model, prompt_version=prompt_version, usage={},
+        analysis_id,
+        user_id,
+        kind,
+        status="queued",
+        image_sha256=image_sha256,
+        inputs=inputs,
+        model=model,
+        prompt_version=prompt_version,
+        usage={},
     )
 
 
@@ -79,13 +86,27 @@ async def create_cached(
     """A finished row answered from the cache (committed before anyone is told)."""
     now = utcnow()
     await _insert(
-        analysis_id, user_id, kind, status="done", image_sha256=image_sha256, inputs=inputs,
-        result=result, cached=True, model=model, prompt_version=prompt_version, usage=usage,
-        duration_ms=0, started_at=now, finished_at=now, **figures(result, usage),
+        analysis_id,
+        user_id,
+        kind,
+        status="done",
+        image_sha256=image_sha256,
+        inputs=inputs,
+        result=result,
+        cached=True,
+        model=model,
+        prompt_version=prompt_version,
+        usage=usage,
+        duration_ms=0,
+        started_at=now,
+        finished_at=now,
+        **figures(result, usage),
     )
 
 
-async def _transition(analysis_id: uuid.UUID, allowed: tuple[str, ...], values: dict[Any, Any]) -> bool:
+async def _transition(
+    analysis_id: uuid.UUID, allowed: tuple[str, ...], values: dict[Any, Any]
+) -> bool:
     done = (
         await Analysis.update(values)
         .where((Analysis.id == analysis_id) & Analysis.status.is_in(list(allowed)))
@@ -97,11 +118,18 @@ async def _transition(analysis_id: uuid.UUID, allowed: tuple[str, ...], values: 
 
 async def mark_running(analysis_id: uuid.UUID) -> bool:
     """Also from ``running``: a node that took over a dead node's run (it holds the lease)."""
-    return await _transition(analysis_id, OPEN, {Analysis.status: "running", Analysis.started_at: utcnow()})
+    return await _transition(
+        analysis_id, OPEN, {Analysis.status: "running", Analysis.started_at: utcnow()}
+    )
 
 
 async def mark_done(
-    analysis_id: uuid.UUID, *, result: dict[str, Any], usage: dict[str, Any], duration_ms: int, model: str
+    analysis_id: uuid.UUID,
+    *,
+    result: dict[str, Any],
+    usage: dict[str, Any],
+    duration_ms: int,
+    model: str,
 ) -> bool:
     values = {
         Analysis.status: "done",
@@ -110,7 +138,10 @@ async def mark_done(
         Analysis.duration_ms: duration_ms,
         Analysis.model: model,
         Analysis.finished_at: utcnow(),
-        **{Analysis._meta.get_column_by_name(name): value for name, value in figures(result, usage).items()},
+        **{
+            Analysis._meta.get_column_by_name(name): value
+            for name, value in figures(result, usage).items()
+        },
     }
     return await _transition(analysis_id, ("running",), values)
 
@@ -144,7 +175,9 @@ async def owner(analysis_id: str | uuid.UUID) -> str | None:
     return str(row["user"]) if row else None
 
 
-async def open_rows(created_before: datetime, created_after: datetime | None = None, limit: int = 500) -> list[dict[str, Any]]:
+async def open_rows(
+    created_before: datetime, created_after: datetime | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
     """Open (queued or running) rows created in (``created_after``, ``created_before``), oldest
     first, for the sweeper: ``id``, ``user``, ``status``, ``created_at``, ``inputs``. The lower
     bound keeps the frequent sweep a range scan of the ``created_at`` index."""
@@ -152,7 +185,9 @@ async def open_rows(created_before: datetime, created_after: datetime | None = N
     if created_after is not None:
         where = where & (Analysis.created_at > created_after)
     rows: list[dict[str, Any]] = (
-        await Analysis.select(Analysis.id, Analysis.user, Analysis.status, Analysis.created_at, Analysis.inputs)
+        await Analysis.select(
+            Analysis.id, Analysis.user, Analysis.status, Analysis.created_at, Analysis.inputs
+        )
         .where(where)
         .order_by(Analysis.created_at)
         .limit(limit)
@@ -186,7 +221,13 @@ async def stale_running(started_before: datetime) -> list[tuple[uuid.UUID, str]]
 
 # -- images uploaded over REST ------------------------------------------------------------
 async def add_image(
-    file_id: uuid.UUID, user_id: str, *, sha256: str, content_type: str, size: int, expires_at: datetime
+    file_id: uuid.UUID,
+    user_id: str,
+    *,
+    sha256: str,
+    content_type: str,
+    size: int,
+    expires_at: datetime,
 ) -> None:
     row = StoredImage(
         id=file_id,
@@ -207,7 +248,11 @@ async def get_image(user_id: str, file_id: str) -> dict[str, Any] | None:
         return None
     row: dict[str, Any] | None = (
         await StoredImage.select()
-        .where((StoredImage.id == fid) & (StoredImage.user == uid) & (StoredImage.expires_at > utcnow()))
+        .where(
+            (StoredImage.id == fid)
+            & (StoredImage.user == uid)
+            & (StoredImage.expires_at > utcnow())
+        )
         .first()
         .run()
     )

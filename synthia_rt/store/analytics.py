@@ -100,8 +100,18 @@ INSERT INTO analytics_days (tz, day, lo, hi, active, groups)
 SELECT {}, d, l, h, a, g::jsonb
 FROM unnest({}::date[], {}::timestamptz[], {}::timestamptz[], {}::bytea[], {}::text[]) AS t(d, l, h, a, g)
 """
-GROUP_KEYS = ("kind", "status", "error_code", "season", "face_shape", "n", "cached", "prompt_tokens",
-              "output_tokens", "thought_tokens")
+GROUP_KEYS = (
+    "kind",
+    "status",
+    "error_code",
+    "season",
+    "face_shape",
+    "n",
+    "cached",
+    "prompt_tokens",
+    "output_tokens",
+    "thought_tokens",
+)
 
 
 class NeedsPostgres(Exception):
@@ -178,7 +188,9 @@ class Days:
     groups: list[dict[str, Any]] = field(default_factory=list)
 
 
-async def _compute(start: date, end: date, tz_name: str) -> tuple[dict[date, bytes], dict[date, list[dict[str, Any]]]]:
+async def _compute(
+    start: date, end: date, tz_name: str
+) -> tuple[dict[date, bytes], dict[date, list[dict[str, Any]]]]:
     """Raw-row figures of ``start … end`` (the slow passes: run for open days and builds)."""
     lo, hi = bounds(start, end, ZoneInfo(tz_name))
     active_rows = await _rows(ACTIVE_SQL, tz_name, lo, hi, lo, hi)
@@ -186,7 +198,9 @@ async def _compute(start: date, end: date, tz_name: str) -> tuple[dict[date, byt
     active = {row["day"]: bitmap(list(row["seqs"])) for row in active_rows}
     groups: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for row in analyses_rows:
-        groups[row["day"]].append({k: int(row[k]) if k in GROUP_KEYS[5:] else row[k] for k in GROUP_KEYS})
+        groups[row["day"]].append(
+            {k: int(row[k]) if k in GROUP_KEYS[5:] else row[k] for k in GROUP_KEYS}
+        )
     return active, groups
 
 
@@ -207,16 +221,28 @@ async def _build(start: date, end: date, tz_name: str) -> None:
     tz = ZoneInfo(tz_name)
     async with Analysis._meta.db.transaction():
         await _rows("SELECT pg_advisory_xact_lock({})", ROLLUP_LOCK_ID)
-        have = {row["day"] for row in await _rows(
-            "SELECT day FROM analytics_days WHERE tz = {} AND day >= {} AND day <= {}", tz_name, start, end)}
+        have = {
+            row["day"]
+            for row in await _rows(
+                "SELECT day FROM analytics_days WHERE tz = {} AND day >= {} AND day <= {}",
+                tz_name,
+                start,
+                end,
+            )
+        }
         missing = [d for d in _dates(start, end) if d not in have]
         if not missing:
             return
         active, groups = await _compute(missing[0], missing[-1], tz_name)
         spans = [bounds(d, d, tz) for d in missing]
         await _rows(
-            ROLLUP_INSERT_SQL, tz_name, missing, [s[0] for s in spans], [s[1] for s in spans],
-            [active.get(d, b"") for d in missing], [json.dumps(groups.get(d, [])) for d in missing],
+            ROLLUP_INSERT_SQL,
+            tz_name,
+            missing,
+            [s[0] for s in spans],
+            [s[1] for s in spans],
+            [active.get(d, b"") for d in missing],
+            [json.dumps(groups.get(d, [])) for d in missing],
         )
 
 

@@ -34,7 +34,12 @@ async def customer_of(user_id: str) -> str | None:
     uid = as_uuid(user_id)
     if uid is None:
         return None
-    row = await Subscription.select(Subscription.customer_id).where(Subscription.user == uid).first().run()
+    row = (
+        await Subscription.select(Subscription.customer_id)
+        .where(Subscription.user == uid)
+        .first()
+        .run()
+    )
     return None if row is None else row["customer_id"]
 
 
@@ -61,7 +66,11 @@ async def find(
 
 
 async def save(
-    user_id: str, customer_id: str | None, subscription_id: str | None, status: str, event_at: datetime
+    user_id: str,
+    customer_id: str | None,
+    subscription_id: str | None,
+    status: str,
+    event_at: datetime,
 ) -> None:
     uid = uuid.UUID(user_id)
     values: dict[Column | str, Any] = {
@@ -71,12 +80,21 @@ async def save(
         Subscription.event_at: event_at,
         Subscription.updated_at: utcnow(),
     }
-    updated = await Subscription.update(values).where(Subscription.user == uid).returning(Subscription.id).run()
+    updated = (
+        await Subscription.update(values)
+        .where(Subscription.user == uid)
+        .returning(Subscription.id)
+        .run()
+    )
     if not updated:
         await Subscription.insert(
             Subscription(
-                user=uid, customer_id=customer_id, subscription_id=subscription_id, status=status,
-                event_at=event_at, updated_at=utcnow(),
+                user=uid,
+                customer_id=customer_id,
+                subscription_id=subscription_id,
+                status=status,
+                event_at=event_at,
+                updated_at=utcnow(),
             )
         ).run()
 
@@ -98,4 +116,8 @@ async def claim_event(event_id: str, event_type: str) -> bool:
 
 
 async def tag_event(event_id: str, user_id: str) -> None:
-    await StripeEvent.update({StripeEvent.user: uuid.UUID(user_id)}).where(StripeEvent.event_id == event_id).run()
+    await (
+        StripeEvent.update({StripeEvent.user: uuid.UUID(user_id)})
+        .where(StripeEvent.event_id == event_id)
+        .run()
+    )

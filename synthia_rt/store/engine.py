@@ -52,7 +52,10 @@ def _private_sqlite(path: Path) -> None:
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        for sibling in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        for sibling in (
+            path,
+            *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")),
+        ):
             private_file(sibling)
 
 
@@ -142,7 +145,9 @@ async def pending_migrations(url: str) -> list[str]:
     configure(url)
     manager = BaseMigrationManager()
     app_config = manager.get_app_config("synthia")
-    all_ids = sorted(manager.get_migration_modules(app_config.resolved_migrations_folder_path))  # IDs are timestamps
+    all_ids = sorted(
+        manager.get_migration_modules(app_config.resolved_migrations_folder_path)
+    )  # IDs are timestamps
     if not await Migration.table_exists().run():
         return all_ids
     done = set(await Migration.get_migrations_which_ran(app_name="synthia"))

@@ -39,8 +39,15 @@ _ASYNCPG = (
     asyncpg.InterfaceError,
 )
 _SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")
-_NET_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.EHOSTUNREACH,
-               errno.ENETUNREACH, errno.ETIMEDOUT, errno.EPIPE}
+_NET_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ETIMEDOUT,
+    errno.EPIPE,
+}
 # The exception classes worth a handler; :func:`is_unavailable` decides for each instance.
 CANDIDATES: tuple[type[BaseException], ...] = (*_ASYNCPG, sqlite3.OperationalError, OSError)
 
@@ -87,8 +94,13 @@ def guard(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     return wrapper
 
 
-async def retrying(call: Callable[[], Awaitable[T]], deadline: Callable[[], float], what: str,
-                   first_delay: float = 0.1, max_delay: float = 5.0) -> T:
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    deadline: Callable[[], float],
+    what: str,
+    first_delay: float = 0.1,
+    max_delay: float = 5.0,
+) -> T:
     """``call()`` again and again while the database is unreachable, with doubling delays,
     until ``deadline()`` (``time.monotonic()``, asked at each failure so a caller can start
     the clock at the first one); then ``AppError(UNAVAILABLE)``.

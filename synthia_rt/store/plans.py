@@ -111,9 +111,19 @@ def quota_error(now: datetime, limit: int) -> AppError:
 
 
 async def _ensure_row(user_id: str, month: str) -> None:
-    await UsageMonth.insert(
-        UsageMonth(id=uuid.uuid4(), key=_key(user_id, month), user=uuid.UUID(user_id), month=month, used=0)
-    ).on_conflict(target=UsageMonth.key, action="DO NOTHING").run()
+    await (
+        UsageMonth.insert(
+            UsageMonth(
+                id=uuid.uuid4(),
+                key=_key(user_id, month),
+                user=uuid.UUID(user_id),
+                month=month,
+                used=0,
+            )
+        )
+        .on_conflict(target=UsageMonth.key, action="DO NOTHING")
+        .run()
+    )
 
 
 @faults.guard

@@ -31,7 +31,9 @@ async def save(user_id: str, endpoint: str, p256dh: str, auth: str, cap: int) ->
         # computer, logout/login), it now belongs to the caller.
         await PushSubscription.delete().where(PushSubscription.endpoint == endpoint).run()
         await PushSubscription.insert(
-            PushSubscription(user=uid, endpoint=endpoint, p256dh=p256dh, auth=auth, created_at=utcnow())
+            PushSubscription(
+                user=uid, endpoint=endpoint, p256dh=p256dh, auth=auth, created_at=utcnow()
+            )
         ).run()
         rows = (
             await PushSubscription.select(PushSubscription.id)
@@ -39,7 +41,7 @@ async def save(user_id: str, endpoint: str, p256dh: str, auth: str, cap: int) ->
             .order_by(PushSubscription.created_at, ascending=False)
             .run()
         )
-        stale = [row["id"] for row in rows[max(1, cap):]]
+        stale = [row["id"] for row in rows[max(1, cap) :]]
         if stale:
             await PushSubscription.delete().where(PushSubscription.id.is_in(stale)).run()
 
@@ -48,7 +50,9 @@ async def save(user_id: str, endpoint: str, p256dh: str, auth: str, cap: int) ->
 async def remove(user_id: str, endpoint: str) -> bool:
     rows = (
         await PushSubscription.delete()
-        .where((PushSubscription.user == uuid.UUID(user_id)) & (PushSubscription.endpoint == endpoint))
+        .where(
+            (PushSubscription.user == uuid.UUID(user_id)) & (PushSubscription.endpoint == endpoint)
+        )
         .returning(PushSubscription.id)
         .run()
     )

@@ -68,7 +68,8 @@ class ProcessBytes:
     def hold(self, amount: int) -> Iterator[None]:
         if self.held + amount > self.limit:
             raise AppError(
-                ErrorCode.UNAVAILABLE, "This node is busy with other uploads; retry shortly.",
+                ErrorCode.UNAVAILABLE,
+                "This node is busy with other uploads; retry shortly.",
                 retry_after=PROCESS_RETRY_AFTER,
             )
         self.held += amount

@@ -87,7 +87,9 @@ class UploadStore:
             raise
 
     async def _save(self, meta: UploadMeta) -> None:
-        await self.kv.set(self._key(meta.user_id, meta.analysis_id, "meta"), orjson.dumps(asdict(meta)), self.ttl)
+        await self.kv.set(
+            self._key(meta.user_id, meta.analysis_id, "meta"), orjson.dumps(asdict(meta)), self.ttl
+        )
 
     async def meta(self, user_id: str, analysis_id: str) -> UploadMeta | None:
         raw = await self.kv.get(self._key(user_id, analysis_id, "meta"))
@@ -96,7 +98,9 @@ class UploadStore:
     async def offset(self, user_id: str, analysis_id: str) -> int:
         return await self.kv.strlen(self._key(user_id, analysis_id, "data"))
 
-    async def append(self, user_id: str, analysis_id: str, offset: int, payload: bytes) -> tuple[UploadMeta, int]:
+    async def append(
+        self, user_id: str, analysis_id: str, offset: int, payload: bytes
+    ) -> tuple[UploadMeta, int]:
         """Store ``payload`` at ``offset``; returns (meta, new durable length).
 
         Raises ``bad_chunk`` — having written nothing — for an unknown, foreign, finished or
@@ -110,9 +114,13 @@ class UploadStore:
         if offset < 0 or offset + len(payload) > meta.size:
             raise _bad_chunk(N_("The chunk ends past the declared size."))
         with self.in_flight.hold(len(payload)):
-            length = await self.kv.append_at(self._key(user_id, analysis_id, "data"), offset, payload, self.ttl)
+            length = await self.kv.append_at(
+                self._key(user_id, analysis_id, "data"), offset, payload, self.ttl
+            )
         if length < 0:
-            raise _bad_chunk(N_("Wrong offset: the upload continues at {offset}."), {"offset": -length - 1})
+            raise _bad_chunk(
+                N_("Wrong offset: the upload continues at {offset}."), {"offset": -length - 1}
+            )
         await self.kv.expire(self._key(user_id, analysis_id, "meta"), self.ttl)
         return meta, length
 
@@ -140,12 +148,18 @@ class UploadStore:
 
     async def discard_data(self, user_id: str, analysis_id: str) -> None:
         meta = await self.meta(user_id, analysis_id)
-        if await self.kv.delete(self._key(user_id, analysis_id, "data")) and meta is not None and not meta.complete:
+        if (
+            await self.kv.delete(self._key(user_id, analysis_id, "data"))
+            and meta is not None
+            and not meta.complete
+        ):
             await self.user_bytes.refund(user_id, meta.size)
 
     async def discard(self, user_id: str, analysis_id: str) -> None:
         meta = await self.meta(user_id, analysis_id)
-        await self.kv.delete(self._key(user_id, analysis_id, "meta"), self._key(user_id, analysis_id, "data"))
+        await self.kv.delete(
+            self._key(user_id, analysis_id, "meta"), self._key(user_id, analysis_id, "data")
+        )
         if meta is not None and not meta.complete:
             await self.user_bytes.refund(user_id, meta.size)
 
@@ -155,6 +169,10 @@ class UploadStore:
         return await self.kv.delete(*keys) if keys else 0
 
 
-def new_meta(analysis_id: str, user_id: str, size: int, sha256: str, content_type: str | None, kind: str) -> UploadMeta:
+def new_meta(
+    analysis_id: str, user_id: str, size: int, sha256: str, content_type: str | None, kind: str
+) -> UploadMeta:
     """A new upload's meta, in the current (the uploader's) locale."""
-    return UploadMeta(analysis_id, user_id, size, sha256, content_type, kind, time.time(), locale=i18n.current())
+    return UploadMeta(
+        analysis_id, user_id, size, sha256, content_type, kind, time.time(), locale=i18n.current()
+    )

@@ -117,9 +117,13 @@ def validate_image(
             if width <= 0 or height <= 0 or width * height > max_pixels:
                 raise _invalid("The image has too many pixels.")
             if fmt == "JPEG" and max(width, height) > max_side:  # smallest 1/2^k scale ≥ the target
-                img.draft(img.mode if img.mode in ("RGB", "L") else None, _fit(width, height, max_side))
+                img.draft(
+                    img.mode if img.mode in ("RGB", "L") else None, _fit(width, height, max_side)
+                )
             if decode_cost(img, fmt) > max_decode_bytes:
-                raise AppError(ErrorCode.TOO_LARGE, "Decoding this image would need too much memory.")
+                raise AppError(
+                    ErrorCode.TOO_LARGE, "Decoding this image would need too much memory."
+                )
             small = _decode_webp(data, img, max_side) if fmt == "WEBP" else _decode(img, max_side)
             # After the decode: a PNG's eXIf chunk may follow its pixels (getexif would load).
             clean = _strip(small, int(img.getexif().get(0x0112, 1) or 1))

@@ -37,7 +37,9 @@ WEB_DIR = Path(__file__).parent
 NO_CACHE = {"Cache-Control": "no-cache"}
 LOCALE_COOKIE = "synthia_locale"
 
-_TEXT = re.compile(r'(<(?P<tag>[a-z][a-z0-9]*)\b[^>]*?\sdata-i18n="(?P<key>[\w.-]+)"[^>]*>)[^<]*(?=</(?P=tag)>)')
+_TEXT = re.compile(
+    r'(<(?P<tag>[a-z][a-z0-9]*)\b[^>]*?\sdata-i18n="(?P<key>[\w.-]+)"[^>]*>)[^<]*(?=</(?P=tag)>)'
+)
 _ATTR = re.compile(r'\sdata-i18n-(?P<attr>aria-label|placeholder|alt|title)="(?P<key>[\w.-]+)"')
 _LANG = re.compile(r'<html lang="[^"]*"')
 _DATA = re.compile(r'(<script type="application/json" id="i18n-data">)(</script>)')

@@ -47,7 +47,9 @@ STRINGS: dict[str, str] = {
     "nav.history": N_("History"),
     "nav.profile": N_("Profile"),
     "auth.title": N_("Discover the colours and styles that suit you"),
-    "auth.lead": N_("Sign in, or create a free account, to analyse a photo of your face and take the colour quiz."),
+    "auth.lead": N_(
+        "Sign in, or create a free account, to analyse a photo of your face and take the colour quiz."
+    ),
     "auth.password_hint": N_("At least 8 characters."),
     "auth.name": N_("Your name"),
     "auth.name_hint": N_("Optional; only when creating an account."),
@@ -55,7 +57,9 @@ STRINGS: dict[str, str] = {
     "auth.deleted": N_("Your account and everything in it were deleted."),
     "auth.signed_out": N_("You have signed out."),
     "analyze.title": N_("Analyse your face"),
-    "analyze.lead": N_("Upload a photo of your face, from the front and in good light. You will see your face shape, your skin tone and what suits you, as it is worked out."),
+    "analyze.lead": N_(
+        "Upload a photo of your face, from the front and in good light. You will see your face shape, your skin tone and what suits you, as it is worked out."
+    ),
     "analyze.choose": N_("Choose a photo"),
     "analyze.drop": N_("or drag it here"),
     "analyze.formats": N_("JPEG, PNG or WEBP. The photo is deleted as soon as the analysis ends."),
@@ -89,7 +93,9 @@ STRINGS: dict[str, str] = {
     "result.announce_chromatic": N_("Result: {season}, {subseason}."),
     "result.field": N_("{label}: {value}"),
     "quiz.title": N_("Colour quiz"),
-    "quiz.lead": N_("Answer a few questions about your natural colouring. Your season is worked out again after every answer."),
+    "quiz.lead": N_(
+        "Answer a few questions about your natural colouring. Your season is worked out again after every answer."
+    ),
     "quiz.start": N_("Start the quiz"),
     "quiz.restart": N_("Start again"),
     "quiz.submit": N_("See my palette"),
@@ -121,7 +127,9 @@ STRINGS: dict[str, str] = {
     "profile.change_password": N_("Change password"),
     "profile.password_changed": N_("Password changed. Your other devices have been signed out."),
     "profile.delete": N_("Delete your account"),
-    "profile.delete_lead": N_("This erases your account, your results and your history for good. It cannot be undone."),
+    "profile.delete_lead": N_(
+        "This erases your account, your results and your history for good. It cannot be undone."
+    ),
     "profile.delete_password": N_("Your password, to confirm"),
     "profile.delete_button": N_("Delete my account"),
     "push.title": N_("Notifications"),
@@ -141,7 +149,9 @@ STRINGS: dict[str, str] = {
     "hint.hash_mismatch": N_("The photo was damaged on the way; upload it again."),
     "hint.blocked": N_("Try a different photo."),
     "hint.rate_limited": N_("Wait a moment, then try again."),
-    "hint.quota_exceeded": N_("Your free analyses for this month are used up; the colour quiz is still available."),
+    "hint.quota_exceeded": N_(
+        "Your free analyses for this month are used up; the colour quiz is still available."
+    ),
     "hint.model_unavailable": N_("The analysis service is busy; try again in a few minutes."),
     "hint.invalid_credentials": N_("Check your email and password, then try again."),
     "hint.conflict": N_("That email already has an account: sign in instead."),
@@ -153,7 +163,9 @@ STRINGS: dict[str, str] = {
     "admin.tagline": N_("Operations"),
     "admin.sign_in": N_("Administrator sign-in"),
     "admin.refused": N_("Access refused"),
-    "admin.refused_reason": N_("This dashboard requires the admin role; your account does not have it."),
+    "admin.refused_reason": N_(
+        "This dashboard requires the admin role; your account does not have it."
+    ),
     "admin.refused_back": N_("Sign in as someone else"),
     "admin.cluster": N_("Cluster"),
     "admin.updated": N_("updated {time}"),

@@ -77,7 +77,11 @@ async def test_bench_smoke_run_produces_results_without_loss(
     ]  # the plots' series stay
     assert "delivery_cdf" not in summary["scenarios"]["fanout"]["synthia"]["burst"]
     assert "error_samples" not in summary["scenarios"]["idle"]["synthia"]
-    assert set(scenarios) == {"idle", "fanout", "upload", "analysis", "churn"}
+    assert set(scenarios) == {"idle", "fanout", "upload", "analysis", "churn", "storm"}
+    # The storm seeds users into the bench's own database and kills a node: not on --node.
+    assert "skipped" in scenarios["storm"] and "handshakes" not in scenarios["storm"], scenarios[
+        "storm"
+    ]
 
     for target in ("synthia", "socketio", "broadcaster", "websockets"):
         idle = scenarios["idle"][target]

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 from tqdm import tqdm
 
+from bench.accounts import copy_users
 from synthia_rt.store.analyses import figures
 
 ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -98,26 +99,13 @@ async def seed(
     conn = await asyncpg.connect(url)
     try:
         ids = [uuid.uuid4() for _ in range(users)]
-        people = [
-            (uid, f"user{i}@bench.example", "x", "", "user", True, None, when, when, "free")
-            for i, uid in enumerate(ids)
-            for when in [start + timedelta(seconds=rng.random() * span)]
-        ]
-        await conn.copy_records_to_table(
-            "users",
-            records=people,
-            columns=[
-                "id",
-                "email",
-                "password_hash",
-                "display_name",
-                "role",
-                "active",
-                "tokens_valid_after",
-                "created_at",
-                "updated_at",
-                "plan",
-            ],
+        joined = [start + timedelta(seconds=rng.random() * span) for _ in ids]
+        await copy_users(
+            conn,
+            (
+                (uid, f"user{i}@bench.example", at)
+                for i, (uid, at) in enumerate(zip(ids, joined, strict=True))
+            ),
         )
         logins = [
             (uuid.uuid4(), rng.choice(ids), "j", False, t, t + timedelta(days=30), t)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import asyncpg
 import httpx
 
+from bench.accounts import copy_users
 from synthia_rt.app import create_app, start_runtime, stop_runtime
 from synthia_rt.settings import Settings
 from synthia_rt.store.tables import Notification, User, utcnow
@@ -47,26 +48,10 @@ async def _admin(sql: str) -> None:
 
 async def _seed(url: str, count: int) -> None:
     now = datetime.now(UTC)
-    rows = [
-        (uuid.uuid4(), f"seed-{i}@bench.invalid", "!", "", "user", True, None, now, now)
-        for i in range(count)
-    ]
     conn = await asyncpg.connect(url)
     try:
-        await conn.copy_records_to_table(
-            "users",
-            records=rows,
-            columns=[
-                "id",
-                "email",
-                "password_hash",
-                "display_name",
-                "role",
-                "active",
-                "tokens_valid_after",
-                "created_at",
-                "updated_at",
-            ],
+        await copy_users(
+            conn, ((uuid.uuid4(), f"seed-{i}@bench.invalid", now) for i in range(count))
         )
     finally:
         await conn.close()

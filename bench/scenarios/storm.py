@@ -33,6 +33,7 @@ from typing import Any
 import jwt
 import orjson
 
+from bench.accounts import copy_users
 from bench.client import HandshakeError
 from bench.context import Context
 from bench.pool import split
@@ -49,27 +50,9 @@ async def seed_users(database_url: str, count: int) -> list[str]:
 
     now = datetime.now(UTC)
     ids = [uuid.uuid4() for _ in range(count)]
-    rows = [
-        (uid, f"storm-{uid.hex}@bench.invalid", "!", "", "user", True, None, now, now)
-        for uid in ids
-    ]
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.copy_records_to_table(
-            "users",
-            records=rows,
-            columns=[
-                "id",
-                "email",
-                "password_hash",
-                "display_name",
-                "role",
-                "active",
-                "tokens_valid_after",
-                "created_at",
-                "updated_at",
-            ],
-        )
+        await copy_users(conn, ((uid, f"storm-{uid.hex}@bench.invalid", now) for uid in ids))
     finally:
         await conn.close()
     return [str(u) for u in ids]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -70,6 +71,7 @@ async def start_runtime(runtime: Runtime) -> None:
 
 
 async def stop_runtime(runtime: Runtime) -> None:
+    from synthia_rt.analysis.cache import flush_counts
     from synthia_rt.store import engine as store
 
     runtime.draining = True
@@ -81,6 +83,7 @@ async def stop_runtime(runtime: Runtime) -> None:
         runtime.metrics.stop if runtime.metrics else None,
         runtime.hub.stop if runtime.hub else None,
         *hooks,
+        functools.partial(flush_counts, runtime.kv) if runtime.kv else None,
         runtime.kv.close if runtime.kv else None,
     ):
         if closer is None:

@@ -111,6 +111,55 @@ async def _zero(kv: KeyValue, key: str) -> bool:
     return await kv.zcount_above(key, float("-inf")) == 0
 
 
+async def test_zadd_capped_admits_up_to_the_cap_in_one_step(kv: KeyValue) -> None:
+    async def admit(member: str, now: float, drop: tuple[str, ...] = ()) -> bool:
+        return await kv.zadd_capped("cap", member, now, floor=now - 10, cap=2, ttl=60, drop=drop)
+
+    assert await admit("a", 100.0)
+    assert await admit("b", 100.0)
+    assert not await admit("c", 100.0)  # two live members: the third is refused
+    assert await kv.zcount_above("cap", 0.0) == 2  # and nothing of it was written
+    assert await admit("b", 101.0)  # a member already in is re-scored, not refused
+    assert await admit("c", 101.0, drop=("a",))  # dropping a gone member makes room
+    assert not await admit("d", 101.0)
+    # "b" and "c" were last seen at 101: at 112 the floor (102) prunes them both.
+    assert await admit("d", 112.0)
+    assert await kv.zcount_above("cap", 0.0) == 1
+
+
+async def test_concurrent_reads_share_round_trips_and_keep_their_answers(
+    kv: KeyValue, backend: str
+) -> None:
+    """Reads of one loop iteration leave as one pipeline (kv/batching.py); each caller still
+    gets its own answer, one caller's error or cancellation touches nobody else."""
+    for i in range(50):
+        await kv.set(f"r{i}", str(i).encode())
+    await kv.zadd("zset", "m", 1.0)
+    batcher = getattr(kv, "_read", None)
+    before = batcher.batches if batcher is not None else 0
+
+    doomed = asyncio.ensure_future(kv.get("r0"))
+    doomed.cancel()
+    wrong = asyncio.ensure_future(kv.get("zset"))  # WRONGTYPE on Redis
+    values = await asyncio.gather(
+        *(kv.get(f"r{i}") for i in range(50)),
+        *(kv.exists(f"r{i}") for i in range(0, 50, 10)),
+        kv.get("missing"),
+        kv.exists("missing"),
+    )
+    assert values[:50] == [str(i).encode() for i in range(50)]
+    assert values[50:55] == [True] * 5
+    assert values[55:] == [None, False]
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    with pytest.raises(Exception):  # noqa: B017 - redis-py's ResponseError (WRONGTYPE)
+        await wrong
+    if backend != "memory":
+        assert batcher is not None
+        # 57 reads in one loop iteration: one pipeline (a cluster splits it per shard inside)
+        assert batcher.batches - before == 1
+
+
 async def test_scan_yields_relative_keys_of_own_namespace_only(
     kv: KeyValue, backend: str, namespace: str, redis_client: aioredis.Redis
 ) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import weakref
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +36,58 @@ COMPRESS_ABOVE = 1024
 _RAW, _ZSTD = b"j", b"z"  # one-byte header: how the rest of the value is encoded
 _COMPRESSOR = zstandard.ZstdCompressor(level=3)
 _DECOMPRESSOR = zstandard.ZstdDecompressor()
-_PENDING: set[asyncio.Task[None]] = set()  # hit/miss counts on their way to the store
+COUNT_FLUSH = 1.0  # seconds a lookup's hit/miss count may wait before it reaches the store
+
+
+class _Tally:
+    """This process's hit/miss/time counts not yet added to the store's counters: added in one
+    go at most every ``COUNT_FLUSH`` seconds (a handshake's lookups used to cost two INCRs
+    each — as many round trips as the lookups themselves)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.timer: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+
+    def add(self, kv: KeyValue, namespace: str, outcome: str, micros: int) -> None:
+        self.counts[f"cachestat:{namespace}:{outcome}"] += 1
+        self.counts[f"cachestat:{namespace}:us"] += micros
+        if self.timer is None or self.timer.done():
+            self.timer = asyncio.get_running_loop().create_task(self._later(kv))
+
+    async def _later(self, kv: KeyValue) -> None:
+        await asyncio.sleep(COUNT_FLUSH)
+        await self.flush(kv)
+
+    async def flush(self, kv: KeyValue) -> None:
+        async with self.lock:  # a stats() reader waits for a flush in flight, too
+            counts, self.counts = self.counts, Counter()
+            if not counts:
+                return
+            try:
+                await asyncio.gather(*(kv.incr(key, n) for key, n in counts.items()))
+            except Exception:  # noqa: BLE001 - a lost count must not fail anything; the kv logs
+                pass
+
+
+# One tally per store (weakly held: a closed store's tally goes with it).
+_TALLIES: weakref.WeakKeyDictionary[KeyValue, _Tally] = weakref.WeakKeyDictionary()
+
+
+def _tally(kv: KeyValue) -> _Tally:
+    tally = _TALLIES.get(kv)
+    if tally is None:
+        tally = _TALLIES[kv] = _Tally()
+    return tally
+
+
+async def flush_counts(kv: KeyValue) -> None:
+    """Add this process's pending lookup counts to the store now (shutdown calls this)."""
+    tally = _TALLIES.get(kv)
+    if tally is not None:
+        if tally.timer is not None:
+            tally.timer.cancel()
+        await tally.flush(kv)
 
 
 def namespace_ttls(settings: Settings) -> dict[str, float]:
@@ -85,26 +138,13 @@ class ResultCache:
         blob = await self.kv.get(f"cache:{namespace}:{key}")
         elapsed = time.perf_counter() - started
         outcome = "miss" if blob is None else "hit"
-        # Counted off the caller's path (the lookup answers after one round trip, not two):
-        # the outcome, and the lookup time summed in microseconds across nodes (the mean is
-        # in /cache/metrics). stats() waits for this process's pending counts.
-        task = asyncio.get_running_loop().create_task(
-            self._count_lookup(namespace, outcome, max(1, round(elapsed * 1e6)))
-        )
-        _PENDING.add(task)
-        task.add_done_callback(_PENDING.discard)
+        # Counted off the caller's path, batched per process (_Tally): the outcome, and the
+        # lookup time summed in microseconds across nodes (the mean is in /cache/metrics).
+        # stats() adds this process's pending counts first.
+        _tally(self.kv).add(self.kv, namespace, outcome, max(1, round(elapsed * 1e6)))
         if self.metrics is not None:
             self.metrics.cache_ops.labels(namespace, outcome).inc()
         return None if blob is None else decode(blob)
-
-    async def _count_lookup(self, namespace: str, outcome: str, micros: int) -> None:
-        try:
-            await asyncio.gather(
-                self.kv.incr(f"cachestat:{namespace}:{outcome}"),
-                self.kv.incr(f"cachestat:{namespace}:us", micros),
-            )
-        except Exception:  # noqa: BLE001 - a lost count must not fail anything; the kv logs
-            pass
 
     async def set(
         self, namespace: str, key: str, value: Any, ttl: float | None = None, *, nx: bool = False
@@ -127,8 +167,7 @@ class ResultCache:
     async def stats(self) -> dict[str, dict[str, float]]:
         """Hits, misses, hit ratio and summed lookup time (µs) per namespace, across every node
         sharing the store."""
-        if _PENDING:
-            await asyncio.gather(*list(_PENDING), return_exceptions=True)
+        await _tally(self.kv).flush(self.kv)
         out: dict[str, dict[str, float]] = {}
         for namespace in self.ttls:
             hits = await self._count(f"cachestat:{namespace}:hit")

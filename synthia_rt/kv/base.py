@@ -8,7 +8,7 @@ Every method is atomic on its own key; none spans two keys.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 
@@ -43,6 +43,21 @@ class KeyValue(Protocol):
     async def zrem(self, key: str, member: str) -> None: ...
     async def zcount_above(self, key: str, min_score: float) -> int:
         """Members with score > ``min_score`` (older ones are pruned as a side effect)."""
+
+    async def zadd_capped(
+        self,
+        key: str,
+        member: str,
+        score: float,
+        *,
+        floor: float,
+        cap: int,
+        ttl: float,
+        drop: Sequence[str] = (),
+    ) -> bool:
+        """In one atomic step: prune members scored at or below ``floor``, remove ``drop``,
+        then add ``member`` (refreshing ``ttl``) unless ``cap`` members remain. Returns whether
+        it was added; a ``member`` already present is re-scored and counts as added."""
 
     def scan(self, match: str = "*") -> AsyncIterator[str]:
         """Relative keys matching a glob ``match``; SCAN-based, never KEYS."""

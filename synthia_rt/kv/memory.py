@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 SWEEP_EVERY = 1024  # writes between sweeps of expired keys
@@ -134,6 +134,28 @@ class MemoryKV:
         if not members:
             del self._data[key]
         return len(members)
+
+    async def zadd_capped(
+        self,
+        key: str,
+        member: str,
+        score: float,
+        *,
+        floor: float,
+        cap: int,
+        ttl: float,
+        drop: Sequence[str] = (),
+    ) -> bool:
+        count = await self.zcount_above(key, floor)
+        entry = self._live(key)
+        members = self._zset(entry) if entry is not None else {}
+        gone = [m for m in drop if m in members]
+        for m in gone:
+            await self.zrem(key, m)
+        if member not in members and count - len(gone) >= cap:
+            return False
+        await self.zadd(key, member, score, ttl)
+        return True
 
     # -- keyspace -----------------------------------------------------------------------
     async def scan(self, match: str = "*") -> AsyncIterator[str]:

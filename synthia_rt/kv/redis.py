@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -18,6 +18,7 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.kv.batching import ReadBatcher
 from synthia_rt.redis_pool import REFUSED, checked_pool, cluster_client, idempotent, is_cluster
 
 SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
@@ -45,6 +46,25 @@ if created and tonumber(ARGV[2]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return value
+"""
+
+# The per-user socket cap in one step (presence): prune members last seen at or before the
+# floor, drop members known gone, then add ARGV[1] unless ``cap`` others remain. A member
+# already present is re-scored and admitted, so a run repeated after a lost reply admits the
+# same socket again instead of counting it against itself.
+# KEYS[1]; ARGV: member, score, floor, cap, ttl ms, members to drop...
+_ZADD_CAPPED = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if #ARGV > 5 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV, 6))
+end
+if not redis.call('ZSCORE', KEYS[1], ARGV[1])
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
 """
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -104,6 +124,8 @@ class RedisKV:
             self._redis = Redis.from_pool(pool)
         self._append_at = self._redis.register_script(_APPEND_AT)
         self._incr = self._redis.register_script(_INCR)
+        self._zadd_capped = self._redis.register_script(_ZADD_CAPPED)
+        self._read = ReadBatcher(self._redis)  # GET / EXISTS of one loop iteration together
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -113,6 +135,7 @@ class RedisKV:
             await self._redis.ping()
 
     async def close(self) -> None:
+        await self._read.close()
         await self._redis.aclose()
 
     async def ping(self) -> bool:
@@ -124,7 +147,7 @@ class RedisKV:
     # -- strings ------------------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         with _unavailable():
-            value = await idempotent(lambda: self._redis.get(self._key(key)))
+            value = await self._read("GET", self._key(key))
         return cast("bytes | None", value)  # decode_responses is off: always bytes
 
     async def set(
@@ -152,7 +175,7 @@ class RedisKV:
 
     async def exists(self, key: str) -> bool:
         with _unavailable():
-            return bool(await idempotent(lambda: self._redis.exists(self._key(key))))
+            return bool(await self._read("EXISTS", self._key(key)))
 
     async def expire(self, key: str, ttl: float) -> None:
         # A non-positive ttl deletes the key, as PEXPIRE does.
@@ -205,6 +228,25 @@ class RedisKV:
 
         with _unavailable():
             return await idempotent(run)  # pruning expired members twice prunes nothing more
+
+    async def zadd_capped(
+        self,
+        key: str,
+        member: str,
+        score: float,
+        *,
+        floor: float,
+        cap: int,
+        ttl: float,
+        drop: Sequence[str] = (),
+    ) -> bool:
+        args: list[str | int] = [member, repr(float(score)), repr(float(floor)), cap, _ms(ttl)]
+        args.extend(drop)
+        with _unavailable():
+            admitted = await idempotent(  # a second run finds the member and admits it again
+                lambda: self._zadd_capped(keys=[self._key(key)], args=args)
+            )
+        return bool(admitted)
 
     # -- keyspace -----------------------------------------------------------------------
     async def scan(self, match: str = "*") -> AsyncIterator[str]:

@@ -37,18 +37,24 @@ class Presence:
         return f"presence:{{{user_id}}}"
 
     async def try_add(self, user_id: str, connection_id: str) -> bool:
-        """Count this socket in; False when the user already holds ``cap`` live sockets."""
+        """Count this socket in; False when the user already holds ``cap`` live sockets.
+        One round trip: the check and the add are one script on the user's key."""
         key, now = self.key(user_id), time.time()
         mine = [item for item in self._gone if item[0] == key]
         if mine:  # this user's sockets that just closed here must not count against them
             self._gone = [item for item in self._gone if item[0] != key]
-            for _, connection_id in mine:
-                await self.kv.zrem(key, connection_id)
-        if await self.kv.zcount_above(key, now - TTL) >= self.cap:
-            return False
-        await self.kv.zadd(key, connection_id, now, ttl=TTL)
-        self._members[connection_id] = key
-        return True
+        admitted = await self.kv.zadd_capped(
+            key,
+            connection_id,
+            now,
+            floor=now - TTL,
+            cap=self.cap,
+            ttl=TTL,
+            drop=[member for _, member in mine],
+        )
+        if admitted:
+            self._members[connection_id] = key
+        return admitted
 
     async def count(self, user_id: str) -> int:
         """The user's live sockets on every node (those closing here not counted)."""

@@ -289,3 +289,32 @@ async def test_subscribing_to_an_uncovered_slot_is_unavailable(
         await broker.subscribe("c")
     finally:
         await broker.stop()
+
+
+async def test_reconnected_shard_listeners_resubscribe_channels_of_many_slots(
+    redis_cluster: RedisCluster,
+) -> None:
+    """A shard's pub/sub connection that drops is re-opened and re-subscribes every channel it
+    held. Redis refuses an SSUBSCRIBE naming channels of two slots (CROSSSLOT), so channels
+    are re-subscribed per slot; before that, a reconnect lost all but single-slot shards."""
+    namespace = f"synthia-test-{secrets.token_hex(4)}"
+    node = Node()
+    broker = create_broker(redis_cluster.url, Settings(redis_namespace=namespace), "n1")
+    node.attach(broker)
+    await broker.start()
+    channels = [f"c{i}" for i in range(24)]
+    try:
+        await asyncio.gather(*(broker.subscribe(c) for c in channels))  # one write per shard
+        slots = {key_slot(keys.meta_key(namespace, c).encode()) for c in channels}
+        assert len(slots) > 3  # several slots per shard: the case a single SSUBSCRIBE breaks
+        for port in redis_cluster.ports:
+            direct = aioredis.Redis(host="127.0.0.1", port=port)
+            await direct.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            await direct.aclose()
+        await node.wait_until(lambda: sum(len(b) for b in node.resubscribed) >= len(channels))
+        for n, channel in enumerate(channels):
+            await _publish(broker, channel, n)
+        await node.wait_until(lambda: len(node.events) == len(channels))
+        assert sorted(e.channel for e in node.events) == sorted(channels)
+    finally:
+        await broker.stop()

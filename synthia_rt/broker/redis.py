@@ -19,6 +19,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 from redis.typing import EncodableT
 
+from synthia_rt.autopipeline import AutoPipeline
 from synthia_rt.broker import keys, replay, wire
 from synthia_rt.broker.base import (
     BrokerUnavailable,
@@ -115,6 +116,7 @@ class RedisBroker(BrokerHandlers):
             self._pubsub_redis = pubsub_redis
         self._publish = self._redis.register_script(PUBLISH_SHARDED if self._cluster else PUBLISH)
         self._position = self._redis.register_script(POSITION)
+        self._batch = AutoPipeline(self._redis)  # position reads of one loop iteration together
         self._history = self._redis.register_script(HISTORY)
 
     def _wire_name(self, channel: str) -> bytes:
@@ -131,6 +133,7 @@ class RedisBroker(BrokerHandlers):
         await self.listener.stop()
         if not self._cluster:
             await self._pubsub_redis.aclose()
+        await self._batch.close()
         await self._redis.aclose()
 
     async def healthy(self) -> bool:
@@ -188,10 +191,13 @@ class RedisBroker(BrokerHandlers):
     # -- history ------------------------------------------------------------------------
     async def position(self, channel: str) -> Position:
         try:
-            top, epoch = await idempotent(  # a second run finds the epoch the first created
-                lambda: self._position(
-                    keys=keys.channel_keys(self._ns, channel), args=[wire.new_epoch(), self._ttl_ms]
-                )
+            # Pipelined with the other position reads of this loop iteration (every socket's
+            # first subscribe to its user channel reads one); a second run finds the epoch the
+            # first created.
+            top, epoch = await self._batch.script(
+                self._position,
+                keys.channel_keys(self._ns, channel),
+                [wire.new_epoch(), self._ttl_ms],
             )
         except RedisError as exc:
             raise BrokerUnavailable("history is unavailable") from exc

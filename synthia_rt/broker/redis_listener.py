@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -41,6 +42,13 @@ class _Wanted:
     key: bytes
     ready: asyncio.Future[None]  # resolved once Redis confirmed it on the current connection
     waiters: int = 0  # subscribe() calls currently waiting for ``ready``
+
+
+@dataclass(eq=False)
+class _Outbox:
+    conn: Any
+    written: asyncio.Future[None]
+    commands: list[list[Any]] = field(default_factory=list)
 
 
 class PubSubListener:
@@ -67,6 +75,7 @@ class PubSubListener:
             ("SSUBSCRIBE", "SUNSUBSCRIBE") if sharded else ("SUBSCRIBE", "UNSUBSCRIBE")
         )
         self._on_lost = on_lost
+        self._sharded = sharded
         self._key_for = key_for
         self._on_message = on_message
         self._on_resubscribed = on_resubscribed
@@ -83,6 +92,7 @@ class PubSubListener:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
+        self._outbox: _Outbox | None = None  # (un)subscribes of this loop iteration
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self, wait: float = 5.0) -> None:
@@ -181,11 +191,14 @@ class PubSubListener:
     async def _send(self, command: str, *keys: bytes) -> None:
         """Write a (un)subscribe on the live connection, shielded from the caller's
         cancellation: redis-py drops a connection whose write was cancelled half-way."""
-        task = self._start_send(command, keys)
-        if task is not None:
-            await asyncio.shield(task)
+        written = self._start_send(command, keys)
+        if written is not None:
+            await asyncio.shield(written)
 
-    def _start_send(self, command: str, keys: tuple[bytes, ...]) -> asyncio.Task[None] | None:
+    def _start_send(self, command: str, keys: tuple[bytes, ...]) -> asyncio.Future[None] | None:
+        """Queue the command; everything queued in this loop iteration goes out in one write
+        (a storm of new sockets subscribes hundreds of user channels at once). Resolves once
+        written (or found broken: the reconnect then subscribes what is wanted)."""
         pubsub = self._pubsub
         conn = pubsub.connection if pubsub is not None else None
         if conn is None or not conn.is_connected:
@@ -193,18 +206,39 @@ class PubSubListener:
         if command == self._sub:
             for key in keys:
                 self._unconfirmed[key] = self._unconfirmed.get(key, 0) + 1
-        task = asyncio.ensure_future(self._write(conn, command, keys))
+        box = self._outbox
+        if box is not None and box.conn is not conn:  # reconnected within this iteration
+            self._flush_outbox()
+            box = None
+        if box is None:
+            loop = asyncio.get_running_loop()
+            box = self._outbox = _Outbox(conn, loop.create_future())
+            loop.call_soon(self._flush_outbox)
+        last = box.commands[-1] if box.commands else None
+        # SUBSCRIBE a + SUBSCRIBE b → SUBSCRIBE a b. Not SSUBSCRIBE: one command may only name
+        # channels of one slot (CROSSSLOT otherwise); those still share the one write.
+        if last is not None and last[0] == command and not self._sharded:
+            last.extend(keys)
+        else:
+            box.commands.append([command, *keys])
+        return box.written
+
+    def _flush_outbox(self) -> None:
+        box, self._outbox = self._outbox, None
+        if box is None:
+            return
+        task = asyncio.ensure_future(self._write(box.conn, box.commands))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
-        return task
+        task.add_done_callback(lambda _: _resolve(box.written))
 
-    async def _write(self, conn: Any, command: str, keys: tuple[bytes, ...]) -> None:
+    async def _write(self, conn: Any, commands: list[list[Any]]) -> None:
         try:
-            await conn.send_command(command, *keys, check_health=False)
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("pub/sub %s failed (%s); reconnecting", command, type(exc).__name__)
+            log.warning("pub/sub write failed (%s); reconnecting", type(exc).__name__)
             self._broken = True  # the reader loop notices and reconnects
 
     # -- the connection -----------------------------------------------------------------
@@ -222,8 +256,7 @@ class PubSubListener:
             self._resubscribing = {wanted.key for _, wanted in batch}
             self._resubscribed = [channel for channel, _ in batch]
         self._pubsub, self._opening = pubsub, None
-        for i in range(0, len(batch), SUBSCRIBE_BATCH):
-            keys = [wanted.key for _, wanted in batch[i : i + SUBSCRIBE_BATCH]]
+        for keys in _groups([wanted.key for _, wanted in batch], by_slot=self._sharded):
             await conn.send_command(self._sub, *keys, check_health=False)
         if self._connected_once:
             log.info("pub/sub reconnected; re-subscribing %d channels", len(batch))
@@ -318,7 +351,27 @@ class PubSubListener:
                     log.debug("closing the old pub/sub connection failed: %s", type(exc).__name__)
 
 
+def _groups(keys: list[bytes], *, by_slot: bool) -> list[list[bytes]]:
+    """Keys for (S)SUBSCRIBE commands: at most ``SUBSCRIBE_BATCH`` per command and, for
+    sharded pub/sub, one slot per command (Redis refuses an SSUBSCRIBE across slots)."""
+    if not by_slot:
+        return [keys[i : i + SUBSCRIBE_BATCH] for i in range(0, len(keys), SUBSCRIBE_BATCH)]
+    slots: dict[int, list[bytes]] = {}
+    for key in keys:
+        slots.setdefault(key_slot(key), []).append(key)
+    return [
+        group[i : i + SUBSCRIBE_BATCH]
+        for group in slots.values()
+        for i in range(0, len(group), SUBSCRIBE_BATCH)
+    ]
+
+
 def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
         future.exception()  # mark retrieved: waiters may all have gone
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from synthia_rt.autopipeline import AutoPipeline
 from synthia_rt.errors import AppError, ErrorCode
-from synthia_rt.kv.batching import ReadBatcher
 from synthia_rt.redis_pool import REFUSED, checked_pool, cluster_client, idempotent, is_cluster
 
 SOCKET_TIMEOUT = 2.0  # seconds; a dead Redis fails a request fast instead of hanging it
@@ -125,7 +125,7 @@ class RedisKV:
         self._append_at = self._redis.register_script(_APPEND_AT)
         self._incr = self._redis.register_script(_INCR)
         self._zadd_capped = self._redis.register_script(_ZADD_CAPPED)
-        self._read = ReadBatcher(self._redis)  # GET / EXISTS of one loop iteration together
+        self._read = AutoPipeline(self._redis)  # reads and idempotent scripts, pipelined
 
     def _key(self, key: str) -> str:
         return self._prefix + key
@@ -243,9 +243,9 @@ class RedisKV:
         args: list[str | int] = [member, repr(float(score)), repr(float(floor)), cap, _ms(ttl)]
         args.extend(drop)
         with _unavailable():
-            admitted = await idempotent(  # a second run finds the member and admits it again
-                lambda: self._zadd_capped(keys=[self._key(key)], args=args)
-            )
+            # Batched with the other idempotent commands of this loop iteration: a second run
+            # finds the member and admits it again.
+            admitted = await self._read.script(self._zadd_capped, [self._key(key)], args)
         return bool(admitted)
 
     # -- keyspace -----------------------------------------------------------------------

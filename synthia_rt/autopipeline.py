@@ -1,18 +1,22 @@
-"""Automatic pipelining of reads: the reads issued in one event-loop iteration leave together.
+"""Automatic pipelining: the idempotent commands issued in one loop iteration leave together.
 
 A socket handshake reads four keys (the token's denylist entry, the user's cutoff, the login's
 revocation entry, the user's cached record), and a reconnect storm runs hundreds of handshakes
 at once. Sent one by one, every read costs a connection checkout, a write syscall, a socket
 timeout and a reply parse, and that per-command cost, not Redis, was the largest share of a
-handshake's CPU (bench/findings.md). :class:`ReadBatcher` queues each read as a future and,
-once per loop iteration, sends everything queued as one non-transactional pipeline (on Redis
-Cluster, redis-py's cluster pipeline: one per shard, in parallel). The technique is what
-rueidis (Centrifugo's Redis client) and ioredis call auto-pipelining.
+handshake's CPU (bench/findings.md). :class:`AutoPipeline` queues each command as a future and,
+once per loop iteration, sends everything queued as one non-transactional pipeline. The
+technique is what rueidis (Centrifugo's Redis client) and ioredis call auto-pipelining. On
+Redis Cluster the batch's commands go through the cluster client one by one (it follows
+failovers; its pipeline did not), so there a batch saves tasks, not round trips.
 
 Guarantees:
 
-* Only reads go through it (``GET``, ``EXISTS``): running a batch twice is harmless, so a batch
-  whose connection died is retried once as a whole (:func:`synthia_rt.redis_pool.idempotent`).
+* Only idempotent commands go through it: reads (``GET``, ``EXISTS``) and the scripts whose
+  second run changes nothing more (the presence cap, the broker's position read). Running a
+  batch twice is harmless, so a batch whose connection died is retried once as a whole
+  (:func:`synthia_rt.redis_pool.idempotent`). Scripts go as ``EVALSHA``; a server that lost
+  them (a restart) gets ``SCRIPT LOAD`` and the refused commands once more.
 * A caller's cancellation never cancels the batch (nobody else's read is lost, and redis-py
   never sees a pipeline cancelled half-way); the cancelled caller's answer is dropped.
 * One command's error (a ``WRONGTYPE``) fails that caller only; a connection error or timeout
@@ -29,7 +33,9 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from synthia_rt.redis_pool import REFUSED, NotRunError, idempotent
@@ -37,13 +43,14 @@ from synthia_rt.redis_pool import REFUSED, NotRunError, idempotent
 MAX_BATCH = 512
 
 Command = tuple[Any, ...]
+Item = tuple[Command, "AsyncScript | None", asyncio.Future[Any]]
 
 
-class ReadBatcher:
+class AutoPipeline:
     def __init__(self, client: Redis | RedisCluster, max_batch: int = MAX_BATCH) -> None:
         self._client = client
         self._max = max_batch
-        self._queue: list[tuple[Command, asyncio.Future[Any]]] = []
+        self._queue: list[Item] = []
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
         self.batches = 0  # pipelines sent (tests and the bench read these two)
@@ -51,9 +58,18 @@ class ReadBatcher:
 
     def __call__(self, *command: Any) -> Awaitable[Any]:
         """Queue one read; the awaitable gives its reply (or raises its error)."""
+        return self._queue_item(command, None)
+
+    def script(
+        self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Awaitable[Any]:
+        """Queue one run of an idempotent script (registered on the same client)."""
+        return self._queue_item(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+    def _queue_item(self, command: Command, script: AsyncScript | None) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((command, future))
+        self._queue.append((command, script, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -67,25 +83,32 @@ class ReadBatcher:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, batch: list[tuple[Command, asyncio.Future[Any]]]) -> None:
-        live = [(command, future) for command, future in batch if not future.done()]
+    async def _run(self, batch: list[Item]) -> None:
+        live = [item for item in batch if not item[2].done()]
         if not live:
             return
-        commands = [command for command, _ in live]
         try:
-            replies = await idempotent(lambda: self._execute(commands))
+            replies = await idempotent(lambda: self._execute([c for c, _, _ in live]))
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:  # the server lost our scripts (a restart): load them, run those again
+                scripts = {id(s): s for i in missing if (s := live[i][1]) is not None}
+                for script in scripts.values():
+                    await self._load(script)
+                again = await idempotent(lambda: self._execute([live[i][0] for i in missing]))
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
         except asyncio.CancelledError:
-            for _, future in live:
+            for _, _, future in live:
                 future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
-            for _, future in live:
+            for _, _, future in live:
                 if not future.done():
                     future.set_exception(exc)
             return
         self.batches += 1
-        self.commands += len(commands)
-        for (_, future), reply in zip(live, replies, strict=True):
+        self.commands += len(live)
+        for (_, _, future), reply in zip(live, replies, strict=True):
             if future.done():
                 continue
             if isinstance(reply, Exception):
@@ -94,11 +117,23 @@ class ReadBatcher:
                 future.set_result(reply)
 
     async def _execute(self, commands: Sequence[Command]) -> list[Any]:
+        if isinstance(self._client, RedisCluster):
+            # Through the cluster client one by one (still one task for the batch): its
+            # execute_command re-reads the slot map and retries what did not run when a node
+            # dies; redis-py's cluster pipeline kept sending to a killed primary (measured).
+            replies: list[Any] = await asyncio.gather(
+                *(self._client.execute_command(*command) for command in commands),
+                return_exceptions=True,
+            )
+            for reply in replies:
+                if isinstance(reply, RedisConnectionError | RedisTimeoutError):
+                    raise reply
+            return replies
         try:
             async with self._client.pipeline(transaction=False) as pipe:
                 for command in commands:
                     pipe.execute_command(*command)
-                replies: list[Any] = await pipe.execute(raise_on_error=False)
+                replies = await pipe.execute(raise_on_error=False)
         except NotRunError:
             raise
         except REFUSED as exc:  # a cluster mid-failover: nothing ran; retried as not run
@@ -107,6 +142,9 @@ class ReadBatcher:
             if isinstance(reply, RedisConnectionError | RedisTimeoutError):
                 raise reply
         return replies
+
+    async def _load(self, script: AsyncScript) -> None:
+        await idempotent(lambda: self._client.script_load(script.script))
 
     async def close(self) -> None:
         """Let batches in flight finish (their callers are waiting for them)."""

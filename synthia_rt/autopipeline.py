@@ -12,7 +12,7 @@ failovers; its pipeline did not), so there a batch saves tasks, not round trips.
 
 Guarantees:
 
-* Only idempotent commands go through it: reads (``GET``, ``EXISTS``) and the scripts whose
+* Only idempotent commands go through it: reads (``GET``, ``EXISTS``), ``ZREM`` and the scripts whose
   second run changes nothing more (the presence cap, the broker's position read). Running a
   batch twice is harmless, so a batch whose connection died is retried once as a whole
   (:func:`synthia_rt.redis_pool.idempotent`). Scripts go as ``EVALSHA``; a server that lost

@@ -214,7 +214,7 @@ class RedisKV:
 
     async def zrem(self, key: str, member: str) -> None:
         with _unavailable():
-            await idempotent(lambda: self._redis.zrem(self._key(key), member))
+            await self._read("ZREM", self._key(key), member)  # pipelined; idempotent
 
     async def zcount_above(self, key: str, min_score: float) -> int:
         full = self._key(key)

@@ -91,15 +91,15 @@ class Presence:
 
     async def _flush(self) -> None:
         gone, self._gone = self._gone, []
-        for index, (key, connection_id) in enumerate(gone):
-            try:
-                await self.kv.zrem(key, connection_id)
-            except asyncio.CancelledError:
-                self._gone.extend(gone[index:])
-                raise
-            except Exception:  # noqa: BLE001 - it expires after TTL anyway
-                log.warning("presence cleanup failed; members expire on their own")
-                return
+        if not gone:
+            return
+        try:  # concurrently: the store pipelines them (one round trip for the batch)
+            await asyncio.gather(*(self.kv.zrem(key, member) for key, member in gone))
+        except asyncio.CancelledError:
+            self._gone.extend(gone)  # ZREM twice is harmless: the shutdown flush retries
+            raise
+        except Exception:  # noqa: BLE001 - they expire after TTL anyway
+            log.warning("presence cleanup failed; members expire on their own")
 
     async def _heartbeat(self) -> None:
         while True:

@@ -11,7 +11,9 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 import pytest
+import redis.asyncio as aioredis
 
 from synthia_rt.broker.redis import RedisBroker
 from synthia_rt.settings import Settings
@@ -197,3 +199,34 @@ async def test_redis_restart_under_live_sockets(node_env: dict[str, str], tmp_pa
         finally:
             await b.stop()
             await a.stop()
+
+
+async def test_a_revocation_whose_signal_was_lost_closes_sockets_after_the_reconnect(
+    node_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Revocation signals travel by pub/sub, which drops what is sent while a node's connection
+    is down. So a node re-checks its sockets' tokens once its pub/sub connection is back: a
+    token revoked meanwhile (here written to the store with no signal at all) is closed 4010,
+    and a valid one stays open."""
+    async with private_redis(tmp_path / "redis") as server:
+        env = {**node_env, "REDIS_URL": server.url}
+        b = await start_node(env)
+        try:
+            doomed, kept = await register(b.http), await register(b.http)
+            claims = jwt.decode(doomed["access_token"], options={"verify_signature": False})
+            async with (
+                ws_session(b.ws, doomed["access_token"]) as on_doomed,
+                ws_session(b.ws, kept["access_token"]) as on_kept,
+            ):
+                direct = aioredis.Redis.from_url(server.url)
+                try:
+                    # What a logout writes, without the signal that would close the socket.
+                    await direct.set(f"{node_env['REDIS_NAMESPACE']}:revoked:{claims['jti']}", b"1")
+                    assert (await on_doomed.command("ping"))["ok"]  # nothing told the node yet
+                    await direct.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+                finally:
+                    await direct.aclose()
+                assert await on_doomed.closed_with(timeout=10.0) == 4010
+                assert (await on_kept.command("ping"))["ok"]
+        finally:
+            await b.stop()

@@ -13,6 +13,7 @@ class Principal:
     expires_at: float  # unix seconds when that token expires
     session_id: str | None = None  # the login (refresh family) the token belongs to
     auth_time: float | None = None  # unix seconds when this login's password was checked
+    issued_at: float | None = None  # the token's ``iat`` (a user cutoff compares against it)
 
     @property
     def is_admin(self) -> bool:

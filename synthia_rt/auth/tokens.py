@@ -85,9 +85,9 @@ class TokenService:
 
     # -- issuing ---------------------------------------------------------------------------
     def _encode(
-        self, user_id: str, typ: str, ttl: int, **extra: str | float
+        self, user_id: str, typ: str, ttl: int, now: float | None = None, **extra: str | float
     ) -> tuple[str, str, float]:
-        now = time.time()
+        now = time.time() if now is None else now
         jti = uuid.uuid4().hex
         exp = int(now) + ttl
         claims: dict[str, Any] = {
@@ -115,7 +115,10 @@ class TokenService:
         extra: dict[str, str | float] = {"role": role, "auth_time": auth_time}
         if session_id is not None:
             extra["sid"] = session_id
-        token, jti, exp = self._encode(user_id, ACCESS, self._settings.access_token_ttl, **extra)
+        now = time.time()
+        token, jti, exp = self._encode(
+            user_id, ACCESS, self._settings.access_token_ttl, now, **extra
+        )
         return token, Principal(
             user_id=user_id,
             role=role,
@@ -123,6 +126,7 @@ class TokenService:
             expires_at=exp,
             session_id=session_id,
             auth_time=auth_time,
+            issued_at=round(now, 6),
         )
 
     def issue_refresh(
@@ -198,7 +202,22 @@ class TokenService:
             expires_at=float(claims["exp"]),
             session_id=sid,
             auth_time=_number(claims.get("auth_time")),
+            issued_at=float(claims["iat"]),
         )
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether a token verified earlier has been revoked since (its jti, its login, or a
+        user cutoff after it was issued). Dependency failures raise: no answer, no verdict."""
+        issued_at = principal.issued_at if principal.issued_at is not None else 0.0
+        try:
+            revoked, _, login_revoked = await asyncio.gather(
+                self.revocation.is_revoked(principal.jti),
+                self._check_cutoff(principal.user_id, issued_at),
+                self._session_revoked(principal.session_id),
+            )
+        except TokenRevoked:
+            return False
+        return not (revoked or login_revoked)
 
     async def verify_refresh(self, token: object) -> RefreshClaims:
         """Signature, type, expiry and user cutoff; the family check is the caller's (store)."""

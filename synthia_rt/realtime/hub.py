@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 # Node-to-node control messages (revocation). Not a client channel: ``authorize`` refuses it.
 CONTROL = "node:control"
+RECHECK_BATCH = 500  # sockets whose tokens are re-checked at once after a pub/sub reconnect
 REVOKE_MEMORY = 30.0  # seconds; far longer than a handshake's token check takes
 CATCH_UP_CONCURRENCY = 16  # history reads at once after a reconnect (the pool has 64)
 CATCH_UP_BACKOFF_CAP = 5.0  # seconds between attempts at most while Redis cannot answer
@@ -224,6 +225,10 @@ class Hub:
         return at is not None and at >= instant
 
     def _on_resubscribed(self, channels: list[str]) -> None:
+        if CONTROL in channels:
+            # Revocation signals are pub/sub: those sent while this node's connection was
+            # down are lost. Ask the store instead, for every socket held here.
+            self._spawn(self._recheck_tokens())
         for channel in channels:
             state = self._channels.get(channel)
             if state is not None and state.last is not None and state.catching_up is None:
@@ -302,6 +307,29 @@ class Hub:
                 log.error("hub task failed", exc_info=t.exception())
 
         task.add_done_callback(done)
+
+    async def _recheck_tokens(self) -> None:
+        """Close (4010) every local socket whose token was revoked while the signal could not
+        reach this node. A socket whose check fails (the store is down again) stays open: its
+        token is checked again at the next reconnect, and expires on its own."""
+        tokens = self.runtime.need_tokens()
+        sessions = [s for users in self._by_user.values() for s in users.values()]
+        closed = failed = 0
+        for start in range(0, len(sessions), RECHECK_BATCH):
+            batch = sessions[start : start + RECHECK_BATCH]
+            verdicts = await asyncio.gather(
+                *(tokens.still_valid(s.principal) for s in batch), return_exceptions=True
+            )
+            for session, verdict in zip(batch, verdicts, strict=True):
+                if verdict is False:
+                    session.close(CloseCode.SESSION_REVOKED, "session revoked")
+                    closed += 1
+                elif isinstance(verdict, BaseException):
+                    failed += 1
+        log.info(
+            "tokens re-checked after the pub/sub reconnect",
+            extra={"sockets": len(sessions), "revoked": closed, "unchecked": failed},
+        )
 
     def _close_user(self, user_id: str, code: CloseCode, reason: str) -> None:
         for session in list(self._by_user.get(user_id, {}).values()):

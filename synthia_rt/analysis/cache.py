@@ -133,10 +133,17 @@ class ResultCache:
             raise ValueError(f"unknown cache namespace {namespace!r}")
 
     async def get(self, namespace: str, key: str) -> Any | None:
-        self._check(namespace)
         started = time.perf_counter()
-        blob = await self.kv.get(f"cache:{namespace}:{key}")
-        elapsed = time.perf_counter() - started
+        blob = await self.kv.get(self.storage_key(namespace, key))
+        return self.take(namespace, blob, time.perf_counter() - started)
+
+    def storage_key(self, namespace: str, key: str) -> str:
+        """The store key of an entry (for callers that read it with other keys at once)."""
+        self._check(namespace)
+        return f"cache:{namespace}:{key}"
+
+    def take(self, namespace: str, blob: bytes | None, elapsed: float) -> Any | None:
+        """Count a lookup of ``namespace`` that read ``blob`` in ``elapsed`` seconds; its value."""
         outcome = "miss" if blob is None else "hit"
         # Counted off the caller's path, batched per process (_Tally): the outcome, and the
         # lookup time summed in microseconds across nodes (the mean is in /cache/metrics).

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from synthia_rt.analysis.cache import ResultCache
@@ -37,6 +38,22 @@ SessionLoader = Callable[[str], Awaitable[bool]]
 SESSIONS = "session"  # cache namespace
 
 
+@dataclass(frozen=True, slots=True)
+class RevocationState:
+    """What a token check needs to know about one token, its login and its user."""
+
+    jti_revoked: bool
+    login_revoked: bool
+    cutoff: float | None  # tokens of the user issued at or before this instant are invalid
+
+    def refuses(self, issued_at: float) -> bool:
+        return (
+            self.jti_revoked
+            or self.login_revoked
+            or (self.cutoff is not None and issued_at <= self.cutoff)
+        )
+
+
 class Revocation:
     def __init__(
         self,
@@ -52,14 +69,34 @@ class Revocation:
         self._load_session = load_session
         self._cache = cache
 
+    async def state(self, jti: str, user_id: str, sid: str | None) -> RevocationState:
+        """The token's denylist entry, its login's and its user's cutoff, read in one round
+        trip (every socket connect and REST call does this); a cache miss reloads from the
+        database. Raises :class:`UserGone` for a deleted user."""
+        keys = [f"revoked:{jti}", f"cutoff:{user_id}"]
+        if sid is not None:
+            keys.append(self._cache.storage_key(SESSIONS, sid))
+        started = time.perf_counter()
+        raw = await self._kv.get_many(keys)
+        elapsed = time.perf_counter() - started
+        if raw[1] is not None:
+            cutoff = None if raw[1] == NO_CUTOFF else float(raw[1])
+        else:
+            cutoff = await self._reload_cutoff(user_id)
+        login_revoked = False
+        if sid is not None:
+            cached = self._cache.take(SESSIONS, raw[2], elapsed)
+            if isinstance(cached, bool):
+                login_revoked = cached
+            else:
+                login_revoked = await self._reload_session(sid)
+        return RevocationState(raw[0] is not None, login_revoked, cutoff)
+
     async def revoke_session(self, sid: str) -> None:
         """Refuse every access token of login ``sid`` (the caller revoked its family row)."""
         await self._cache.set(SESSIONS, sid, True)
 
-    async def is_session_revoked(self, sid: str) -> bool:
-        cached = await self._cache.get(SESSIONS, sid)
-        if isinstance(cached, bool):
-            return cached
+    async def _reload_session(self, sid: str) -> bool:
         revoked = await self._load_session(sid)
         # nx: a revocation written meanwhile (overwrite) wins over this possibly stale read.
         await self._cache.set(SESSIONS, sid, revoked, nx=True)
@@ -68,9 +105,6 @@ class Revocation:
     async def revoke_jti(self, jti: str, exp: float) -> None:
         ttl = max(1.0, exp - time.time() + 5)  # +5 s covers clock skew between nodes
         await self._kv.set(f"revoked:{jti}", b"1", ttl)
-
-    async def is_revoked(self, jti: str) -> bool:
-        return await self._kv.exists(f"revoked:{jti}")
 
     async def revoke_user(self, user_id: str, at: float | None = None) -> float:
         """Invalidate every token of ``user_id`` issued up to ``at`` (now); returns the cutoff."""
@@ -85,6 +119,10 @@ class Revocation:
         cached = await self._kv.get(key)
         if cached is not None:
             return None if cached == NO_CUTOFF else float(cached)
+        return await self._reload_cutoff(user_id)
+
+    async def _reload_cutoff(self, user_id: str) -> float | None:
+        key = f"cutoff:{user_id}"
         persisted = await self._load(user_id)  # UserGone propagates and is never cached
         value = None if persisted is None else persisted.timestamp()
         await self._kv.set(

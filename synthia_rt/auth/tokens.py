@@ -169,9 +169,6 @@ class TokenService:
         if cutoff is not None and issued_at <= cutoff:
             raise TokenRevoked()
 
-    async def _session_revoked(self, sid: str | None) -> bool:
-        return sid is not None and await self.revocation.is_session_revoked(sid)
-
     async def _role(self, user_id: str, claimed: str) -> str:
         """The admin claim is confirmed against the database (a demoted admin, or a token
         minted for a non-admin, gets ``user``); other roles need no lookup."""
@@ -186,14 +183,17 @@ class TokenService:
             raise AppError(ErrorCode.TOKEN_INVALID)
         sid = claims.get("sid")
         sid = sid if isinstance(sid, str) and sid else None
-        # Every lookup at once: this runs on every socket connect and every REST call.
-        revoked, _, login_revoked, actual_role = await asyncio.gather(
-            self.revocation.is_revoked(claims["jti"]),
-            self._check_cutoff(claims["sub"], float(claims["iat"])),
-            self._session_revoked(sid),
-            self._role(claims["sub"], str(role)),
-        )
-        if revoked or login_revoked:
+        # This runs on every socket connect and every REST call: the three revocation answers
+        # in one round trip, and the admin claim confirmed beside it.
+        try:
+            lookup = self.revocation.state(claims["jti"], claims["sub"], sid)
+            if role == "admin":
+                state, actual_role = await asyncio.gather(lookup, self._role(claims["sub"], role))
+            else:
+                state, actual_role = await lookup, str(role)
+        except UserGone:
+            raise TokenRevoked() from None
+        if state.refuses(float(claims["iat"])):
             raise TokenRevoked()
         return Principal(
             user_id=claims["sub"],
@@ -210,14 +210,12 @@ class TokenService:
         user cutoff after it was issued). Dependency failures raise: no answer, no verdict."""
         issued_at = principal.issued_at if principal.issued_at is not None else 0.0
         try:
-            revoked, _, login_revoked = await asyncio.gather(
-                self.revocation.is_revoked(principal.jti),
-                self._check_cutoff(principal.user_id, issued_at),
-                self._session_revoked(principal.session_id),
+            state = await self.revocation.state(
+                principal.jti, principal.user_id, principal.session_id
             )
-        except TokenRevoked:
+        except UserGone:
             return False
-        return not (revoked or login_revoked)
+        return not state.refuses(issued_at)
 
     async def verify_refresh(self, token: object) -> RefreshClaims:
         """Signature, type, expiry and user cutoff; the family check is the caller's (store)."""

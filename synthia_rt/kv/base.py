@@ -20,6 +20,9 @@ class KeyValue(Protocol):
     async def ping(self) -> bool: ...
 
     async def get(self, key: str) -> bytes | None: ...
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Several keys (any slots) in one round trip; each is read atomically on its own."""
+
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:

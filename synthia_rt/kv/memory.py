@@ -48,6 +48,9 @@ class MemoryKV:
         entry = self._live(key)
         return self._bytes(entry) if entry is not None else None
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
+
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False
     ) -> bool:

@@ -7,6 +7,7 @@ callers never see redis-py exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -149,6 +150,12 @@ class RedisKV:
         with _unavailable():
             value = await self._read("GET", self._key(key))
         return cast("bytes | None", value)  # decode_responses is off: always bytes
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        # Futures of one auto-pipeline batch (no task per key).
+        with _unavailable():
+            values = await asyncio.gather(*(self._read("GET", self._key(key)) for key in keys))
+        return cast("list[bytes | None]", values)
 
     async def set(
         self, key: str, value: bytes, ttl: float | None = None, *, nx: bool = False

@@ -28,6 +28,7 @@ from synthia_rt.broker.base import (
     Position,
     Signal,
 )
+from synthia_rt.broker.coalesce import HistoryCoalescer
 from synthia_rt.broker.handlers import BrokerHandlers
 from synthia_rt.broker.redis_listener import PubSubListener
 from synthia_rt.broker.redis_sharded import ShardedListener
@@ -117,6 +118,7 @@ class RedisBroker(BrokerHandlers):
         self._publish = self._redis.register_script(PUBLISH_SHARDED if self._cluster else PUBLISH)
         self._position = self._redis.register_script(POSITION)
         self._batch = AutoPipeline(self._redis)  # position reads of one loop iteration together
+        self._coalescer = HistoryCoalescer(self._read_history)
         self._history = self._redis.register_script(HISTORY)
 
     def _wire_name(self, channel: str) -> bytes:
@@ -133,6 +135,7 @@ class RedisBroker(BrokerHandlers):
         await self.listener.stop()
         if not self._cluster:
             await self._pubsub_redis.aclose()
+        await self._coalescer.close()
         await self._batch.close()
         await self._redis.aclose()
 
@@ -204,6 +207,13 @@ class RedisBroker(BrokerHandlers):
         return Position(int(top), epoch.decode())
 
     async def history(
+        self, channel: str, since: Position | None, limit: int | None = None
+    ) -> History:
+        if limit is None and since is not None:  # storms: many sockets, same channel, same moment
+            return await self._coalescer.history(channel, since)
+        return await self._read_history(channel, since, limit)
+
+    async def _read_history(
         self, channel: str, since: Position | None, limit: int | None = None
     ) -> History:
         if limit is not None and limit <= 0:

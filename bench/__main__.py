@@ -6,6 +6,9 @@ the raw results to ``bench/results/raw/<name>.json`` (git-ignored), their summar
 ``bench/results/<name>.json`` (committed: the numbers docs/performance.md quotes) and
 (``--report``) docs/performance.md with its plots, drawn from the summary.
 ``--node URL`` (repeatable) measures running synthia_rt nodes instead; see docs/performance.md.
+Target ``synthia-cluster`` (idle and fanout): the same synthia_rt nodes with
+``REDIS_URL=redis+cluster://…`` of a private Redis Cluster (3 primaries + 3 replicas, started once
+per run from tests/redis_cluster.py and stopped at its end), compared with ``synthia`` on one Redis.
 
     python -m bench                       # the full run (about 10 minutes on 2 cores)
     python -m bench --smoke               # seconds: tiny numbers, no report

@@ -2,7 +2,8 @@
 
 A scenario asks ``async with ctx.deploy(target, nodes=2) as dep`` for a fresh set of servers
 (started for this scenario and stopped after it, so each memory figure starts from a clean
-process) — or, with ``--node URL``, the synthia_rt nodes the operator runs.
+process) — or, with ``--node URL``, the synthia_rt nodes the operator runs. ``synthia-cluster``
+deploys the same synthia_rt nodes (same database, secret and settings) on the run's Redis Cluster.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -22,9 +24,11 @@ from tqdm import tqdm
 
 from bench import deploy, procstat
 from bench.accounts import Account, register_many, sockets_plan
+from bench.deploy import SynthiaConfig
 from bench.pool import Pool
 from bench.profiling import PySpy, read_probe, summarize_raw
-from bench.targets import LABELS, SYNTHIA
+from bench.targets import LABELS, SYNTHIA, SYNTHIA_CLUSTER, SYNTHIA_TARGETS
+from tests.redis_cluster import RedisCluster
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Deployment:
     channel: str  # synthia: the Redis namespace; peers: their Redis channel
     servers: list[deploy.Server] = field(default_factory=list)
     pid_override: list[int] | None = None
+    redis_url: str = ""  # the Redis the servers use (and a publisher must use)
+    redis_pids: list[int] = field(default_factory=list)  # its processes, if not the one on 6379
 
     @property
     def label(self) -> str:
@@ -54,6 +60,7 @@ class Context:
     options: argparse.Namespace
     pool: Pool
     synthia: deploy.SynthiaConfig | None = None  # None when --node points at running nodes
+    redis_cluster: RedisCluster | None = None  # the synthia-cluster target's, started by the runner
     accounts: list[Account] = field(default_factory=list)
     gemini_url: str = ""
     fake_model: Any = None  # bench.deploy.TimedFakeGemini when the analysis scenario can run
@@ -91,16 +98,24 @@ class Context:
         if target == SYNTHIA and self.options.node:
             urls = list(self.options.node)[:nodes]
             yield Deployment(
-                target, urls, self.options.namespace, pid_override=self.options.server_pid
+                target,
+                urls,
+                self.options.namespace,
+                pid_override=self.options.server_pid,
+                redis_url=self.redis_url,
             )
             return
         servers: list[deploy.Server] = []
         spies: list[PySpy] = []
         profile_dir: Path | None = self.options.profile  # created by the runner
+        redis_url, redis_pids = self.redis_url, []
         try:
-            if target == SYNTHIA:
-                assert self.synthia is not None
-                channel = self.synthia.namespace
+            if target in SYNTHIA_TARGETS:
+                config = self.synthia_config(target)
+                channel, redis_url = config.namespace, config.redis_url
+                if target == SYNTHIA_CLUSTER:
+                    assert self.redis_cluster is not None
+                    redis_pids = [p.pid for p in self.redis_cluster.processes.values()]
                 for i in range(nodes):
                     probe = (
                         profile_dir / f"{self.scenario}-{target}-node{i}.probe.json"
@@ -108,7 +123,9 @@ class Context:
                         else None
                     )
                     servers.append(
-                        await deploy.start_synthia(self.synthia.env(), self.log_dir, probe=probe)
+                        await deploy.start_synthia(
+                            config.env(), self.log_dir, probe=probe, target=target
+                        )
                     )
             else:
                 channel = f"bench-{target}-{secrets.token_hex(4)}"
@@ -129,7 +146,14 @@ class Context:
                         PySpy(server.pid, profile_dir / f"{self.scenario}-{target}-node{i}.raw")
                     )
                     await spies[-1].start()
-            yield Deployment(target, [s.url for s in servers], channel, servers)
+            yield Deployment(
+                target,
+                [s.url for s in servers],
+                channel,
+                servers,
+                redis_url=redis_url,
+                redis_pids=redis_pids,
+            )
         finally:
             await asyncio.gather(*(spy.stop() for spy in spies))
             await asyncio.gather(*(s.stop() for s in servers))
@@ -148,6 +172,14 @@ class Context:
                         **read_probe(profile_dir / f"{name}.probe.json"),
                     }
                 )
+
+    def synthia_config(self, target: str) -> SynthiaConfig:
+        """The bench's synthia_rt node settings; on the run's Redis Cluster for synthia-cluster."""
+        assert self.synthia is not None
+        if target != SYNTHIA_CLUSTER:
+            return self.synthia
+        assert self.redis_cluster is not None, "the runner starts the cluster"
+        return dataclasses.replace(self.synthia, redis_url=self.redis_cluster.url)
 
     async def census(self, target: str, nodes: int) -> None:
         """With ``--profile``: ask each node's probe for a heap census now (waits up to 10 s)."""
@@ -204,11 +236,19 @@ class Context:
         if missing <= 0:
             return
         with self.bar(missing, "registering users") as bar:
-            self.accounts += await register_many(urls, missing, on_done=lambda: bar.update(1))
+            # One registration per node alone first: on a cluster, the rate limiter's client
+            # (limits' RedisCluster storage) fails requests that race its first connection.
+            first = min(missing, len(urls))
+            self.accounts += await register_many(
+                urls, first, concurrency=1, on_done=lambda: bar.update(1)
+            )
+            self.accounts += await register_many(
+                urls, missing - first, on_done=lambda: bar.update(1)
+            )
 
     def plan(self, target: str, urls: list[str], sockets: int) -> list[tuple[str, str | None]]:
         """``(node_url, token)`` per socket, nodes alternating; peers need no token."""
-        if target == SYNTHIA:
+        if target in SYNTHIA_TARGETS:
             return list(sockets_plan(self.accounts, urls, sockets, self.options.sockets_per_user))
         return [(urls[i % len(urls)], None) for i in range(sockets)]
 

@@ -3,11 +3,14 @@
 ``synthia-rt serve`` nodes get a fresh PostgreSQL database and a private Redis namespace per run
 (``bench-<random>``), a fake Gemini for the analysis scenario, and the few settings a load test
 needs (documented in docs/performance.md). Every child inherits the bench's raised file limit.
+The ``synthia-cluster`` target's nodes get the same settings on a private Redis Cluster
+(:func:`start_redis_cluster`, the test suite's ``tests/redis_cluster.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +28,7 @@ from bench.limits import raise_nofile
 from bench.peers import PEER_MODULES
 from bench.targets import open_socket
 from tests.fake_gemini import FakeGemini, Stream
+from tests.redis_cluster import RedisCluster
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,6 +124,7 @@ async def start_synthia(
     port: int | None = None,
     timeout: float = 60.0,
     probe: Path | None = None,
+    target: str = "synthia",
 ) -> Server:
     """One ``synthia-rt serve`` process; returns once ``/healthz`` answers.
 
@@ -127,7 +132,7 @@ async def start_synthia(
     """
     raise_nofile()
     port = port or free_port()
-    log = _log_file(log_dir, "synthia", port)
+    log = _log_file(log_dir, target, port)
     instrumented = probe is not None or any(k.startswith("BENCH_") for k in env)
     module = "bench.profiled_serve" if instrumented else "synthia_rt.cli"
     if probe:
@@ -147,7 +152,7 @@ async def start_synthia(
             stdout=out,
             stderr=asyncio.subprocess.STDOUT,
         )
-    server = Server("synthia", port, process, log)
+    server = Server(target, port, process, log)
     try:
         await _wait_http(server, "/healthz", timeout)
     except BaseException:
@@ -198,6 +203,28 @@ async def start_peer(
         await server.stop()
         raise
     return server
+
+
+# The synthia-cluster target's Redis: 3 primaries + 3 replicas on this machine, started once per
+# run. Redis' default node timeout (the test suite's is 1 s, for fast failovers): on 2 saturated
+# cores a busy second must not get a primary failed over in the middle of a measurement.
+CLUSTER_NODE_TIMEOUT_MS = 15_000
+
+
+async def start_redis_cluster(workdir: Path) -> RedisCluster:
+    """A private Redis Cluster (``cluster.url`` is its ``redis+cluster://`` URL); call ``stop()``."""
+    cluster = RedisCluster(workdir, node_timeout_ms=CLUSTER_NODE_TIMEOUT_MS)
+    starting = asyncio.ensure_future(asyncio.to_thread(cluster.start))  # blocking: ~5 s
+    try:
+        await asyncio.shield(starting)
+    except BaseException:
+        # Cancelled (Ctrl-C) or failed: let the thread finish starting what it starts, then stop
+        # every process it started, so none outlives the run.
+        with contextlib.suppress(BaseException):
+            await starting
+        cluster.stop()
+        raise
+    return cluster
 
 
 async def fresh_database(admin_url: str, name: str) -> str:

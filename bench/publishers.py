@@ -2,7 +2,8 @@
 
 * synthia — ``RedisBroker.publish("broadcast", …)`` in the server's namespace: the exact path a
   server-side publish takes (offset, history and PUBLISH in one Lua script), without REST or
-  PostgreSQL in the measurement.
+  PostgreSQL in the measurement. synthia-cluster: the same, given the ``redis+cluster://`` URL
+  (one-slot script, SPUBLISH).
 * socketio — ``AsyncRedisManager(write_only=True).emit`` (socket.io's external emitter).
 * broadcaster — ``Broadcast.publish`` on the Redis backend.
 * websockets — a plain Redis ``PUBLISH``.
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from bench.targets import BROADCASTER, SOCKETIO, SYNTHIA, WEBSOCKETS
+from bench.targets import BROADCASTER, SOCKETIO, SYNTHIA_TARGETS, WEBSOCKETS
 
 
 class Publisher(Protocol):
@@ -110,7 +111,7 @@ class RedisPublisher:
 
 def publisher_for(target: str, redis_url: str, channel: str) -> Publisher:
     """``channel`` is the synthia namespace for synthia, else the peer's Redis channel."""
-    if target == SYNTHIA:
+    if target in SYNTHIA_TARGETS:
         return SynthiaPublisher(redis_url, channel)
     if target == SOCKETIO:
         return SocketioPublisher(redis_url, channel)

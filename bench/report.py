@@ -21,11 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.stats import ratio  # noqa: E402
 from bench.summary import rows, targets  # noqa: E402
-from bench.targets import SYNTHIA  # noqa: E402
+from bench.targets import SYNTHIA, SYNTHIA_CLUSTER  # noqa: E402
 
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
 COLORS = {
     "synthia": "#2b6cb0",
+    SYNTHIA_CLUSTER: "#805ad5",
     "socketio": "#dd6b20",
     "broadcaster": "#38a169",
     "websockets": "#718096",
@@ -210,6 +211,27 @@ def _ms(d: dict[str, Any] | None) -> list[Any]:
     return [d.get("p50_ms"), d.get("p90_ms"), d.get("p99_ms"), d.get("max_ms"), d.get("count")]
 
 
+def cluster_vs_single(fan: list[dict[str, Any]]) -> list[str]:
+    """The fan-out section's Redis Cluster vs one Redis table (empty without both targets)."""
+    cluster = next((r for r in fan if r["target"] == SYNTHIA_CLUSTER), {})
+    figures = cluster.get("ratio_to_single_redis")
+    if not figures:
+        return []
+    return [
+        f"**{cluster['label']} vs one Redis**: the same synthia_rt nodes and publisher (`RedisBroker`, "
+        "one-slot script + SPUBLISH), with `REDIS_URL=redis+cluster://…` of a private cluster of 3 "
+        "primaries and 3 replicas on this machine (`tests/redis_cluster.py`, started once per run; "
+        "its six processes are the `redis` CPU group below). Ratio = cluster ÷ one Redis: above 1 "
+        "is more deliveries/s, or a longer latency.",
+        "",
+        _table(
+            ["figure", "one Redis", "Redis Cluster", "cluster ÷ one Redis"],
+            [[k, v["single_redis"], v["cluster"], v["ratio"]] for k, v in figures.items()],
+        ),
+        "",
+    ]
+
+
 def render(results: dict[str, Any], docs: Path) -> str:
     s = results.get("scenarios", {})
     m = results.get("machine", {})
@@ -339,6 +361,7 @@ def render(results: dict[str, Any], docs: Path) -> str:
                 ],
             ),
             "",
+            *cluster_vs_single(fan),
             "CPU per process group (% of one core) and, with `--profile`, what stalled each server's event "
             "loop during the phase (GC pauses ≥ 5 ms, of which full collections; loop lags > 100 ms):",
             "",

@@ -20,7 +20,7 @@ from bench.context import Context
 from bench.limits import raise_nofile
 from bench.pool import Pool
 from bench.summary import dumps, summarize, summary_table
-from bench.targets import SYNTHIA
+from bench.targets import SYNTHIA, SYNTHIA_CLUSTER, SYNTHIA_TARGETS
 
 # Settings of the bench's own synthia_rt nodes beyond the defaults, and why (see
 # docs/performance.md). Nothing here touches a measured path.
@@ -29,6 +29,7 @@ BENCH_SERVER_ENV = {
     "ARGON2_TIME_COST": "1",
 }
 PEER_SCENARIOS = {"idle", "fanout"}
+CLUSTER_SCENARIOS = {"idle", "fanout"}  # where synthia-cluster runs; the others never see it
 
 
 def _settings(options: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +57,15 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
         options.profile.mkdir(parents=True, exist_ok=True)
     path = raw_dir / f"{options.name}.json"
     started = time.monotonic()
+    requested = list(options.targets)
+    if SYNTHIA_CLUSTER in requested and options.node:
+        requested.remove(SYNTHIA_CLUSTER)
+        results["skipped_targets"] = {
+            SYNTHIA_CLUSTER: "starts its own synthia_rt nodes on a private cluster: not with --node"
+        }
+        ctx.say(f"{SYNTHIA_CLUSTER} skipped: not with --node")
+    if not CLUSTER_SCENARIOS & set(options.scenarios) and SYNTHIA_CLUSTER in requested:
+        requested.remove(SYNTHIA_CLUSTER)
     async with AsyncExitStack() as stack:
         stack.callback(ctx.pool.close)
         wants_model = SYNTHIA in options.targets and {"upload", "analysis"} & set(options.scenarios)
@@ -66,7 +76,7 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             stack.push_async_callback(fake.stop)
             ctx.gemini_url = fake.base_url
             ctx.fake_model = fake
-        if SYNTHIA in options.targets and not options.node:
+        if SYNTHIA_TARGETS & set(requested) and not options.node:
             database = await deploy.fresh_database(options.pg_admin, options.database)
             extra = dict(BENCH_SERVER_ENV)
             for item in options.server_env:
@@ -81,7 +91,21 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
                 for k, v in ctx.synthia.env().items()
                 if k not in {"JWT_SECRET_KEY", "DATABASE_URL"}
             }
+        if SYNTHIA_CLUSTER in requested:
+            ctx.say("starting a Redis Cluster (3 primaries + 3 replicas) for synthia-cluster")
+            cluster = await deploy.start_redis_cluster(ctx.log_dir / "redis-cluster")
+            stack.callback(cluster.stop)  # at the end of the run, even a failed one
+            ctx.redis_cluster = cluster
+            results["redis_cluster"] = {
+                "url": cluster.url,
+                "primaries": cluster.primaries,
+                "replicas_per_primary": cluster.replicas,
+                "node_timeout_ms": cluster.node_timeout_ms,
+            }
         for name in options.scenarios:
+            options.targets = [
+                t for t in requested if t != SYNTHIA_CLUSTER or name in CLUSTER_SCENARIOS
+            ]
             scenario = importlib.import_module(f"bench.scenarios.{name}")
             if name not in PEER_SCENARIOS and SYNTHIA not in options.targets:
                 continue
@@ -96,6 +120,7 @@ async def run(options: argparse.Namespace, argv: list[str]) -> int:
             path.write_text(
                 json.dumps(results, indent=1, default=str)
             )  # partial results survive a crash
+    options.targets = requested
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     results["server_logs"] = ctx.server_logs
     if ctx.profiles:

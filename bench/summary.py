@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.targets import SYNTHIA
+from bench.targets import SYNTHIA, SYNTHIA_CLUSTER
 
 
 def _get(data: Any, *path: str) -> Any:
@@ -88,7 +88,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             "0" if syn else "",
             (r.get("lost") == 0 and r.get("duplicates") == 0) if syn else None,
         )
-        if syn_fan is not None and not syn:
+        if r["target"] == SYNTHIA_CLUSTER:
+            _cluster_rows(r, add)
+        elif syn_fan is not None and not syn:
             base = _get(syn_fan, "burst", "deliveries_per_s_per_node")
             ratio = base / dps if base and dps else None
             goal = (
@@ -119,6 +121,21 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         add("churn reconnects", ch.get("reconnects"))
         add("churn events missed after recovery", ch.get("missed"), "0", ch.get("missed") == 0)
     return out
+
+
+# The Redis Cluster ÷ one Redis figures the headline shows (the report's fan-out section has all).
+CLUSTER_HEADLINE = (
+    "deliveries/s per node (burst)",
+    "p50 delivery ms (steady)",
+    "p99 delivery ms (steady)",
+)
+
+
+def _cluster_rows(cluster: dict[str, Any], add: Any) -> None:
+    """Only when synthia ran on one Redis in the same run (fanout's ``ratio_to_single_redis``)."""
+    figures = cluster.get("ratio_to_single_redis") or {}
+    for figure in CLUSTER_HEADLINE if figures else ():
+        add(f"fanout Redis Cluster ÷ one Redis: {figure}", _get(figures, figure, "ratio"))
 
 
 def summary_table(results: dict[str, Any]) -> str:

@@ -5,6 +5,8 @@ broadcast events carrying ``seq`` and ``sent_at`` — but frames it differently:
 
 * ``synthia``     ``/ws`` with subprotocols ``["synthia.v1", "bearer.<token>"]``; ready is
                   ``session.ready``; events ``{"event":"notification","channel":"broadcast",…}``.
+* ``synthia-cluster``  the same synthia_rt nodes and protocol, with ``REDIS_URL=redis+cluster://…``
+                  (a private 3-primary + 3-replica Redis Cluster the runner starts; idle and fanout).
 * ``socketio``    Engine.IO 4 over a raw WebSocket: server ``0{…}`` (open), client ``40``
                   (join namespace ``/``), server ``40{…}``, then ``42["ready",{…}]``; events
                   ``42["broadcast",{…}]``; the server pings with ``2`` and must get ``3``.
@@ -24,9 +26,14 @@ import orjson
 from bench.client import WsClient, connect
 
 SYNTHIA, SOCKETIO, BROADCASTER, WEBSOCKETS = "synthia", "socketio", "broadcaster", "websockets"
-ALL_TARGETS = (SYNTHIA, SOCKETIO, BROADCASTER, WEBSOCKETS)
+SYNTHIA_CLUSTER = "synthia-cluster"
+ALL_TARGETS = (SYNTHIA, SYNTHIA_CLUSTER, SOCKETIO, BROADCASTER, WEBSOCKETS)
+SYNTHIA_TARGETS = frozenset(
+    {SYNTHIA, SYNTHIA_CLUSTER}
+)  # synthia_rt nodes: accounts, tokens, broker
 LABELS = {
     SYNTHIA: "synthia_rt",
+    SYNTHIA_CLUSTER: "synthia_rt on Redis Cluster (3+3)",
     SOCKETIO: "python-socketio",
     BROADCASTER: "starlette+broadcaster",
     WEBSOCKETS: "bare websockets",
@@ -60,7 +67,7 @@ async def open_socket(
 ) -> Opened:
     """Connect and wait for the target's ready frame; the socket is left in inbox mode."""
     url = ws_url(target, http_url)
-    if target == SYNTHIA:
+    if target in SYNTHIA_TARGETS:
         if token is None:
             raise ValueError("synthia sockets need an access token")
         ws = await connect(url, subprotocols=["synthia.v1", f"bearer.{token}"], timeout=timeout)

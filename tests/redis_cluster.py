@@ -2,7 +2,8 @@
 
 ``redis-server --cluster-enabled yes`` six times in a temp dir, then ``redis-cli --cluster
 create … --cluster-replicas 1 --cluster-yes``.  Started once per test session (see
-``conftest.redis_cluster``), never the shared server; no persistence.
+``conftest.redis_cluster``), never the shared server; no persistence.  The bench's
+``synthia-cluster`` target starts one too, once per run (``bench.deploy.start_redis_cluster``).
 
 ``NODE_TIMEOUT_MS`` is short so that a killed primary is replaced by its replica within a
 couple of seconds (``kill`` / ``restart``: the restarted process rejoins as a replica from its
@@ -45,6 +46,7 @@ class RedisCluster:
     workdir: Path
     primaries: int = 3
     replicas: int = 1  # per primary
+    node_timeout_ms: int = NODE_TIMEOUT_MS
     ports: list[int] = field(default_factory=list)
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -67,7 +69,7 @@ class RedisCluster:
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                str(NODE_TIMEOUT_MS),
+                str(self.node_timeout_ms),
                 "--save",
                 "",
                 "--appendonly",

@@ -14,6 +14,10 @@ Phases, for each target in turn, on fresh servers:
 
 CPU seconds of every server process, Redis and the client processes are sampled around each
 phase, so a figure can be read against what was saturated.
+
+``synthia-cluster`` runs the same synthia_rt nodes on a private 3+3 Redis Cluster (its six
+processes are the ``redis`` CPU group); with ``synthia`` in the same run, its result carries
+``ratio_to_single_redis``: each headline figure on the cluster ÷ the same figure on one Redis.
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from bench.context import Context, Deployment
 from bench.pool import split
 from bench.publishers import publisher_for
 from bench.recorder import Recorder
-from bench.stats import cdf_points, ms_summary
-from bench.targets import open_many
+from bench.stats import cdf_points, ms_summary, ratio
+from bench.targets import SYNTHIA, SYNTHIA_CLUSTER, SYNTHIA_TARGETS, open_many
 
 SETTLE = 1.0  # seconds between the last socket's ready frame and the first publish
 
@@ -94,7 +98,7 @@ class CpuMeter:
 
 def _cpu_groups(ctx: Context, dep: Deployment) -> dict[str, list[int]]:
     groups = {f"node{i}": pids for i, pids in enumerate(dep.node_pids())}
-    groups["redis"] = procstat.pids_listening(6379)
+    groups["redis"] = dep.redis_pids or procstat.pids_listening(6379)
     groups["client"] = ctx.pool.pids()
     return groups
 
@@ -176,7 +180,7 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
     subscribers, phases = o.fanout_subscribers, _phases(o)
     total_events = sum(n for _, n, _ in phases)
     async with ctx.deploy(target, nodes=o.fanout_nodes) as dep:
-        if target == "synthia":
+        if target in SYNTHIA_TARGETS:
             await ctx.ensure_accounts(subscribers, dep.urls)
         plan = ctx.plan(target, dep.urls, subscribers)
         job = ctx.pool.start(
@@ -197,7 +201,7 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
             connected = await job.recv_all()
         total = sum(c["connected"] for c in connected)
         await ctx.census(target, len(dep.urls))
-        publisher = publisher_for(target, ctx.redis_url, dep.channel)
+        publisher = publisher_for(target, dep.redis_url, dep.channel)
         await publisher.start()
         result: dict[str, Any] = {
             "target": target,
@@ -252,8 +256,40 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
     return result
 
 
+# Redis Cluster vs one Redis: (figure, path in a target's result); lower is better but for the first.
+CLUSTER_FIGURES = (
+    ("deliveries/s per node (burst)", ("burst", "deliveries_per_s_per_node")),
+    ("p50 delivery ms (steady)", ("steady", "delivery_latency", "p50_ms")),
+    ("p99 delivery ms (steady)", ("steady", "delivery_latency", "p99_ms")),
+    ("p99 publish→last delivery ms (steady)", ("steady", "last_delivery_latency", "p99_ms")),
+    ("p50 delivery ms (load)", ("load", "delivery_latency", "p50_ms")),
+    ("p99 delivery ms (load)", ("load", "delivery_latency", "p99_ms")),
+    ("p99 publish→last delivery ms (load)", ("load", "last_delivery_latency", "p99_ms")),
+)
+
+
+def cluster_ratios(single: dict[str, Any], cluster: dict[str, Any]) -> dict[str, Any]:
+    """Per figure: its value on one Redis, on the cluster, and cluster ÷ one Redis."""
+
+    def get(result: dict[str, Any], path: tuple[str, ...]) -> Any:
+        for key in path:
+            result = result.get(key) or {}
+        return result if isinstance(result, int | float) else None
+
+    out: dict[str, Any] = {}
+    for figure, path in CLUSTER_FIGURES:
+        a, b = get(single, path), get(cluster, path)
+        out[figure] = {"single_redis": a, "cluster": b, "ratio": ratio(b, a)}
+    return out
+
+
 async def run(ctx: Context) -> dict[str, Any]:
-    return {target: await run_target(ctx, target) for target in ctx.options.targets}
+    results = {target: await run_target(ctx, target) for target in ctx.options.targets}
+    if SYNTHIA in results and SYNTHIA_CLUSTER in results:
+        results[SYNTHIA_CLUSTER]["ratio_to_single_redis"] = cluster_ratios(
+            results[SYNTHIA], results[SYNTHIA_CLUSTER]
+        )
+    return results
 
 
 # Event-loop lag and GC pauses inside a client worker: is the CLIENT the one stalling?

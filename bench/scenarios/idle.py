@@ -16,7 +16,7 @@ from bench import procstat
 from bench.context import Context
 from bench.pool import split
 from bench.stats import ratio
-from bench.targets import SYNTHIA, open_many
+from bench.targets import SYNTHIA, SYNTHIA_TARGETS, open_many
 
 WARMUP = 20
 SETTLE = 3.0  # seconds for the server to finish per-connection work (tasks, buffers) before RSS
@@ -49,7 +49,7 @@ async def run_target(ctx: Context, target: str) -> dict[str, Any]:
     o = ctx.options
     n = o.idle_sockets
     async with ctx.deploy(target, nodes=1) as dep:
-        if target == SYNTHIA:
+        if target in SYNTHIA_TARGETS:
             await ctx.ensure_accounts(n, dep.urls)
         pids = dep.node_pids()[0]
         warm, _ = await open_many(target, ctx.plan(target, dep.urls, WARMUP), WARMUP)

@@ -55,6 +55,7 @@ async def start_runtime(runtime: Runtime) -> None:
     from synthia_rt.limiter import Limiter
 
     runtime.limiter = Limiter(settings)
+    await runtime.limiter.start()
     runtime.shutdown_hooks.append(runtime.limiter.close)
 
     from synthia_rt.analysis.service import AnalysisService

@@ -356,6 +356,30 @@ async def test_slow_consumer_is_closed_4008_others_keep_receiving(
             assert (await fast.command("ping"))["ok"]
 
 
+async def test_a_replay_longer_than_the_outbound_queue_is_delivered_whole(
+    settings_for: Any, backend: str
+) -> None:
+    """A socket back from far behind (a storm: its node died long ago) gets its whole catch-up.
+    Before, a replay of more than OUTBOUND_QUEUE_SIZE events closed it 4008 every time it
+    came back (found by the 5,000-socket storm bench); live frames keep the cap."""
+    settings = settings_for(backend, outbound_queue_size=8)
+    async with serving(settings) as live:
+        user = await register(f"http://{live}")
+        uid = user["user"]["id"]
+        url = f"ws://{live}/ws"
+        async with ws_session(url, user["access_token"]) as client:
+            start = await client.command("subscribe", channel=f"user:{uid}")
+        for i in range(40):  # five times the queue, while the socket is away
+            await _notify(live, uid, str(i))
+        async with ws_session(url, user["access_token"]) as client:
+            since = {"offset": start["offset"], "epoch": start["epoch"]}
+            reply = await client.command("subscribe", channel=f"user:{uid}", since=since)
+            assert reply["ok"] and reply["recovered"] is True
+            replayed = [await client.event("notification") for _ in range(40)]
+            assert [e["title"] for e in replayed] == [str(i) for i in range(40)]
+            assert (await client.command("ping"))["ok"]
+
+
 async def test_many_sockets_joining_at_once_all_receive(live: Live) -> None:
     """The join race that loses subscribers in encode/broadcaster: 60 sockets join together."""
     users = [await register(f"http://{live}") for _ in range(3)]

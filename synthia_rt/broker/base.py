@@ -47,9 +47,13 @@ class Event:
     # The event's name (``payload["event"]``): read once from the frame, here, so code that
     # decides by kind of event never looks into the bytes.
     name: str = field(init=False)
+    # The frame as the text sockets send: decoded once, shared by every socket it goes to
+    # (a storm replays the same events to thousands of sockets).
+    text: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", event_name(self.frame))
+        object.__setattr__(self, "text", self.frame.decode())
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,7 +200,7 @@ class Hub:
         last = state.last
         if last is None or event.epoch != last.epoch or event.offset > last.offset:
             state.last = Position(event.offset, event.epoch)
-        text = event.frame.decode()
+        text = event.text
         for session in list(state.sessions.values()):
             session.deliver(event.channel, event.offset, event.epoch, text)
 

@@ -105,6 +105,9 @@ class Session:
         self.close_reason = ""  # sent with the close frame: a short explanation, for logs
         self._subs: dict[str, _Subscription] = {}
         self._out: deque[str] = deque()
+        # Frames of catch-up replays not written yet: they may exceed the queue's cap (a replay
+        # is bounded by the channel's history, HISTORY_SIZE); live frames may not.
+        self._allowance = 0
         self._bucket = TokenBucket(self.settings.command_rate, self.settings.command_burst)
         self._upload_bucket: TokenBucket | None = None  # made at the first binary frame
         self._strikes = 0
@@ -160,7 +163,7 @@ class Session:
     def send(self, frame: str | bytes) -> None:
         if self.state is not State.OPEN:
             return
-        if len(self._out) >= self.settings.outbound_queue_size:
+        if len(self._out) >= self.settings.outbound_queue_size + self._allowance:
             metrics = self.runtime.metrics
             if metrics is not None:
                 metrics.queue_drops.inc()
@@ -179,6 +182,8 @@ class Session:
         try:
             while self._out:
                 await self.ws.send_text(self._out.popleft())
+                if self._allowance:
+                    self._allowance -= 1
                 if counted is not None:
                     counted.inc()
         except asyncio.CancelledError:
@@ -492,13 +497,20 @@ class Session:
         elif joined or sub.epoch is None:
             sub.offset, sub.epoch = position.offset, position.epoch
         # (an existing subscription without ``since`` keeps its place; buffered events follow)
+        # A socket back from far behind (a reconnect storm after a node died) must get its
+        # catch-up, not 4008: the replay is let past the queue's cap, by one history at most
+        # (repeated subscribes of a client that does not read cannot grow it further).
+        queued, allowed = len(self._out), self._allowance
+        self._allowance = self.settings.history_size
         for event in events:
             if event.epoch == sub.epoch and sent[0] <= event.offset <= sent[1]:
                 sub.offset = max(sub.offset, event.offset)  # already sent on this socket
                 continue
-            self.deliver(channel, event.offset, event.epoch, event.frame.decode())
+            self.deliver(channel, event.offset, event.epoch, event.text)
         for offset, epoch, text in pending:
             self.deliver(channel, offset, epoch, text)
+        added = max(0, len(self._out) - queued)
+        self._allowance = min(self.settings.history_size, allowed + added)
         if sub.epoch == position.epoch and sent[0] <= sent[1]:
             sub.offset = max(sub.offset, sent[1])
 

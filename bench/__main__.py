@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--storm-rate", type=float, default=20.0, help="events/s published through the storm"
     )
+    s.add_argument(
+        "--storm-timeout",
+        type=float,
+        default=300.0,
+        help="seconds the storm waits for all sockets on A, then for all back on B",
+    )
     return p
 
 

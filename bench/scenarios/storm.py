@@ -15,32 +15,47 @@ with the user channel and ``broadcast`` joined, ``session.ready``).
   ``--storm-rate``/s from before the kill until after the last reconnect. A is killed with
   SIGKILL; every socket reconnects at once (no backoff: the worst case) to B with
   ``subscribe broadcast since=<its position>``. Reported: the time from the kill to the last
-  socket's subscribe reply, handshakes refused as unauthorised (401 / 4001 / 4003 / 4010 —
-  must be 0), other refusals (retried after 0.2–1 s), and events lost (published, never
-  seen by a socket — must be 0).
+  socket's subscribe reply and reconnects/s, handshakes refused as unauthorised (401 / 4001 /
+  4003 / 4010 — must be 0), events lost (published, never seen by a reconnected socket — must
+  be 0), retries and why, sockets not back within ``--storm-timeout`` (and where they were
+  stuck), B's CPU during the storm and the kernel's accept-queue overflows.
+
+The storm client follows the wire contract: a temporary refusal (``{"ok": false, "error":
+{"temporary": true, "retry_after": N}}``, HTTP 429/503, close 1013...) is retried after
+``retry_after`` with jitter (0.2–1 s when none is given) and counted in ``retries``; only
+non-temporary errors fail a socket. Every wait has a timeout (handshake, ``session.ready``,
+subscribe reply, close, each phase), so a stuck socket is retried and counted, never waited
+for forever. One server behaviour is also bounded: a subscribe whose ``since`` is more than
+``OUTBOUND_QUEUE_SIZE`` (512) events behind is closed 4008 before its reply however fast the
+client reads (the replay overflows the socket's outbound queue), so retrying it only repeats
+it; after ``MAX_OVERFLOWS`` such closes in a row the socket gives up and is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import itertools
 import random
 import statistics
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import jwt
 import orjson
 
+from bench import procstat
 from bench.accounts import copy_users
-from bench.client import HandshakeError
+from bench.client import HandshakeError, WsClient, connect
 from bench.context import Context
 from bench.pool import split
 from bench.publishers import publisher_for
-from bench.session import Session
 from bench.stats import ms_summary
-from bench.targets import SYNTHIA, open_many
+from bench.targets import SYNTHIA, open_many, ws_url
 
 UNAUTHORISED_CLOSES = {4001, 4003, 4010}
 
@@ -144,120 +159,339 @@ async def _handshakes(ctx: Context, url: str, tokens: list[str]) -> dict[str, An
 
 
 # -- the storm -------------------------------------------------------------------------------------
+HANDSHAKE_TIMEOUT = 30.0  # connect + upgrade + session.ready, one attempt
+REPLY_TIMEOUT = 30.0  # the subscribe reply, one attempt
+CLOSE_TIMEOUT = 5.0  # the close handshake of one socket at the end
+RETRY_DELAY = (0.2, 1.0)  # refusals that carry no retry_after (1013, resets, timeouts)
+RETRY_JITTER = (1.0, 1.5)  # retry_after × this: refused sockets do not all come back at once
+MAX_OVERFLOWS = 3  # resubscribes closed 4008 in a row before a socket gives up (see open)
+
+
+class Unauthorised(Exception):
+    """A good token was refused (401 / 4001 / 4003 / 4010): counted, never retried."""
+
+
+class Refused(Exception):
+    """A non-temporary refusal (a subscribe error with ``temporary: false``, 400/403...)."""
+
+
+class Retry(Exception):
+    """A temporary refusal or a stuck attempt: wait ``delay`` (None: 0.2–1 s) and try again."""
+
+    def __init__(self, cause: str, delay: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.delay = delay
+
+
+def _retry_after(body: bytes) -> float | None:
+    """``error.retry_after`` of an HTTP refusal's JSON body, if any."""
+    try:
+        error = orjson.loads(body).get("error", {})
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    value = error.get("retry_after") if isinstance(error, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _reply_to(command_id: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda f: f.get("id") == command_id and "event" not in f
+
+
 class StormClient:
-    def __init__(self, token: str, max_events: int, rng: random.Random) -> None:
+    """One user's socket: subscribed to ``broadcast``, re-subscribed with ``since`` after a drop.
+
+    Once subscribed, frames are taken in the lean client's ``data_received`` callback (no task
+    and no polling per socket), so thousands of idle sockets cost the client nothing between
+    events; the socket is only awaited for its close.
+    """
+
+    def __init__(
+        self, token: str, rng: random.Random, causes: collections.Counter[str] | None = None
+    ) -> None:
         self.token, self.rng = token, rng
-        self.seen = bytearray(max_events)
+        self.causes: collections.Counter[str] = (
+            causes if causes is not None else collections.Counter()
+        )
+        self.seen = bytearray(1024)  # seen[seq] = 1 once event ``seq`` arrived
+        self.have = self.duplicates = 0
         self.position: dict[str, Any] | None = None
         self.unauthorised = self.retries = 0
+        self.unrecovered = 0  # subscribes with ``since`` answered recovered=false
+        self.overflows = 0  # 4008 closes in a row answering a subscribe with ``since``
+        self.state = "new"  # where the client is: shown when it never got back
+        self.ws: WsClient | None = None
         self.reconnected_at: float | None = None  # time.time() of the subscribe reply on B
+        self._ids = itertools.count(1)
 
-    def _take(self, frame: dict[str, Any]) -> None:
+    # -- events ----------------------------------------------------------------------------------
+    def _take(self, frame: dict[str, Any], move: bool = True) -> None:
+        """Count a broadcast event; ``move``: advance the position to it.
+
+        Events that arrive before the subscribe reply (the session's auto-joined ``broadcast``
+        goes live at once) are counted but do not move the position: they are newer than the
+        replay that follows the reply, and a retry must ask again from before the gap.
+        """
         if frame.get("event") == "notification" and frame.get("channel") == "broadcast":
             seq = frame.get("seq")
-            if isinstance(seq, int) and 0 <= seq < len(self.seen):
-                self.seen[seq] = 1
-            self.position = {"offset": frame["offset"], "epoch": frame["epoch"]}
+            if isinstance(seq, int) and seq >= 0:
+                if seq >= len(self.seen):
+                    self.seen.extend(bytes(seq + 1024 - len(self.seen)))
+                if self.seen[seq]:
+                    self.duplicates += 1
+                else:
+                    self.seen[seq] = 1
+                    self.have += 1
+            if move and "offset" in frame and "epoch" in frame:
+                self.position = {"offset": frame["offset"], "epoch": frame["epoch"]}
 
-    async def open(self, url: str) -> Session:
+    def _on_message(self, ws: WsClient, payload: bytes, is_text: bool) -> None:
+        if is_text:
+            self._take(orjson.loads(payload))
+
+    def lost(self, published: int) -> int:
+        return published - sum(self.seen[:published])
+
+    # -- connecting ------------------------------------------------------------------------------
+    async def open(self, url: str) -> WsClient:
+        """Connect, wait for ``session.ready``, subscribe (with ``since`` once positioned).
+
+        Temporary refusals and stuck attempts are retried (``retries``, and ``causes`` says
+        why); unauthorised ones raise :class:`Unauthorised`, other final ones :class:`Refused`.
+        """
         while True:
             try:
-                session = await Session.open(url, self.token)
-            except HandshakeError as exc:
-                if exc.status == 401:
-                    self.unauthorised += 1
-                    raise
+                ws = await self._attempt(url)
+            except Retry as exc:
                 self.retries += 1
-            except Exception:  # noqa: BLE001 - 1013/503, timeouts, resets: retried
-                self.retries += 1
-            else:
+                self.causes[exc.cause] += 1
+                if exc.cause == "close 4008" and self.position is not None:
+                    # The server closes 4008 when a ``since`` replay is longer than its outbound
+                    # queue, whatever the client reads: retrying only repeats it (and grows).
+                    self.overflows += 1
+                    if self.overflows >= MAX_OVERFLOWS:
+                        self.state = "gave up: 4008 on every resubscribe"
+                        raise Refused(
+                            f"closed 4008 on {self.overflows} subscribes since {self.position}"
+                        ) from exc
+                self.state = f"waiting to retry ({exc.cause})"
+                delay = exc.delay
+                if delay is None:
+                    delay = self.rng.uniform(*RETRY_DELAY)
+                else:
+                    delay *= self.rng.uniform(*RETRY_JITTER)
+                await asyncio.sleep(delay)
+                continue
+            except Unauthorised:
+                self.unauthorised += 1
+                self.state = "unauthorised"
+                raise
+            self.ws = ws
+            self.overflows = 0
+            self.state = "subscribed"
+            return ws
+
+    async def _attempt(self, url: str) -> WsClient:
+        self.state = "connecting"
+        try:
+            ws = await connect(
+                ws_url(SYNTHIA, url),
+                subprotocols=["synthia.v1", f"bearer.{self.token}"],
+                timeout=HANDSHAKE_TIMEOUT,
+            )
+        except HandshakeError as exc:
+            if exc.status == 401:
+                raise Unauthorised(f"HTTP {exc.status}") from exc
+            if exc.status in (429, 503):
+                raise Retry(f"HTTP {exc.status}", _retry_after(exc.body)) from exc
+            raise Refused(f"HTTP {exc.status}") from exc
+        except TimeoutError as exc:  # "no TCP connection" / "no upgrade" in HANDSHAKE_TIMEOUT
+            raise Retry(str(exc) or "connect timeout") from exc
+        except OSError as exc:  # refused, reset (ConnectionError is an OSError)
+            raise Retry(type(exc).__name__) from exc
+        try:
+            self.state = "waiting for session.ready"
+            ready = await self._next(ws, HANDSHAKE_TIMEOUT, lambda f: True)
+            if ready.get("event") != "session.ready":
+                raise Refused(f"first frame was not session.ready: {str(ready)[:80]}")
+            while True:
+                self.state = "waiting for the subscribe reply"
+                command_id = next(self._ids)
                 fields: dict[str, Any] = {"channel": "broadcast"}
                 if self.position is not None:
                     fields["since"] = self.position
-                command_id, _ = session.send("subscribe", **fields)
-                try:
-                    reply = await session.reply(command_id)
-                except Exception:  # noqa: BLE001 - closed during the handshake, or no reply
-                    code = session.ws.closed.result() if session.ws.closed.done() else None
-                    session.ws.abort()
-                    if code in UNAUTHORISED_CLOSES:
-                        self.unauthorised += 1
-                        raise
-                    self.retries += 1
-                else:
-                    if not reply.get("ok"):
-                        raise RuntimeError(f"subscribe refused: {reply}")
-                    for frame in sorted(session.backlog, key=lambda f: f.get("offset", 0)):
-                        self._take(frame)
-                    session.drop_backlog()
-                    if self.position is None:
-                        self.position = {"offset": reply["offset"], "epoch": reply["epoch"]}
-                    return session
-            await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+                ws.send_text(orjson.dumps({"id": command_id, "op": "subscribe", **fields}))
+                reply = await self._next(ws, REPLY_TIMEOUT, _reply_to(command_id))
+                if reply.get("ok"):
+                    break
+                error = reply.get("error") or {}
+                code = str(error.get("code"))
+                if not error.get("temporary"):
+                    raise Refused(f"subscribe refused: {code}")
+                # The wire contract: a temporary refusal is retried after retry_after (jittered),
+                # on the same socket (it is open and authenticated; only the command failed).
+                self.retries += 1
+                self.causes[f"subscribe {code}"] += 1
+                self.state = f"waiting to retry (subscribe {code})"
+                wait = float(error.get("retry_after") or self.rng.uniform(*RETRY_DELAY))
+                await asyncio.sleep(wait * self.rng.uniform(*RETRY_JITTER))
+        except TimeoutError as exc:
+            ws.abort()
+            raise Retry(f"stuck: {self.state}") from exc
+        except ConnectionError as exc:
+            closed = ws.closed.result() if ws.closed.done() else 1006
+            if closed in UNAUTHORISED_CLOSES:
+                raise Unauthorised(f"close {closed}") from exc
+            raise Retry(f"close {closed}") from exc
+        except BaseException:
+            ws.abort()
+            raise
+        if self.position is None:
+            self.position = {"offset": reply["offset"], "epoch": reply["epoch"]}
+        elif reply.get("recovered") is False:
+            self.unrecovered += 1
+        # What arrived behind the reply (the replay), in order, then every frame in the callback.
+        while not ws.inbox.empty():
+            payload, is_text = ws.inbox.get_nowait()
+            self._on_message(ws, payload, is_text)
+        ws.on_message = self._on_message
+        return ws
 
-    async def pump(self, session: Session, until: asyncio.Event | None) -> None:
-        """Take frames until the socket closes (or ``until`` is set)."""
-        while until is None or not until.is_set():
-            try:
-                payload, _ = await session.ws.recv(0.2)
-            except TimeoutError:
+    async def _next(
+        self, ws: WsClient, timeout: float, match: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        """The first text frame that ``match``es (broadcast events before it are taken)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            payload, is_text = await ws.recv(max(0.001, deadline - loop.time()))
+            if not is_text:
                 continue
-            except ConnectionError:
-                return
-            self._take(orjson.loads(payload))
+            frame: dict[str, Any] = orjson.loads(payload)
+            if match(frame):
+                return frame
+            self._take(frame, move=False)
+
+
+def _states(clients: list[StormClient], keep: Callable[[StormClient], bool]) -> dict[str, int]:
+    return dict(collections.Counter(c.state for c in clients if keep(c)).most_common())
 
 
 async def storm_worker(args: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    """Phases: open on A (→ ready), wait for A's death and every reconnect to B (→ reconnected),
+    wait for ``published`` and every event, close (→ the return value)."""
     rng = random.Random(args["seed"])
     a, b = args["urls"]
-    clients = [StormClient(t, args["max_events"], rng) for t in args["tokens"]]
+    phase_timeout = float(args["phase_timeout"])
+    causes: collections.Counter[str] = collections.Counter()
+    clients = [StormClient(t, rng, causes) for t in args["tokens"]]
     gate = asyncio.Semaphore(args["concurrency"])
 
-    async def first(c: StormClient) -> Session:
+    async def first(c: StormClient) -> None:
         async with gate:
-            return await c.open(a)
+            await c.open(a)
 
-    sessions = await asyncio.gather(*(first(c) for c in clients))
-    ctl.send({"ready": len(sessions)})
-    stop = asyncio.Event()
+    # 1. every socket on A (positioned in ``broadcast``)
+    tasks = [asyncio.ensure_future(first(c)) for c in clients]
+    done, pending = await asyncio.wait(tasks, timeout=phase_timeout)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    on_a = [c for c in clients if c.ws is not None]
+    ctl.send(
+        {
+            "ready": len(on_a),
+            "not_on_a": _states(clients, lambda c: c.ws is None),
+            "errors": [repr(t.exception())[:200] for t in done if t.exception()][:3],
+        }
+    )
 
-    async def life(c: StormClient, s: Session) -> None:
-        await c.pump(s, None)  # until A dies
+    # 2. A is killed: every socket reconnects at once to B
+    settled = asyncio.Event()
+    left = len(on_a)
+
+    def settle() -> None:
+        nonlocal left
+        left -= 1
+        ctl.progress(1)
+        if left == 0:
+            settled.set()
+
+    failures: list[str] = []
+
+    async def life(c: StormClient) -> None:
+        assert c.ws is not None
+        await asyncio.shield(c.ws.closed)  # until A dies
+        c.ws = None
         try:
-            s2 = await c.open(b)
-        except Exception:  # noqa: BLE001 - counted (unauthorised) in the report
+            await c.open(b)
+        except (Unauthorised, Refused) as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+            settle()
             return
         c.reconnected_at = time.time()
-        await c.pump(s2, stop)
-        await s2.close()
+        settle()
+        while True:  # dropped by B before the end: back again with ``since`` (counted)
+            assert c.ws is not None
+            await asyncio.shield(c.ws.closed)
+            c.causes["dropped by B"] += 1
+            c.ws = None
+            await c.open(b)
 
-    tasks = [asyncio.ensure_future(life(c, s)) for c, s in zip(clients, sessions, strict=True)]
-    deadline = time.monotonic() + 300
-    while sum(1 for c in clients if c.reconnected_at is not None or c.unauthorised) < len(clients):
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.05)
-    ctl.send({"reconnected": max((c.reconnected_at or 0.0) for c in clients)})
-    message = await ctl.recv()  # publishing is over
-    published = message["published"]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(sum(c.seen[:published]) < published for c in clients):  # noqa: ASYNC110 - polls many counters
+    lives = [asyncio.ensure_future(life(c)) for c in on_a]
+    if on_a:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled.wait(), phase_timeout + HANDSHAKE_TIMEOUT)
+    back = [c.reconnected_at for c in on_a if c.reconnected_at is not None]
+    ctl.send(
+        {
+            "reconnected": len(back),
+            "last": max(back, default=None),
+            "not_reconnected": _states(on_a, lambda c: c.reconnected_at is None),
+        }
+    )
+
+    # 3. publishing is over: wait (10 s at most) for every event on every socket, then close
+    published = (await ctl.recv())["published"]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loop.time() < deadline and any(  # noqa: ASYNC110 - counters, no event to wait on
+        c.have < published for c in on_a if c.reconnected_at is not None
+    ):
         await asyncio.sleep(0.1)
-    stop.set()
-    await asyncio.gather(*tasks)
+    for task in lives:
+        task.cancel()
+    await asyncio.gather(*lives, return_exceptions=True)
+    sockets = [c.ws for c in on_a if c.ws is not None]
+    codes = await asyncio.gather(*(ws.close(timeout=CLOSE_TIMEOUT) for ws in sockets))
+    reconnected = [c for c in on_a if c.reconnected_at is not None]
     return {
-        "lost": sum(published - sum(c.seen[:published]) for c in clients),
+        "sockets": len(clients),
+        "on_a": len(on_a),
+        "lost": sum(c.lost(published) for c in reconnected),
+        "unrecovered": sum(c.unrecovered for c in clients),
+        "duplicates": sum(c.duplicates for c in reconnected),
         "unauthorised": sum(c.unauthorised for c in clients),
         "retries": sum(c.retries for c in clients),
-        "not_reconnected": sum(1 for c in clients if c.reconnected_at is None),
-        "reconnected_at": [c.reconnected_at for c in clients if c.reconnected_at is not None],
+        "retry_causes": dict(causes.most_common()),
+        "not_reconnected": len(on_a) - len(reconnected),
+        "not_reconnected_states": _states(on_a, lambda c: c.reconnected_at is None),
+        "failures": failures[:5],
+        "abnormal_closes": sum(1 for code in codes if code == 1006),
+        "reconnected_at": [c.reconnected_at for c in reconnected],
     }
+
+
+def _merge(counters: list[dict[str, int]]) -> dict[str, int]:
+    total: collections.Counter[str] = collections.Counter()
+    for c in counters:
+        total.update(c)
+    return dict(total.most_common())
 
 
 async def _storm(ctx: Context, tokens: list[str]) -> dict[str, Any]:
     o = ctx.options
     n = len(tokens)
-    max_events = 100_000
     async with ctx.deploy(SYNTHIA, nodes=2) as dep:
         job = ctx.pool.start(
             "bench.scenarios.storm:storm_worker",
@@ -265,20 +499,29 @@ async def _storm(ctx: Context, tokens: list[str]) -> dict[str, Any]:
                 {
                     "urls": dep.urls,
                     "tokens": part,
-                    "max_events": max_events,
                     "seed": i,
                     "concurrency": o.connect_concurrency,
+                    "phase_timeout": o.storm_timeout,
                 }
                 for i, part in enumerate(split(tokens, ctx.pool.size))
             ],
         )
-        await job.recv_all()
-        ctx.say(f"storm: {n} sockets on node A")
+        ready = await job.recv_all()
+        on_a = sum(r["ready"] for r in ready)
+        ctx.say(f"storm: {on_a} of {n} sockets on node A")
+        if on_a < n:
+            ctx.say(f"storm: not on A: {_merge([r['not_on_a'] for r in ready])}")
         publisher = publisher_for(SYNTHIA, ctx.redis_url, dep.channel)
         await publisher.start()
         seq = 0
         loop = asyncio.get_running_loop()
-        reconnected: list[float] = []
+        back = 0
+
+        def count(k: int) -> None:
+            nonlocal back
+            back += k
+
+        job.on_progress = count
 
         async def publish_until(done: asyncio.Event) -> None:
             nonlocal seq
@@ -290,37 +533,86 @@ async def _storm(ctx: Context, tokens: list[str]) -> dict[str, Any]:
                 await publisher.publish(seq)
                 seq += 1
 
+        async def tick(killed_at: float) -> None:
+            while True:
+                await asyncio.sleep(2.0)
+                ctx.say(
+                    f"storm: {back}/{on_a} back on B, {time.time() - killed_at:.0f}s after the kill"
+                )
+
         done = asyncio.Event()
         pub = asyncio.ensure_future(publish_until(done))
+        ticker: asyncio.Future[None] | None = None
         try:
             await asyncio.sleep(1.0)
+            drops_before = procstat.listen_drops()
+            b_pids = dep.node_pids()[1]
+            b_cpu = procstat.total_cpu(b_pids)
             killed_at = time.time()
             dep.servers[0].process.kill()  # SIGKILL: no drain, no close frames
+            ticker = asyncio.ensure_future(tick(killed_at))
             reports = await job.recv_all()
-            reconnected = [r["reconnected"] for r in reports]
-            all_back = max(reconnected) - killed_at
-            ctx.say(f"storm: all {n} reconnected to B {all_back:.2f}s after kill -9 A")
+            ticker.cancel()
+            drops_after = procstat.listen_drops()
+            b_cpu = procstat.total_cpu(b_pids) - b_cpu
+            storm_seconds = time.time() - killed_at
+            lasts = [r["last"] for r in reports if r["last"] is not None]
+            all_back = (max(lasts) - killed_at) if lasts else None
+            missing = sum(sum(r["not_reconnected"].values()) for r in reports)
+            if missing:
+                ctx.say(
+                    f"storm: {missing} NOT reconnected after {o.storm_timeout:.0f}s: "
+                    f"{_merge([r['not_reconnected'] for r in reports])}"
+                )
+            else:
+                ctx.say(f"storm: all {on_a} reconnected to B {all_back:.2f}s after kill -9 A")
             await asyncio.sleep(1.0)  # live events after the storm, too
         finally:
+            if ticker is not None:
+                ticker.cancel()
             done.set()
             await pub
             await publisher.stop()
         job.send_all({"published": seq})
         finals = await job.finish()
     times = [t - killed_at for r in finals for t in r["reconnected_at"]]
+    reconnected = len(times)
     result = {
         "sockets": n,
+        "on_a": on_a,
         "events": seq,
-        "seconds_to_all_reconnected": round(all_back, 3),
+        "seconds_to_all_reconnected": round(all_back, 3)
+        if all_back is not None and not missing
+        else None,
+        "seconds_to_last_reconnect": round(all_back, 3) if all_back is not None else None,
         "reconnect_after_kill": ms_summary(times),
-        "reconnects_per_s": round(len(times) / all_back, 1) if all_back > 0 else None,
+        "reconnects_per_s": round(reconnected / all_back, 1) if all_back else None,
+        "reconnected": reconnected,
         **{
             k: sum(r[k] for r in finals)
-            for k in ("lost", "unauthorised", "retries", "not_reconnected")
+            for k in (
+                "lost",
+                "unrecovered",
+                "duplicates",
+                "unauthorised",
+                "retries",
+                "not_reconnected",
+                "abnormal_closes",
+            )
         },
+        "retry_causes": _merge([r["retry_causes"] for r in finals]),
+        "not_reconnected_states": _merge([r["not_reconnected_states"] for r in finals]),
+        "error_samples": [f for r in finals for f in r["failures"]][:5],
+        # B's CPU from the kill until every worker reported: ~1 s/s means B was the bottleneck
+        "node_b_cpu_s": round(b_cpu, 2),
+        "node_b_cpu_pct": round(100 * b_cpu / storm_seconds, 1) if storm_seconds > 0 else None,
+        # machine-wide: a full accept queue on B drops SYNs, which only shows as slow connects
+        "listen_overflows": drops_after["ListenOverflows"] - drops_before["ListenOverflows"],
     }
     ctx.say(
-        f"storm: lost {result['lost']}, unauthorised {result['unauthorised']}, retries {result['retries']}"
+        f"storm: lost {result['lost']}, unauthorised {result['unauthorised']}, "
+        f"retries {result['retries']} {result['retry_causes']}, "
+        f"not reconnected {result['not_reconnected']}"
     )
     return result
 

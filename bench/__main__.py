@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets",
         type=_csv(str, ALL_TARGETS),
         default=list(ALL_TARGETS),
-        help="synthia and the peers (peers run in idle and fanout only)",
+        help="synthia and the peers (peers run in idle, fanout and the storm's handshake rounds)",
     )
     p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +22,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from bench.scenarios import storm
 from bench.scenarios.storm import Refused, StormClient, Unauthorised
 
+REPO = Path(__file__).resolve().parent.parent
 Script = Callable[[ServerConnection, int], Awaitable[None]]  # (socket, nth connection)
 
 
@@ -158,3 +161,60 @@ async def test_resubscribes_closed_4008_every_time_give_up(
             await asyncio.wait_for(c.open(url), 5)
         assert c.retries == storm.MAX_OVERFLOWS
         assert c.state == "gave up: 4008 on every resubscribe"
+
+
+@pytest.mark.timeout(300)
+async def test_storm_scenario_runs_self_contained(tmp_path: Path) -> None:
+    """``--smoke`` storm on the bench's own nodes (it seeds a database and kills a node):
+    handshake rounds beside a peer with their CPU figures, then the storm with nothing lost."""
+    import sys
+
+    import asyncpg
+
+    from tests.conftest import PG_ADMIN_URL, REDIS_URL
+
+    database = f"synthia_bench_storm_{secrets.token_hex(4)}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench",
+        "--smoke",
+        "--quiet",
+        "--name",
+        "storm",
+        "--scenarios",
+        "storm",
+        "--targets",
+        "synthia,websockets",
+        "--pg-admin",
+        PG_ADMIN_URL,
+        "--redis",
+        REDIS_URL,
+        "--database",
+        database,
+        "--results-dir",
+        str(tmp_path),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await process.communicate()
+    finally:
+        conn = await asyncpg.connect(PG_ADMIN_URL)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await conn.close()
+    assert process.returncode == 0, output.decode(errors="replace")[-4000:]
+    result = orjson.loads((tmp_path / "raw" / "storm.json").read_bytes())["scenarios"]["storm"]
+    for hs in (result["handshakes"], result["handshake_peers"]["websockets"]):
+        assert hs["errors"] == 0 and hs["per_s_median"] > 0, hs
+        assert hs["server_cpu_ms_per_handshake"] is not None, hs
+    assert result["handshake_peers"]["websockets"]["per_s_ratio_to_synthia"] is not None
+    st = result["storm"]
+    assert st["reconnected"] == st["sockets"] == 20, st
+    assert st["lost"] == st["unauthorised"] == st["not_reconnected"] == 0, st
+    assert st["seconds_to_all_reconnected"] is not None, st
+    summary = (tmp_path / "storm.json").read_text()
+    assert "handshake_peers" in summary and "error_samples" not in summary

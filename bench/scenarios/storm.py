@@ -7,9 +7,14 @@ with the user channel and ``broadcast`` joined, ``session.ready``).
 
 * **handshakes** — ONE node; ``--storm-handshake-users`` sockets, one per user, opened with
   ``--connect-concurrency`` handshakes in flight per client process, until the last
-  ``session.ready``; then all closed. ``--storm-rounds`` rounds (the first one also fills the
-  per-user caches, as a user's first connect after a deploy does); the figure is the median
-  of the rounds after the first.
+  ``session.ready`` (closing is not timed); then all closed. ``--storm-rounds`` rounds (the
+  first one also fills the per-user caches, as a user's first connect after a deploy does);
+  the figure is the median of the rounds after the first. The same rounds run against every
+  peer named in ``--targets`` (one process each, no auth: accept and a ready frame), in the
+  same run, with their ratios to synthia_rt. Each round also reads the server process's CPU
+  seconds from /proc: ``server_cpu_ms_per_handshake`` and ``per_server_cpu_s`` (handshakes per
+  second of server CPU) sit next to the wall rate — on 2 shared cores the client takes CPU
+  from the server, so the CPU-normalised figure is what one process can do.
 * **storm** — two nodes A and B; ``--storm-sockets`` sockets (one per user) on A, each
   positioned in ``broadcast`` (``subscribe`` reply). Events are published at
   ``--storm-rate``/s from before the kill until after the last reconnect. A is killed with
@@ -54,8 +59,8 @@ from bench.client import HandshakeError, WsClient, connect
 from bench.context import Context
 from bench.pool import split
 from bench.publishers import publisher_for
-from bench.stats import ms_summary
-from bench.targets import SYNTHIA, open_many, ws_url
+from bench.stats import ms_summary, ratio
+from bench.targets import LABELS, SYNTHIA, open_many, ws_url
 
 UNAUTHORISED_CLOSES = {4001, 4003, 4010}
 
@@ -99,15 +104,15 @@ def mint(secret: str, user_ids: list[str]) -> list[str]:
 
 # -- handshakes/s ----------------------------------------------------------------------------------
 async def handshake_worker(args: dict[str, Any], ctl: Any) -> None:
+    """Per round: open every socket of the plan (→ report), then on "close" close them (→ ack)."""
+    plan: list[tuple[str, str | None]] = [(args["url"], t) for t in args["tokens"]]
     while True:
         message = await ctl.recv()
         if message == "done":
             return
-        plan = [(args["url"], t) for t in args["tokens"]]
         started = time.monotonic()
-        opened, errors = await open_many(SYNTHIA, plan, args["concurrency"])
+        opened, errors = await open_many(args["target"], plan, args["concurrency"])
         seconds = time.monotonic() - started
-        await asyncio.gather(*(o.socket.close(timeout=10) for o in opened))
         ctl.send(
             {
                 "connected": len(opened),
@@ -116,45 +121,105 @@ async def handshake_worker(args: dict[str, Any], ctl: Any) -> None:
                 "error_count": len(errors),
             }
         )
+        await ctl.recv()  # "close": after the coordinator read the server's CPU
+        await asyncio.gather(*(o.socket.close(timeout=10) for o in opened))
+        ctl.send({"closed": len(opened)})
 
 
-async def _handshakes(ctx: Context, url: str, tokens: list[str]) -> dict[str, Any]:
+def _per_cpu_s(connected: int, cpu_s: float) -> float | None:
+    return round(connected / cpu_s, 1) if cpu_s > 0 else None
+
+
+def _cpu_ms_each(connected: int, cpu_s: float) -> float | None:
+    return round(cpu_s * 1000 / connected, 3) if connected else None
+
+
+async def _handshakes(
+    ctx: Context, target: str, url: str, pids: list[int], tokens: list[str | None]
+) -> dict[str, Any]:
+    """``--storm-rounds`` rounds of ``len(tokens)`` handshakes against one server process.
+
+    Per round: wall time from "go" to the last ready frame (closing is not timed), and the
+    CPU seconds the server's processes (``pids``) and the client workers consumed meanwhile.
+    On 2 shared cores the client competes with the server, so the wall rate is a floor; the
+    rate per second of server CPU is what one server process can do with a core to itself.
+    """
     o = ctx.options
+    label = LABELS[target]
     job = ctx.pool.start(
         "bench.scenarios.storm:handshake_worker",
         [
-            {"url": url, "tokens": part, "concurrency": o.connect_concurrency}
+            {"target": target, "url": url, "tokens": part, "concurrency": o.connect_concurrency}
             for part in split(tokens, ctx.pool.size)
         ],
     )
+    client_pids = ctx.pool.pids()
     rounds = []
     for _ in range(o.storm_rounds):
+        server_cpu, client_cpu = procstat.total_cpu(pids), procstat.total_cpu(client_pids)
         t0 = time.monotonic()
         job.send_all("go")
         reports = await job.recv_all()
         elapsed = time.monotonic() - t0
+        server_cpu = procstat.total_cpu(pids) - server_cpu
+        client_cpu = procstat.total_cpu(client_pids) - client_cpu
+        job.send_all("close")
+        await job.recv_all()
         connected = sum(r["connected"] for r in reports)
         rounds.append(
             {
                 "connected": connected,
                 "seconds": round(elapsed, 3),
                 "per_s": round(connected / elapsed, 1),
+                "server_cpu_s": round(server_cpu, 3),
+                "server_cpu_ms_per_handshake": _cpu_ms_each(connected, server_cpu),
+                "per_server_cpu_s": _per_cpu_s(connected, server_cpu),
+                "client_cpu_s": round(client_cpu, 3),
                 "errors": sum(r["error_count"] for r in reports),
                 "error_samples": [e for r in reports for e in r["errors"]],
             }
         )
         ctx.say(
-            f"storm handshakes: {connected} distinct users in {elapsed:.2f}s = {connected / elapsed:.0f}/s"
+            f"storm handshakes {label}: {connected} in {elapsed:.2f}s = {connected / elapsed:.0f}/s, "
+            f"server CPU {server_cpu:.2f}s = {rounds[-1]['server_cpu_ms_per_handshake']} ms each "
+            f"({rounds[-1]['per_server_cpu_s']}/CPU-s), client CPU {client_cpu:.2f}s"
         )
         await asyncio.sleep(1.0)  # presence removals flush
     job.send_all("done")
     await job.finish()
-    warm = [r["per_s"] for r in rounds[1:]] or [r["per_s"] for r in rounds]
+    warm = rounds[1:] or rounds
+
+    def median(key: str) -> float | None:
+        values = [r[key] for r in warm if r[key] is not None]
+        return round(statistics.median(values), 3) if values else None
+
     return {
-        "users": len(tokens),
+        "target": target,
+        "label": label,
+        "users": len(tokens) if target == SYNTHIA else None,
+        "sockets": len(tokens),
         "rounds": rounds,
         "cold_per_s": rounds[0]["per_s"],
-        "per_s_median": statistics.median(warm),
+        "per_s_median": median("per_s"),
+        "server_cpu_ms_per_handshake": median("server_cpu_ms_per_handshake"),
+        "per_server_cpu_s": median("per_server_cpu_s"),
+        "errors": sum(r["errors"] for r in rounds),
+    }
+
+
+async def _peer_handshakes(ctx: Context, target: str, sockets: int) -> dict[str, Any]:
+    """The same rounds against a peer (no auth: its handshake is accept + a ready frame)."""
+    async with ctx.deploy(target, nodes=1) as dep:
+        return await _handshakes(ctx, target, dep.urls[0], dep.node_pids()[0], [None] * sockets)
+
+
+def _ratios(base: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """``other``'s rates over synthia_rt's (as the idle scenario reports them)."""
+    return {
+        "per_s_ratio_to_synthia": ratio(other["per_s_median"], base["per_s_median"]),
+        "per_server_cpu_s_ratio_to_synthia": ratio(
+            other["per_server_cpu_s"], base["per_server_cpu_s"]
+        ),
     }
 
 
@@ -627,6 +692,20 @@ async def run(ctx: Context) -> dict[str, Any]:
     async with ctx.deploy(SYNTHIA, nodes=1) as dep:  # migrates the database
         ids = await seed_users(ctx.synthia.database_url, users)
         tokens = mint(ctx.synthia.jwt_secret, ids)
-        handshakes = await _handshakes(ctx, dep.urls[0], tokens[: o.storm_handshake_users])
+        handshakes = await _handshakes(
+            ctx,
+            SYNTHIA,
+            dep.urls[0],
+            dep.node_pids()[0],
+            list(tokens[: o.storm_handshake_users]),
+        )
+    peers: dict[str, Any] = {}
+    for target in o.targets:
+        if target != SYNTHIA:
+            peers[target] = await _peer_handshakes(ctx, target, o.storm_handshake_users)
+            peers[target].update(_ratios(handshakes, peers[target]))
     storm = await _storm(ctx, tokens[: o.storm_sockets])
-    return {"handshakes": handshakes, "storm": storm}
+    result: dict[str, Any] = {"handshakes": handshakes, "storm": storm}
+    if peers:
+        result["handshake_peers"] = peers
+    return result

@@ -157,7 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--storm-sockets", type=int, default=5000, help="sockets on node A when it is killed"
     )
     s.add_argument(
-        "--storm-rate", type=float, default=20.0, help="events/s published through the storm"
+        "--storm-rate",
+        type=float,
+        default=5.0,
+        help="events/s published through the storm (x sockets = B's deliveries/s once all are back)",
     )
     s.add_argument(
         "--storm-timeout",

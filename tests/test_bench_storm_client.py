@@ -124,7 +124,7 @@ async def test_an_unauthorised_close_is_counted_and_not_retried() -> None:
 
 async def test_a_silent_node_is_retried_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(storm, "REPLY_TIMEOUT", 0.2)
-    monkeypatch.setattr(storm, "RETRY_DELAY", (0.01, 0.02))
+    monkeypatch.setattr(storm, "BACKOFF", (0.01, 2.0, 0.05))
 
     async def script(ws: ServerConnection, n: int) -> None:
         command = await ready_then_subscribe(ws)
@@ -143,7 +143,7 @@ async def test_a_silent_node_is_retried_not_waited_for(monkeypatch: pytest.Monke
 async def test_resubscribes_closed_4008_every_time_give_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(storm, "RETRY_DELAY", (0.01, 0.02))
+    monkeypatch.setattr(storm, "BACKOFF", (0.01, 2.0, 0.05))
 
     async def script(ws: ServerConnection, n: int) -> None:
         command = await ready_then_subscribe(ws)

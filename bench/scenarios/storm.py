@@ -489,10 +489,11 @@ async def storm_worker(args: dict[str, Any], ctl: Any) -> dict[str, Any]:
     settled = asyncio.Event()
     left = len(on_a)
 
-    def settle() -> None:
+    def settle(back: bool) -> None:
         nonlocal left
         left -= 1
-        ctl.progress(1)
+        if back:
+            ctl.progress(1)  # the coordinator's "n/N back on B" lines
         if left == 0:
             settled.set()
 
@@ -506,10 +507,10 @@ async def storm_worker(args: dict[str, Any], ctl: Any) -> dict[str, Any]:
             await c.open(b)
         except (Unauthorised, Refused) as exc:
             failures.append(f"{type(exc).__name__}: {exc}")
-            settle()
+            settle(False)
             return
         c.reconnected_at = time.time()
-        settle()
+        settle(True)
         while True:  # dropped by B before the end: back again with ``since`` (counted)
             assert c.ws is not None
             await asyncio.shield(c.ws.closed)

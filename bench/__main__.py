@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--targets",
         type=_csv(str, ALL_TARGETS),
         default=list(ALL_TARGETS),
-        help="synthia and the peers (peers run in idle and fanout only)",
+        help="synthia and the peers (peers run in idle, fanout and the storm's handshake rounds)",
     )
     p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite (seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -160,7 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--storm-sockets", type=int, default=5000, help="sockets on node A when it is killed"
     )
     s.add_argument(
-        "--storm-rate", type=float, default=20.0, help="events/s published through the storm"
+        "--storm-rate",
+        type=float,
+        default=5.0,
+        help="events/s published through the storm (x sockets = B's deliveries/s once all are back)",
+    )
+    s.add_argument(
+        "--storm-timeout",
+        type=float,
+        default=300.0,
+        help="seconds the storm waits for all sockets on A, then for all back on B",
     )
     return p
 

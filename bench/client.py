@@ -247,13 +247,18 @@ async def connect(
     lines.extend(f"{name}: {value}" for name, value in headers)
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     loop = asyncio.get_running_loop()
-    async with asyncio.timeout(timeout):
-        _, protocol = await loop.create_connection(
-            lambda: WsClient(request, key, on_message), host, port
-        )
-        try:
-            await protocol.open
-        except BaseException:
-            protocol.abort()
-            raise
+    stage = "no TCP connection"
+    try:
+        async with asyncio.timeout(timeout):
+            _, protocol = await loop.create_connection(
+                lambda: WsClient(request, key, on_message), host, port
+            )
+            stage = "no upgrade"
+            try:
+                await protocol.open
+            except BaseException:
+                protocol.abort()
+                raise
+    except TimeoutError as exc:  # which half was stuck: the TCP handshake or the server's answer
+        raise TimeoutError(f"{stage} in {timeout:g} s") from exc
     return protocol

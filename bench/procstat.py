@@ -68,3 +68,17 @@ def total_rss_kib(pids: list[int]) -> int:
 
 def total_cpu(pids: list[int]) -> float:
     return sum(cpu_seconds(p) for p in pids)
+
+
+def listen_drops() -> dict[str, int]:
+    """The kernel's machine-wide ``ListenOverflows`` / ``ListenDrops`` counters (TcpExt).
+
+    A SYN or a handshake's final ACK that found a listener's accept queue full is dropped and
+    counted here; the client only sees a slow connect (SYN retransmitted after 1, 3, 7… s).
+    """
+    lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines()]
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names and names[0] == "TcpExt:":
+            row = dict(zip(names[1:], values[1:], strict=False))
+            return {k: int(row.get(k, 0)) for k in ("ListenOverflows", "ListenDrops")}
+    return {"ListenOverflows": 0, "ListenDrops": 0}

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
 from bench.stats import ratio  # noqa: E402
-from bench.summary import rows, targets  # noqa: E402
+from bench.summary import handshake_targets, rows, targets  # noqa: E402
 from bench.targets import SYNTHIA, SYNTHIA_CLUSTER  # noqa: E402
 
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
@@ -230,6 +230,92 @@ def cluster_vs_single(fan: list[dict[str, Any]]) -> list[str]:
         ),
         "",
     ]
+
+
+def render_storm(st: dict[str, Any]) -> list[str]:
+    hs = handshake_targets(st)
+    storm = st["storm"]
+    out = [
+        "## 6. Handshakes and a reconnect storm",
+        "",
+        "Handshakes: ONE server process, rounds of N sockets opened at once "
+        "(`--connect-concurrency` in flight per client process) until the last ready frame, "
+        "the median of the rounds after the first. synthia_rt sockets are distinct users with "
+        "a fresh access token each (token check, revocation lookups, presence, session start); "
+        "peers only accept and send a ready frame. The server's CPU seconds are read from /proc "
+        "for each round: client and server share the 2 cores, so the wall rate is a floor and "
+        "handshakes per second of server CPU is what one process does with a core to itself.",
+        "",
+        _table(
+            [
+                "target",
+                "sockets × rounds",
+                "first round /s",
+                "handshakes/s",
+                "× synthia_rt",
+                "server CPU ms/handshake",
+                "handshakes per server CPU s",
+                "× synthia_rt",
+                "errors",
+            ],
+            [
+                [
+                    r.get("label", "synthia_rt"),
+                    f"{r.get('sockets', r.get('users'))} × {len(r.get('rounds', []))}",
+                    r.get("cold_per_s"),
+                    r.get("per_s_median"),
+                    ratio(r.get("per_s_median"), hs[0].get("per_s_median")),
+                    r.get("server_cpu_ms_per_handshake"),
+                    r.get("per_server_cpu_s"),
+                    ratio(r.get("per_server_cpu_s"), hs[0].get("per_server_cpu_s")),
+                    r.get("errors"),
+                ]
+                for r in hs
+            ],
+        ),
+        "",
+        f"Storm: {storm.get('sockets')} sockets on node A, {storm.get('events')} events "
+        "published through it; A is killed with SIGKILL and every socket reconnects at once to "
+        "B with `subscribe broadcast since=<its position>`. Temporary refusals are retried after "
+        "`retry_after` (jittered); sockets not back within `--storm-timeout` are counted.",
+        "",
+        _table(
+            [
+                "s to all reconnected",
+                "reconnects/s",
+                "reconnect p50/p99 ms",
+                "unauthorised",
+                "lost",
+                "retries",
+                "not reconnected",
+                "B CPU %",
+            ],
+            [
+                [
+                    storm.get("seconds_to_all_reconnected"),
+                    storm.get("reconnects_per_s"),
+                    f"{_get_ms(storm, 'p50_ms')} / {_get_ms(storm, 'p99_ms')}",
+                    storm.get("unauthorised"),
+                    storm.get("lost"),
+                    storm.get("retries"),
+                    storm.get("not_reconnected"),
+                    storm.get("node_b_cpu_pct"),
+                ]
+            ],
+        ),
+        "",
+    ]
+    causes = storm.get("retry_causes") or {}
+    if causes:
+        out += [
+            "Retries by cause: " + ", ".join(f"{k} {v}" for k, v in causes.items()) + ".",
+            "",
+        ]
+    return out
+
+
+def _get_ms(storm: dict[str, Any], key: str) -> Any:
+    return (storm.get("reconnect_after_kill") or {}).get(key)
 
 
 def render(results: dict[str, Any], docs: Path) -> str:
@@ -509,6 +595,9 @@ def render(results: dict[str, Any], docs: Path) -> str:
             ),
             "",
         ]
+    st = s.get("storm")
+    if st and "storm" in st:
+        out += render_storm(st)
     if FINDINGS.exists():
         out += [FINDINGS.read_text().strip(), ""]
     logs = results.get("server_logs", [])

@@ -120,6 +120,46 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if ch:
         add("churn reconnects", ch.get("reconnects"))
         add("churn events missed after recovery", ch.get("missed"), "0", ch.get("missed") == 0)
+    st = s.get("storm", {})
+    for r in handshake_targets(st):
+        label, syn = r.get("label", "synthia_rt"), r.get("target", SYNTHIA) == SYNTHIA
+        wall = r.get("per_s_median")
+        add(
+            f"storm {label}: handshakes/s (wall, median)",
+            wall,
+            ">= 1000" if syn else "",
+            (wall is not None and wall >= 1000) if syn else None,
+        )
+        add(f"storm {label}: server CPU ms/handshake", r.get("server_cpu_ms_per_handshake"))
+        per_cpu = r.get("per_server_cpu_s")
+        add(
+            f"storm {label}: handshakes per server CPU s",
+            per_cpu,
+            ">= 1000" if syn else "",
+            (per_cpu is not None and per_cpu >= 1000) if syn else None,
+        )
+        if not syn:
+            add(f"storm {label} / synthia_rt handshakes/s", r.get("per_s_ratio_to_synthia"))
+            add(
+                f"storm {label} / synthia_rt handshakes per server CPU s",
+                r.get("per_server_cpu_s_ratio_to_synthia"),
+            )
+    storm = st.get("storm")
+    if isinstance(storm, dict):
+        n = storm.get("sockets")
+        add(
+            f"storm {n} sockets: s from kill -9 to all reconnected",
+            storm.get("seconds_to_all_reconnected"),
+        )
+        add(f"storm {n} sockets: reconnects/s", storm.get("reconnects_per_s"))
+        for key, figure in (
+            ("unauthorised", "unauthorised"),
+            ("lost", "events lost"),
+            ("not_reconnected", "not reconnected"),
+        ):
+            value = storm.get(key)
+            add(f"storm {n} sockets: {figure}", value, "0", value == 0)
+        add(f"storm {n} sockets: retries", storm.get("retries"))
     return out
 
 
@@ -136,6 +176,13 @@ def _cluster_rows(cluster: dict[str, Any], add: Any) -> None:
     figures = cluster.get("ratio_to_single_redis") or {}
     for figure in CLUSTER_HEADLINE if figures else ():
         add(f"fanout Redis Cluster ÷ one Redis: {figure}", _get(figures, figure, "ratio"))
+
+
+def handshake_targets(storm: dict[str, Any]) -> list[dict[str, Any]]:
+    """The storm's handshake rounds per target, synthia first (older results: synthia only)."""
+    base = storm.get("handshakes")
+    rows = [base] if isinstance(base, dict) else []
+    return rows + list(storm.get("handshake_peers", {}).values())
 
 
 def summary_table(results: dict[str, Any]) -> str:

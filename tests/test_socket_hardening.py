@@ -279,6 +279,15 @@ async def test_subscribe_and_quiz_start_have_per_user_limits(
             refused = await b.command("subscribe", channel="broadcast")  # counted per user
             assert refused["error"]["code"] == "rate_limited"
             assert refused["error"]["retry_after"] >= 1 and refused["error"]["temporary"] is True
+            # A reconnecting client's first catch-up of each channel joined at connect is not
+            # counted (a reconnect storm must not trip the limit); a second one is.
+            async with ws_session(url, token) as c:
+                since = {"offset": 0, "epoch": "any"}
+                for channel in ("broadcast", f"user:{user['user']['id']}"):
+                    again = await c.command("subscribe", channel=channel, since=since)
+                    assert again["ok"] is True, again
+                again = await c.command("subscribe", channel="broadcast", since=since)
+                assert again["error"]["code"] == "rate_limited"
             await a.command("quiz.start")
             refused = await a.command("quiz.start")
             assert refused["error"]["code"] == "rate_limited"

@@ -79,7 +79,10 @@ async def auth_refresh(session: Session, cmd: p.AuthRefresh) -> p.AuthRefreshRep
 
 
 async def subscribe(session: Session, cmd: p.Subscribe) -> Joined:
-    await _per_user(session, session.settings.subscribe_limit, "subscribe")
+    # A reconnecting client's catch-up of a channel the socket joined at connect is not
+    # counted (once per channel): a reconnect storm then costs no shared-limiter round trip.
+    if not (cmd.since is not None and session.take_first_resync(cmd.channel)):
+        await _per_user(session, session.settings.subscribe_limit, "subscribe")
     channel = await session.authorize(cmd.channel)
     since = Position(cmd.since.offset, cmd.since.epoch) if cmd.since else None
     return await session.subscribe(channel, since)

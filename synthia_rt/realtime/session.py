@@ -108,6 +108,7 @@ class Session:
         # Frames of catch-up replays not written yet: they may exceed the queue's cap (a replay
         # is bounded by the channel's history, HISTORY_SIZE); live frames may not.
         self._allowance = 0
+        self._auto_unsynced: set[str] = set()  # auto channels not re-synced yet (dispatch)
         self._bucket = TokenBucket(self.settings.command_rate, self.settings.command_burst)
         self._upload_bucket: TokenBucket | None = None  # made at the first binary frame
         self._strikes = 0
@@ -229,6 +230,7 @@ class Session:
             # session.ready is always the first frame: events that reach the auto channels
             # while they are joined wait in ``pending`` until it is queued.
             auto = [user_channel(self.principal.user_id), BROADCAST]
+            self._auto_unsynced = set(auto)
             for channel in auto:
                 sub = self._subs[channel] = _Subscription()
                 sub.pending = []
@@ -533,6 +535,14 @@ class Session:
             return await analysis.owner_of(analysis_id) if analysis is not None else None
 
         return await authorize(self.principal, channel, owner_of)
+
+    def take_first_resync(self, channel: str) -> bool:
+        """True once per channel this socket joined at connect (its user channel, broadcast):
+        the reconnect catch-up that every client sends right after ``session.ready``."""
+        if channel in self._auto_unsynced:
+            self._auto_unsynced.discard(channel)
+            return True
+        return False
 
     def subscribed_channels(self) -> set[str]:
         return set(self._subs)

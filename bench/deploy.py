@@ -276,6 +276,12 @@ class SynthiaConfig:
             # path, not the abuse limits (docs/security.md): lift the per-address ones.
             "REGISTER_RATE": "1000000/hour",
             "LOGIN_ATTEMPTS_PER_IP": "1000000",
+            # The upload scenario measures throughput: ~100 MiB per user per round, back to back,
+            # as fast as one socket can send (the abuse caps would refuse that, rightly).
+            "UPLOAD_USER_BYTES": str(4 << 30),
+            "UPLOAD_PROCESS_BYTES": str(4 << 30),
+            "UPLOAD_FRAME_RATE": "100000",  # and the per-socket binary-frame bucket
+            "UPLOAD_FRAME_BURST": "100000",
             "DATA_DIR": self.data_dir or f"/tmp/synthia-bench-{self.namespace}",
         }
         if self.gemini_url:

@@ -149,13 +149,13 @@ class MemoryKV:
         ttl: float,
         drop: Sequence[str] = (),
     ) -> bool:
-        count = await self.zcount_above(key, floor)
+        # The steps of redis.py's script, in its order.
+        await self.zcount_above(key, floor)  # prunes members at or below the floor
+        for gone in drop:
+            await self.zrem(key, gone)
         entry = self._live(key)
         members = self._zset(entry) if entry is not None else {}
-        gone = [m for m in drop if m in members]
-        for m in gone:
-            await self.zrem(key, m)
-        if member not in members and count - len(gone) >= cap:
+        if member not in members and len(members) >= cap:
             return False
         await self.zadd(key, member, score, ttl)
         return True

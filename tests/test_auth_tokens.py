@@ -166,6 +166,19 @@ async def test_junk_is_refused(env: Env) -> None:
     token, _ = env.tokens.issue_access(env.user_id, "user")
     head, payload, signature = token.split(".")
     await refused(env, f"{head}.{payload}.{signature[:-4]}AAAA")
+    # The segments' alphabet and encoding are checked, not only the signature: characters
+    # outside base64url, a payload cut to an impossible length, and a signature whose last
+    # character carries bits a canonical encoder leaves zero (same bytes, other text).
+    await refused(env, f"{head}.{payload}!!.{signature}")
+    await refused(env, f"{head}.{payload[:-3]}.{signature}")
+    assert len(signature) % 4 == 3  # 32 bytes: the last character holds 4 bits + 2 zero bits
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    twin = alphabet[alphabet.index(signature[-1]) | 1]  # a low bit set: decodes the same
+    assert twin != signature[-1]
+    assert base64.urlsafe_b64decode(signature[:-1] + twin + "=") == base64.urlsafe_b64decode(
+        signature + "="
+    )
+    await refused(env, f"{head}.{payload}.{signature[:-1]}{twin}")
 
 
 async def test_revoked_jti_is_refused_and_others_are_not(env: Env) -> None:

@@ -136,13 +136,14 @@ class Hub:
                     continue  # a leave retired this state while we waited: use the live one
                 if state.subscribed:
                     return
+                # Concurrently: the position read costs no extra latency. It may be a little
+                # older than the subscription; the gap check fills the difference.
+                reading = asyncio.ensure_future(self._position(channel))
                 try:
-                    # Concurrently: the position read costs no extra latency. It may be a
-                    # little older than the subscription; the gap check fills the difference.
-                    _, position = await asyncio.gather(
-                        self.broker.subscribe(channel), self._position(channel)
-                    )
+                    await self.broker.subscribe(channel)
+                    position = await reading
                 except BaseException:
+                    reading.cancel()
                     state.sessions.pop(session.session_id, None)
                     self._forget_if_empty(channel, state)
                     raise

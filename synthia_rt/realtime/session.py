@@ -312,15 +312,17 @@ class Session:
         loop = asyncio.get_running_loop()
         remaining = self.principal.expires_at - time.time()
         warn_in = remaining - self.settings.expiry_warning
-        self._timers = [
-            loop.call_later(max(0.0, warn_in), self._warn_expiring),
-            loop.call_later(
-                max(0.0, remaining), self.close, CloseCode.TOKEN_EXPIRED, "token expired"
-            ),
-        ]
+        # One timer per socket at a time: the warning, which then sets the close.
+        self._timers = [loop.call_later(max(0.0, warn_in), self._warn_expiring)]
 
     def _warn_expiring(self) -> None:
         self.send(p.SessionExpiring(expires_in=self._expires_in()).model_dump_json())
+        remaining = max(0.0, self.principal.expires_at - time.time())
+        self._timers = [
+            asyncio.get_running_loop().call_later(
+                remaining, self.close, CloseCode.TOKEN_EXPIRED, "token expired"
+            )
+        ]
 
     # --- inbound -------------------------------------------------------------------------
     async def _on_text(self, text: str) -> None:

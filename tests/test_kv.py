@@ -177,6 +177,33 @@ async def test_concurrent_reads_share_round_trips_and_keep_their_answers(
         assert batcher.batches - before == 1
 
 
+async def test_reads_queued_while_a_batch_is_out_leave_as_the_next_batch(
+    kv: KeyValue, backend: str
+) -> None:
+    """One server: one batch in flight on the pipeline's own connection; reads asked in the
+    loop iterations meanwhile leave together once it is answered, each with its answer."""
+    if backend != "redis":
+        pytest.skip("one batch in flight is the single-server design (a cluster: per shard)")
+    for i in range(6):
+        await kv.set(f"q{i}", str(i).encode())
+    batcher = getattr(kv, "_read")  # noqa: B009 - RedisKV's AutoPipeline
+    before = batcher.batches
+    # A batch that keeps Redis busy for ~100 ms (a Lua busy loop), then reads in 5 iterations.
+    busy = "local t = redis.call('TIME'); local t0 = t[1] * 1e6 + t[2]; " + (
+        "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - t0 > 100000; return 1"
+    )
+    slow = asyncio.ensure_future(batcher("EVAL", busy, 0))
+    await asyncio.sleep(0.01)
+    later = []
+    for i in range(5):
+        later.append(asyncio.ensure_future(kv.get(f"q{i}")))
+        await asyncio.sleep(0.005)
+    assert not slow.done()
+    assert await slow == 1
+    assert await asyncio.gather(*later) == [str(i).encode() for i in range(5)]
+    assert batcher.batches - before == 2
+
+
 async def test_scan_yields_relative_keys_of_own_namespace_only(
     kv: KeyValue, backend: str, namespace: str, redis_client: aioredis.Redis
 ) -> None:

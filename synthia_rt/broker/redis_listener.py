@@ -243,7 +243,7 @@ class PubSubListener:
 
     # -- the connection -----------------------------------------------------------------
     async def _session(self, mark_healthy: Callable[[], None]) -> None:
-        pubsub = self._opening = self._client.pubsub()
+        pubsub = self._opening = self._client.pubsub(push_handler_func=_as_is)
         await pubsub.connect()  # type: ignore[no-untyped-call]
         conn = pubsub.connection
         assert conn is not None
@@ -375,3 +375,9 @@ def _fail(future: asyncio.Future[None], exc: BaseException) -> None:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+async def _as_is(message: Any) -> Any:
+    """RESP3 pub/sub pushes as they are. redis-py's default handler builds a debug line with
+    ``str()`` of the whole message for every message received, logged or not."""
+    return message

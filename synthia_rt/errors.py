@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from synthia_rt.i18n import N_, gettext, ngettext
 
@@ -209,6 +210,36 @@ class AppError(Exception):
                 continue
         return english
 
+    def source(self) -> dict[str, Any]:
+        """What a reader needs to say this error in their own language, as JSON-able data: the
+        code, the msgid (and plural) and the params, not a sentence already filled in English.
+        Stored where an error outlives the request (an analysis row, a told ending)."""
+        return {
+            "code": str(self.code),
+            "message": self.message,
+            "plural": self.plural,
+            "params": {k: _plain(v) for k, v in (self.params or {}).items()} or None,
+        }
+
+    @classmethod
+    def restore(
+        cls, source: Mapping[str, Any] | None, code: str | None = None, message: str | None = None
+    ) -> AppError:
+        """The error :meth:`source` described (a stored ``code`` and English sentence without
+        a source — rows written before there was one — come back as that sentence; its
+        translation is found when it has no numbers filled in). Never raises: an unknown
+        code is ``internal``."""
+        source = source or {}
+        raw = source.get("code", code)
+        known = isinstance(raw, str) and raw in ErrorCode._value2member_map_
+        params, plural = source.get("params"), source.get("plural")
+        return cls(
+            ErrorCode(raw) if known else ErrorCode.INTERNAL,
+            str(source.get("message") or message or ""),
+            params=params if isinstance(params, dict) else None,
+            plural=plural if isinstance(plural, str) else None,
+        )
+
     def to_dict(self, locale: str | None = None) -> dict[str, object]:
         """The client's view; with ``locale`` the message is translated (the English message
         is the msgid, its ``params`` filled in after translation)."""
@@ -336,3 +367,8 @@ CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
         "The user already holds the maximum number of sockets; reconnect after a backoff.",
     ),
 }
+
+
+def _plain(value: object) -> object:
+    """A param as JSON keeps it (numbers stay numbers for plural rules and formatting)."""
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)

@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from synthia_rt.errors import AppError, ErrorCode, counted
 from synthia_rt.kv import create_kv
-from synthia_rt.store import notifications
+from synthia_rt.store import analyses, notifications
 from synthia_rt.store.engine import build_engine
 from synthia_rt.store.tables import Broadcast, Notification, User
 from tests.opshelpers import admin_in_process
@@ -125,6 +126,54 @@ async def test_failed_analysis_shows_its_error(app_client: Pair) -> None:
     body = (await client.get(f"{API}/analyses/{aid}", headers=bearer(me["access_token"]))).json()
     assert body["status"] == "failed" and body["result"] is None
     assert body["error"] == {"code": "no_face_detected", "message": "No face."}
+
+
+async def test_a_failed_analysis_says_its_error_in_the_readers_language(
+    app_client: Pair,
+) -> None:
+    """The row keeps the error as data (msgid, plural, params), not a sentence filled in
+    English: a Spanish reader of /history and /analyses/{id} reads it in Spanish, numbers
+    and plural forms included; an English reader in English."""
+    _, client = app_client
+    me = await register(client)
+    plain = AppError(ErrorCode.NO_FACE_DETECTED)
+    numbered = counted(
+        ErrorCode.RATE_LIMITED,
+        "At most {n} analysis may run at once; wait for it to finish.",
+        "At most {n} analyses may run at once; wait for one to finish.",
+        2,
+    )
+    ids = []
+    for error in (plain, numbered):
+        aid = await add_analysis(me["user"]["id"], status="running", result=None)
+        assert await analyses.mark_failed(uuid.UUID(aid), status="failed", error=error)
+        ids.append(aid)
+    spanish = {**bearer(me["access_token"]), "Accept-Language": "es"}
+    english = {**bearer(me["access_token"]), "Accept-Language": "en"}
+
+    async def errors(headers: dict[str, str]) -> list[Any]:
+        one = [(await client.get(f"{API}/analyses/{aid}", headers=headers)).json() for aid in ids]
+        listed = {
+            item["id"]: item
+            for item in (await client.get(f"{API}/history", headers=headers)).json()["items"]
+        }
+        assert [listed[aid]["error"] for aid in ids] == [body["error"] for body in one]
+        return [body["error"] for body in one]
+
+    assert await errors(spanish) == [
+        {"code": "no_face_detected", "message": "No se encontró ningún rostro en la imagen."},
+        {
+            "code": "rate_limited",
+            "message": "Solo pueden ejecutarse 2 análisis a la vez; espera a que termine uno.",
+        },
+    ]
+    assert await errors(english) == [
+        {"code": "no_face_detected", "message": "No face was found in the image."},
+        {
+            "code": "rate_limited",
+            "message": "At most 2 analyses may run at once; wait for one to finish.",
+        },
+    ]
 
 
 async def test_feedback_only_on_ones_own_analyses(app_client: Pair) -> None:

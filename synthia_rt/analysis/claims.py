@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from synthia_rt.analysis import keys
@@ -50,14 +48,8 @@ class Endings:
 
     async def claim(self, analysis_id: str, error: AppError | None) -> bool:
         """True when the caller is the one to publish the terminal event (``error`` None: a result)."""
-        told: dict[str, Any] = {"code": None}
-        if error is not None:  # its msgid and params: each reader gets it in their own locale
-            told = {
-                "code": str(error.code),
-                "message": error.message,
-                "params": error.params,
-                "plural": error.plural,
-            }
+        # Its msgid and params: each reader gets it in their own locale.
+        told = error.source() if error is not None else {"code": None}
         return await self.kv.set(keys.ending(analysis_id), orjson.dumps(told), self.ttl, nx=True)
 
     async def told(self, analysis_id: str) -> AppError | None:
@@ -66,14 +58,6 @@ class Endings:
         if raw is None:
             return None
         told = orjson.loads(raw)
-        code = told.get("code")
-        if code not in ErrorCode._value2member_map_:
-            return None
-        params = told.get("params")
-        plural = told.get("plural")
-        return AppError(
-            ErrorCode(code),
-            told.get("message") or "",
-            params=params if isinstance(params, dict) else None,
-            plural=plural if isinstance(plural, str) else None,
-        )
+        if told.get("code") not in ErrorCode._value2member_map_:
+            return None  # a result was told (code None), or a code this version does not know
+        return AppError.restore(told)

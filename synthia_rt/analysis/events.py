@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from synthia_rt import i18n
 from synthia_rt.broker.base import Broker
-from synthia_rt.errors import AppError, ErrorCode
+from synthia_rt.errors import AppError
 from synthia_rt.i18n import N_
 from synthia_rt.realtime import protocol as p
 from synthia_rt.realtime.channels import analysis_channel, user_channel
@@ -111,6 +111,5 @@ def ending_of(row: dict[str, Any]) -> p.AnalysisResult | p.AnalysisError | None:
             usage=row["usage"] or {},
             duration_ms=row["duration_ms"] or 0,
         )
-    known = row["error_code"] in ErrorCode._value2member_map_
-    code = ErrorCode(row["error_code"]) if known else ErrorCode.INTERNAL
-    return p.AnalysisError.of(str(row["id"]), AppError(code, row["error_message"] or ""))
+    error = AppError.restore(row["error_source"], row["error_code"], row["error_message"])
+    return p.AnalysisError.of(str(row["id"]), error)

@@ -255,9 +255,7 @@ class Pipeline:
         status = "cancelled" if err.code == ErrorCode.CANCELLED else "failed"
 
         def mark() -> Awaitable[bool]:
-            return store.mark_failed(
-                job.analysis_id, status=status, code=str(err.code), message=err.text()
-            )
+            return store.mark_failed(job.analysis_id, status=status, error=err)
 
         if not patient:
             job.db_deadline = time.monotonic()

@@ -328,7 +328,7 @@ class AnalysisService:
     ) -> bool:
         """End an analysis no node runs; only the caller whose UPDATE ended it, and that is
         first to claim its ending, publishes (one terminal event per analysis)."""
-        if not await store.mark_failed(aid, status=status, code=str(err.code), message=err.text()):
+        if not await store.mark_failed(aid, status=status, error=err):
             return False
         await self.slots.release(user_id, str(aid))
         if await self.endings.claim(str(aid), err):

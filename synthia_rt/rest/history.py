@@ -19,8 +19,10 @@ TAGS = ("analyses",)
 
 def analysis_out(record: AnalysisRecord) -> AnalysisOut:
     error = None
-    if record.error_code:
-        error = AnalysisErrorOut(code=record.error_code, message=record.error_message or "")
+    if record.error is not None:  # in the reader's language, not the one it was stored in
+        error = AnalysisErrorOut(
+            code=str(record.error.code), message=record.error.text(i18n.current())
+        )
     return AnalysisOut(
         id=record.id,
         kind=record.kind,

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from synthia_rt.errors import AppError
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.tables import Analysis, StoredImage, utcnow
 
@@ -146,12 +147,15 @@ async def mark_done(
     return await _transition(analysis_id, ("running",), values)
 
 
-async def mark_failed(analysis_id: uuid.UUID, *, status: str, code: str, message: str) -> bool:
+async def mark_failed(analysis_id: uuid.UUID, *, status: str, error: AppError) -> bool:
+    """End an open analysis with ``error``: its code, its English sentence and its source
+    (each reader of the row gets it in their own language)."""
     assert status in ("failed", "cancelled")
     values = {
         Analysis.status: status,
-        Analysis.error_code: code,
-        Analysis.error_message: message,
+        Analysis.error_code: str(error.code),
+        Analysis.error_message: error.text(),
+        Analysis.error_source: error.source(),
         Analysis.finished_at: utcnow(),
     }
     return await _transition(analysis_id, OPEN, values)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from synthia_rt.errors import AppError
 from synthia_rt.store.ids import as_uuid
 from synthia_rt.store.pagination import Cursor, after, next_cursor
 from synthia_rt.store.tables import Analysis
@@ -20,8 +21,7 @@ class AnalysisRecord:
     result: dict[str, Any] | None
     cached: bool
     model: str
-    error_code: str | None
-    error_message: str | None
+    error: AppError | None  # failed or cancelled: say it with .text(locale)
     duration_ms: int | None
     created_at: datetime
     finished_at: datetime | None
@@ -37,6 +37,7 @@ _COLUMNS = (
     Analysis.model,
     Analysis.error_code,
     Analysis.error_message,
+    Analysis.error_source,
     Analysis.duration_ms,
     Analysis.created_at,
     Analysis.finished_at,
@@ -52,8 +53,9 @@ def _record(row: dict[str, Any]) -> AnalysisRecord:
         result=row["result"],
         cached=bool(row["cached"]),
         model=row["model"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
+        error=AppError.restore(row["error_source"], row["error_code"], row["error_message"])
+        if row["error_code"]
+        else None,
         duration_ms=row["duration_ms"],
         created_at=row["created_at"],
         finished_at=row["finished_at"],

@@ -69,7 +69,9 @@ class Analysis(Table, tablename="analyses"):
     prompt_version = Varchar(length=40, default="")
     usage = JSON(default={})
     error_code = Varchar(length=40, null=True, default=None)
-    error_message = Text(null=True, default=None)
+    error_message = Text(null=True, default=None)  # English, filled in (logs, admin, exports)
+    # AppError.source(): msgid, plural and params, so each reader gets it in their language
+    error_source = JSON(null=True, default=None)
     duration_ms = Integer(null=True, default=None)
     created_at = Timestamptz(index=True)
     started_at = Timestamptz(null=True, default=None)

@@ -34,7 +34,7 @@ async def push_service() -> AsyncIterator[PushService]:
 def push_settings(settings_for: Any, backend: str = "redis", **extra: Any) -> Any:
     return settings_for(
         backend, vapid_private_key=VAPID_PRIVATE, vapid_subject="mailto:ops@example.com",
-        push_allow_insecure_endpoints=True, push_backoff=0.05, **extra,
+        push_allow_insecure_endpoints=True, **{"push_backoff": 0.05, **extra},
     )  # fmt: skip
 
 
@@ -207,6 +207,32 @@ async def test_retries_are_capped(settings_for: Any, push_service: PushService) 
         assert (
             await PushSubscription.count().run() == 1
         )  # a failing service is not a gone subscription
+
+
+async def test_a_push_waiting_for_its_retry_is_sent_at_shutdown_not_lost(
+    settings_for: Any, push_service: PushService
+) -> None:
+    """A deploy stops the node while a push waits out its backoff (here 30 s): the node tries
+    it once more as it stops, within its grace, instead of forgetting it."""
+    async with push_app(settings_for, "memory", push_backoff=30.0) as (app, client):
+        admin = await admin_in_process(client)
+        user = await register(client)
+        browser = push_service.browser("busy")
+        push_service.answers = {"/push/busy": [503]}
+        assert (
+            await subscribe(client, user["access_token"], browser.subscription())
+        ).status_code == 201
+        await notify(client, admin, user["user"]["id"], "sent on the way out")
+        for _ in range(100):
+            if push_service.attempts.get("/push/busy") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert push_service.attempts == {"/push/busy": 1}
+        assert push_service.received.empty()
+    # The app has stopped (lifespan shutdown): the retry went out during it.
+    got = await push_service.next(timeout=1.0)
+    assert got.path == "/push/busy" and got.message["title"] == "sent on the way out"
+    assert push_service.attempts == {"/push/busy": 2}
 
 
 async def test_a_finished_analysis_is_pushed(settings_for: Any, push_service: PushService) -> None:

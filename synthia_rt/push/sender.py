@@ -12,6 +12,11 @@ restarted if one ever dies, take it from there:
 * 404/410 = the browser unsubscribed: the row is deleted; 429, 5xx and network errors are
   retried ``PUSH_RETRIES`` times after ``PUSH_BACKOFF`` seconds doubling (capped at 60 s);
   any other answer is logged and dropped.
+
+At shutdown (``stop``) no new push is taken; what is queued is delivered for up to
+``STOP_GRACE`` seconds, and retries still waiting out their backoff are tried once more then
+instead of being forgotten. What is left after the grace is logged with its count (the
+notifications themselves stay stored and listed).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ WORKERS = 4
 BACKOFF_CAP = 60.0
 SEND_TIMEOUT = 10.0
 GONE = frozenset({404, 410})
+STOP_GRACE = 5.0  # seconds a stopping node keeps delivering what it queued
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ class Pusher:
             maxsize=max(1, settings.push_queue_size)
         )
         self._workers: list[asyncio.Task[None]] = []
-        self._timers: set[asyncio.Task[None]] = set()
+        self._timers: dict[asyncio.Task[None], _Retry] = {}  # retries waiting out a backoff
         self._client: httpx.AsyncClient | None = None
         self._stopping = False
 
@@ -122,9 +128,25 @@ class Pusher:
         task.add_done_callback(supervise)
         return task
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Take no more pushes; deliver what is queued (waiting retries once more, now) for up
+        to ``grace`` seconds; then stop the workers."""
         self._stopping = True
-        tasks = [*self._workers, *self._timers]
+        waiting = list(self._timers.items())
+        self._timers.clear()
+        for timer, retry in waiting:
+            timer.cancel()
+            with contextlib.suppress(asyncio.QueueFull):  # as full as it can be: the rest waits
+                self._queue.put_nowait(retry)
+        if self._workers:
+            try:
+                async with asyncio.timeout(grace):
+                    await self._queue.join()
+            except TimeoutError:
+                log.warning(
+                    "push: %d notifications not delivered before shutdown", self._queue.qsize()
+                )
+        tasks = [*self._workers, *(timer for timer, _ in waiting)]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -247,6 +269,9 @@ class Pusher:
         )
 
     def _later(self, delay: float, retry: _Retry) -> None:
+        if self._stopping:
+            log.warning("push still failing at shutdown; not retried")
+            return
         if len(self._timers) >= self._queue.maxsize:  # retries waiting are bounded like the queue
             log.warning("too many push retries waiting; one dropped")
             return
@@ -257,5 +282,8 @@ class Pusher:
                 self._queue.put_nowait(retry)
 
         task = asyncio.ensure_future(wait_then_queue())
-        self._timers.add(task)
-        task.add_done_callback(self._timers.discard)
+        self._timers[task] = retry
+        task.add_done_callback(self._forget_timer)
+
+    def _forget_timer(self, task: asyncio.Task[None]) -> None:
+        self._timers.pop(task, None)

@@ -91,14 +91,3 @@ async def revoke_all(user_id: str) -> None:
             .where(RefreshFamily.user == uid)
             .run()
         )
-
-
-async def purge_expired() -> int:
-    """Delete families whose last token has expired; returns how many."""
-    gone = (
-        await RefreshFamily.delete()
-        .where(RefreshFamily.expires_at < utcnow())
-        .returning(RefreshFamily.id)
-        .run()
-    )
-    return len(gone)

@@ -185,6 +185,10 @@ async def test_spanish_over_rest_and_the_socket(settings_for: Any, backend: str)
             headers={**bearer(token), "Accept-Language": "en"},
         )
         assert r.json()["error"]["message"] == "No existe ese recurso o no tienes acceso a él."
+        # The handshake's language entry is written through on each change (it lives 30 days).
+        async with ws_session(ws, token, additional_headers={"Accept-Language": "en"}) as client:
+            started = await client.command("quiz.start")
+            assert started["questions"][1]["text"] == "¿Qué metal favorece más a tu piel?"
         r = await http.patch(f"{API}/users/profile", json={"locale": "fr"}, headers=bearer(token))
         assert r.status_code == 422 and r.json()["error"]["field"] == "locale"
 

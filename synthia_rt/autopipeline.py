@@ -104,6 +104,9 @@ class AutoPipeline:
                 await self._run(batch)
         finally:
             self._sender = None
+            if self._queue and not self._scheduled:  # cancelled with reads still queued
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     async def _run(self, batch: list[Item]) -> None:
         live = [item for item in batch if not item[2].done()]

@@ -9,6 +9,7 @@ exception text, no stack trace) ever reaches a client.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -196,7 +197,10 @@ class AppError(Exception):
         params that do not match it leave it unfilled: a message never raises."""
         english = self.message
         if self.plural is not None:
-            n = int(str((self.params or {}).get("n", 1)))
+            try:
+                n = int(str((self.params or {}).get("n", 1)))
+            except ValueError:  # a stored error edited by hand: say it, do not fail on it
+                n = 2
             english = self.message if n == 1 else self.plural
             shown = ngettext(self.message, self.plural, n, locale) if locale else english
         else:
@@ -206,7 +210,7 @@ class AppError(Exception):
         for text in (shown, english):
             try:
                 return text.format_map(self.params)
-            except (KeyError, IndexError, ValueError):
+            except (LookupError, ValueError, AttributeError, TypeError):
                 continue
         return english
 
@@ -229,7 +233,7 @@ class AppError(Exception):
         a source — rows written before there was one — come back as that sentence; its
         translation is found when it has no numbers filled in). Never raises: an unknown
         code is ``internal``."""
-        source = source or {}
+        source = source if isinstance(source, Mapping) else {}
         raw = source.get("code", code)
         known = isinstance(raw, str) and raw in ErrorCode._value2member_map_
         params, plural = source.get("params"), source.get("plural")
@@ -370,5 +374,14 @@ CLOSE_DOCS: dict[CloseCode, tuple[bool, str]] = {
 
 
 def _plain(value: object) -> object:
-    """A param as JSON keeps it (numbers stay numbers for plural rules and formatting)."""
-    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
+    """A param as JSON keeps it (numbers stay numbers for plural rules and formatting); what
+    JSON cannot hold exactly (other types, NaN, integers past 64 bits, lone surrogates) goes
+    as text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    text = value if isinstance(value, str) else str(value)
+    return text.encode("utf-8", "replace").decode()

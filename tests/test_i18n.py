@@ -193,6 +193,36 @@ async def test_spanish_over_rest_and_the_socket(settings_for: Any, backend: str)
         assert r.status_code == 422 and r.json()["error"]["field"] == "locale"
 
 
+def test_an_error_stored_as_data_comes_back_whatever_was_stored() -> None:
+    """AppError.source() is JSON whatever the params hold, and restore() + text() never raise
+    on what a row or a Redis key may hold (older rows, hand edits, junk)."""
+    import orjson
+
+    from synthia_rt.errors import counted
+
+    odd = AppError(
+        ErrorCode.VALIDATION_ERROR,
+        "Values {a} {b} {c} {d}.",
+        params={"a": 2**70, "b": float("nan"), "c": "x\ud800", "d": [1, 2]},
+    )
+    stored = orjson.loads(orjson.dumps(odd.source()))
+    assert AppError.restore(stored).text("es") == "Values 1180591620717411303424 nan x? [1, 2]."
+    two = counted(ErrorCode.VALIDATION_ERROR, "Answer at least {n} question.",
+                  "Answer at least {n} questions.", 2)  # fmt: skip
+    assert AppError.restore(orjson.loads(orjson.dumps(two.source()))).text("es") == (two.text("es"))
+    for junk in ("junk", [1], {"code": "nope"}, {"code": 5, "params": "x"}, None):
+        assert AppError.restore(junk).code is ErrorCode.INTERNAL  # type: ignore[arg-type]
+    legacy = AppError.restore(None, "no_face_detected", "No face was found in the image.")
+    assert legacy.text("es") == "No se encontró ningún rostro en la imagen."
+    hand_edited = [
+        {"code": "validation_error", "message": "one {n}", "plural": "many {n}",
+         "params": {"n": "2.5"}},
+        {"code": "validation_error", "message": "x {x.real} {x[0]}", "params": {"x": "s"}},
+    ]  # fmt: skip
+    for source in hand_edited:
+        assert isinstance(AppError.restore(source).text("es"), str)
+
+
 def test_formatted_messages_are_translated_then_filled() -> None:
     """Placeholders are filled after translation (one catalog entry per sentence), plural
     forms follow the count, and a translation with broken placeholders falls back to English."""

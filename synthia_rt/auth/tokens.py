@@ -48,8 +48,9 @@ _SEGMENT = re.compile(rb"[A-Za-z0-9_-]*")
 class _Segments(PyJWS):
     """PyJWS whose base64url check is one regex match instead of a generator over every
     character (PyJWT 2.15: half of a decode's time; a token is checked on every connect).
-    Same refusals: a character outside the alphabet, an impossible length, a non-canonical
-    encoding; padding too (our tokens never carry it)."""
+    Same refusals (a character outside the alphabet, an impossible length, a non-canonical
+    encoding), and padded segments too, which stock PyJWT accepts and our issuer never
+    writes."""
 
     @staticmethod
     def _decode_base64url_segment(segment: bytes, name: str) -> bytes:

@@ -7,13 +7,6 @@ and ``GET /users/profile`` returns the record; both read ``cache:user:<user_id>`
 Every write this service makes to a user (profile edit, password change, block/unblock, plan
 change, role grant, erasure) calls :meth:`UserCache.forget` after it is committed, so the next
 read is the new row. ``USER_CACHE_TTL`` bounds only edits made behind the service's back (SQL).
-
-The saved language, which every socket handshake reads, has an entry of its own,
-``cache:user:locale:<user_id>``, kept ``LOCALE_TTL`` (30 days): a reconnect storm of sockets
-opened hours ago then reads no ``users`` row per socket (measured: 5,000 reconnects with the
-profile entries expired, 18 s). It is written through by the one path that changes it
-(:meth:`UserCache.save_locale`, after the row is committed; a reload never overwrites it), so
-its length costs no staleness; a language edited in SQL shows after ``LOCALE_TTL``.
 """
 
 from __future__ import annotations
@@ -28,11 +21,6 @@ from synthia_rt.store import users as user_store
 from synthia_rt.store.users import UserRecord
 
 NAMESPACE = "user"
-LOCALE_TTL = 30 * 24 * 3600.0  # seconds
-
-
-def _locale_key(user_id: str) -> str:
-    return f"locale:{user_id}"
 
 
 def public_view(user: UserRecord) -> dict[str, Any]:
@@ -91,24 +79,17 @@ class UserCache:
         return str(view["role"]) if view is not None and view["active"] else None
 
     async def locale(self, user_id: str) -> str | None:
-        """The user's saved language (None: none saved, or no such user). Served from its own
-        entry (module docstring): a socket handshake costs no SQL."""
-        cached = await self.cache.get(NAMESPACE, _locale_key(user_id))
-        if isinstance(cached, dict):
-            value = cached.get("locale")
+        """The user's saved language (None: none saved, or no such user). Served from the
+        cache: a socket handshake costs no SQL; ``set_locale`` forgets the entry."""
+        cached = await self.cache.get(NAMESPACE, user_id)
+        if isinstance(cached, dict) and "locale" in cached:  # entries cached before had none
+            value = cached["locale"]
             return value if isinstance(value, str) else None
-        value = await user_store.saved_locale(user_id)
-        # nx: a save_locale that committed after our read has written the newer value.
-        await self.cache.set(
-            NAMESPACE, _locale_key(user_id), {"locale": value}, LOCALE_TTL, nx=True
-        )
-        return value
-
-    async def save_locale(self, user_id: str, locale: str | None) -> None:
-        """Write through the language just committed to the user's row (overwrites)."""
-        await self.cache.set(NAMESPACE, _locale_key(user_id), {"locale": locale}, LOCALE_TTL)
+        view = await self.view(user_id) if not isinstance(cached, dict) else None
+        if view is not None and "locale" in view:
+            value = view["locale"]
+            return value if isinstance(value, str) else None
+        return await user_store.saved_locale(user_id)
 
     async def forget(self, user_id: str) -> None:
-        """After a write to the user: the profile entry goes. The language entry stays: only
-        ``save_locale`` changes it (and erasure deletes every key that names the user)."""
         await self.cache.delete(NAMESPACE, user_id)

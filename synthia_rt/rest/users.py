@@ -66,8 +66,6 @@ async def patch_profile(request: Request, principal: Principal, body: ProfilePat
         if changed is None:
             raise AppError(ErrorCode.NOT_FOUND)
         user = changed
-        if runtime.user_cache is not None:  # the handshake's language, written through
-            await runtime.user_cache.save_locale(principal.user_id, changed.locale)
     await runtime.forget_user(principal.user_id)
     return ProfileOut(
         user=user_out(user), session=None if session is None else session_out(session)

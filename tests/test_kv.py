@@ -204,6 +204,28 @@ async def test_reads_queued_while_a_batch_is_out_leave_as_the_next_batch(
     assert batcher.batches - before == 2
 
 
+async def test_reads_queued_behind_a_cancelled_batch_still_leave(
+    kv: KeyValue, backend: str
+) -> None:
+    """If the task sending a batch is cancelled (a shutdown), the reads queued behind it are
+    not stranded: they leave as a batch of their own."""
+    if backend != "redis":
+        pytest.skip("the single-server sender")
+    await kv.set("s", b"1")
+    batcher = getattr(kv, "_read")  # noqa: B009 - RedisKV's AutoPipeline
+    busy = "local t = redis.call('TIME'); local t0 = t[1] * 1e6 + t[2]; " + (
+        "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - t0 > 100000; return 1"
+    )
+    slow = asyncio.ensure_future(batcher("EVAL", busy, 0))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(kv.get("s"))
+    await asyncio.sleep(0.01)
+    batcher._sender.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    assert await asyncio.wait_for(queued, 5) == b"1"
+
+
 async def test_scan_yields_relative_keys_of_own_namespace_only(
     kv: KeyValue, backend: str, namespace: str, redis_client: aioredis.Redis
 ) -> None:
